@@ -1,0 +1,47 @@
+"""The `nnscale` command line: one module per subcommand, each with `add_parser` and `handle`.
+
+Handlers only parse and print; the work is done by functions callable from Python (asv's pattern).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nnscale import __version__
+from nnscale.cli import models, run, stats
+from nnscale.errors import UserError
+
+_COMMANDS = (models, stats, run)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to look) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nnscale", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"nnscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for command in _COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handle(args) or 0)
+    except UserError as exc:
+        print(f"nnscale: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:  # `nnscale models | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("nnscale: interrupted", file=sys.stderr)
+        return 130

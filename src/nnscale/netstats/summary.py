@@ -1,0 +1,102 @@
+"""Network statistics of a zoo model at a given input size: the seed's table, and more."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+
+from nnscale.errors import UserError
+from nnscale.netstats.counting import Counts, LayerCount, count
+from nnscale.netstats.depth import conv_depth
+from nnscale.zoo import create_model, model_info
+
+_SIZE = re.compile(r"^\d+(x\d+){0,2}$")
+
+
+def parse_input_size(text: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    """'3x224x224' -> (3, 224, 224); '224x224' and '224' keep the default channel count."""
+    raw = text.strip().lower()
+    if not _SIZE.match(raw):
+        raise UserError(
+            f"malformed --input-size {text!r}: expected CxHxW, HxW or S with positive integers, "
+            "e.g. 3x224x224"
+        )
+    dims = tuple(int(v) for v in raw.split("x"))
+    if any(d <= 0 for d in dims):
+        raise UserError(f"malformed --input-size {text!r}: every dimension must be positive")
+    channels = default[0]
+    if len(dims) == 1:
+        return (channels, dims[0], dims[0])
+    if len(dims) == 2:
+        return (channels, *dims)
+    return dims
+
+
+@dataclass(frozen=True, slots=True)
+class NetStats:
+    model: str
+    input_shape: tuple[int, ...]
+    params_total: int
+    params_trainable: int
+    params_weights: int
+    macs: int
+    forward_flops: int
+    training_flops: int
+    conv_layers: int
+    conv_depth: int | None  # None when the model cannot be traced symbolically
+    fc_layers: int
+    activation_bytes: int
+    layers: tuple[LayerCount, ...]
+
+    def to_dict(self, per_layer: bool = False) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        if per_layer:
+            total = self.macs or 1
+            d["layers"] = [dict(asdict(r), output_shape=list(r.output_shape), macs_share=r.macs / total)
+                           for r in self.layers]
+        else:
+            d.pop("layers")
+        return d
+
+
+def _build(name: str, device: str, overrides: dict):
+    with torch.device(device):
+        return create_model(name, **overrides)
+
+
+def network_stats(name: str, input_shape: tuple[int, ...] | None = None, **overrides) -> NetStats:
+    """Count `name` at `input_shape` (C, H, W; the model's default when None) without real compute.
+
+    Everything runs on the meta device: shapes propagate, FLOPs are counted, no memory is filled.
+    """
+    info = model_info(name)
+    shape = tuple(input_shape) if input_shape is not None else info.input_shape
+    model = _build(name, "meta", overrides)
+    x = torch.empty((1, *shape), device="meta")
+    try:
+        counts: Counts = count(model, x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        size = "x".join(map(str, shape))
+        default = "x".join(map(str, info.input_shape))
+        raise UserError(
+            f"input {size} does not fit {name} (its default is {default}): {first}"
+        ) from None
+    return NetStats(
+        model=name,
+        input_shape=shape,
+        params_total=counts.params_total,
+        params_trainable=counts.params_trainable,
+        params_weights=counts.params_weights,
+        macs=counts.macs,
+        forward_flops=counts.forward_flops,
+        training_flops=counts.training_flops,
+        conv_layers=counts.conv_layers,
+        conv_depth=conv_depth(model),
+        fc_layers=counts.fc_layers,
+        activation_bytes=counts.activation_bytes,
+        layers=counts.layers,
+    )
