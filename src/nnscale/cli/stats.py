@@ -56,7 +56,7 @@ def handle(args) -> int:
     if not args.model:
         raise UserError("stats needs a MODEL (see `nnscale models`) or --paper")
     shape = None
-    if args.input_size:
+    if args.input_size is not None:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
     stats = network_stats(args.model, shape)
     data = stats.to_dict(per_layer=args.per_layer)

@@ -1,0 +1,133 @@
+"""The results schema (version 1), and the read-only check that a database is nnscale's.
+
+Tables:
+- `meta`: key/value; `application` = "nnscale", `schema_version` = SCHEMA_VERSION.
+- `runs`: one row per `nnscale run` invocation (name unique, environment as JSON text).
+- `measurements`: one row per measured point, unique per (run, workload key). The columns a report
+  filters or sorts on (model, mode, batch size, device, ...) are copied out of the workload; the full
+  records are kept as JSON text (`workload`, `stats`, `samples_ms`) so `Measurement.from_dict`
+  rebuilds them exactly. JSON is stored as TEXT rather than a JSON column type: the same on SQLite
+  and PostgreSQL, and Python's float repr round-trips exactly (also NaN/Infinity, which PostgreSQL's
+  json type would refuse).
+
+Timestamps are ISO 8601 UTC strings (`datetime.isoformat`), sortable as text on both backends.
+A database holding other tables and no `meta` table, or a newer schema version, is refused with a
+`UserError` before anything is written.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from nnscale.errors import UserError
+
+APPLICATION = "nnscale"
+SCHEMA_VERSION = 1
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_utc", sa.String(40), nullable=False),
+    sa.Column("command_line", sa.Text, nullable=False),
+    sa.Column("environment", sa.Text, nullable=False),  # JSON object
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.UniqueConstraint("name", name="uq_runs_name"),
+)
+
+measurements = sa.Table(
+    "measurements",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("runs.id", ondelete="CASCADE", name="fk_measurements_run"),
+        nullable=False,
+    ),
+    sa.Column("workload_key", sa.String(32), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("batch_size", sa.Integer, nullable=False),
+    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("precision", sa.String(16), nullable=False),
+    sa.Column("framework", sa.String(32), nullable=False),
+    sa.Column("world_size", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("samples_per_s", sa.Float, nullable=True),  # median; NULL when not measured
+    sa.Column("step_time_ms", sa.Float, nullable=True),  # median
+    sa.Column("created_utc", sa.String(40), nullable=False),
+    sa.Column("workload", sa.Text, nullable=False),  # JSON: asdict(Workload)
+    sa.Column("stats", sa.Text, nullable=False),  # JSON object
+    sa.Column("samples_ms", sa.Text, nullable=False),  # JSON array
+    sa.Column("error", sa.Text, nullable=False),
+    sa.UniqueConstraint("run_id", "workload_key", name="uq_measurements_run_key"),
+)
+
+TABLES = ("meta", "runs", "measurements")
+
+
+def _listing(names: set[str], limit: int = 5) -> str:
+    shown = sorted(names)[:limit]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def inspect_schema(conn: sa.Connection, where: str) -> str:
+    """Read-only: "empty", "current" or "incomplete" (meta present, a table missing); else UserError.
+
+    `where` names the store in messages.
+    """
+    names = set(sa.inspect(conn).get_table_names())
+    if not names:
+        return "empty"
+    if "meta" not in names:
+        raise UserError(
+            f"{where} holds other tables ({_listing(names)}) and no nnscale results; "
+            "give a new file or an empty database (nothing was changed)"
+        )
+    try:
+        rows = dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all())
+    except sa.exc.DBAPIError:
+        rows = {}
+    version_text = rows.get("schema_version", "")
+    if rows.get("application") != APPLICATION or not version_text.isdigit():
+        raise UserError(
+            f"{where} has a table 'meta' that is not nnscale's; "
+            "give a new file or an empty database (nothing was changed)"
+        )
+    version = int(version_text)
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{where} was written by a newer nnscale (schema version {version}; this nnscale "
+            f"reads version {SCHEMA_VERSION}); upgrade nnscale or give another store"
+        )
+    if version < SCHEMA_VERSION:  # no older version exists yet: version 1 is the first
+        raise UserError(
+            f"{where} has unknown schema version {version} (this nnscale reads version "
+            f"{SCHEMA_VERSION}); give a new file or an empty database"
+        )
+    return "current" if names.issuperset(TABLES) else "incomplete"
+
+
+def create_schema(conn: sa.Connection, where: str) -> None:
+    """Create what is missing, inside the caller's write transaction (which must serialize writers:
+    SQLite BEGIN IMMEDIATE, PostgreSQL an advisory lock). Re-checks first, so racing openers agree."""
+    if inspect_schema(conn, where) == "current":
+        return
+    metadata.create_all(conn, checkfirst=True)
+    present = set(conn.execute(sa.select(meta.c.key)).scalars())
+    wanted = {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION)}
+    rows = [{"key": k, "value": v} for k, v in wanted.items() if k not in present]
+    if rows:
+        conn.execute(meta.insert(), rows)

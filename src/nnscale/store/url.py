@@ -1,0 +1,131 @@
+"""Where the results store lives: a file path or a database URL, checked before anything is opened.
+
+Accepted (anything else is a `UserError` naming what is wrong and what is accepted):
+- nothing: `sqlite:///nnscale.db` in the current directory;
+- a file path (`results.db`, `~/bench/results.db`): an SQLite file;
+- `sqlite:///PATH` (relative to the current directory), `sqlite:////ABSOLUTE/PATH`, or
+  `sqlite://` / `sqlite:///:memory:` for a throwaway in-memory store;
+- `postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE` (also `postgres://`), which uses the psycopg
+  (version 3) driver; `postgresql+DRIVER://` picks another installed SQLAlchemy driver.
+
+URL syntax is SQLAlchemy's (RFC 1738 style): https://docs.sqlalchemy.org/en/20/core/engines.html#database-urls
+The checks on an SQLite path only read: a file that exists must start with the 16-byte SQLite
+header ("SQLite format 3\\0", https://www.sqlite.org/fileformat.html §1.3), so a file that is not a
+database is refused before SQLite can touch it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from nnscale.errors import UserError
+
+DEFAULT_URL = "sqlite:///nnscale.db"
+ACCEPTED = (
+    "accepted: a file path (results.db), sqlite:///PATH, "
+    "or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+)
+SQLITE_HEADER = b"SQLite format 3\x00"  # https://www.sqlite.org/fileformat.html §1.3
+_SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
+_BACKEND_ALIASES = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}
+_DEFAULT_DRIVER = {"postgresql": "psycopg", "sqlite": "pysqlite"}
+
+
+@dataclass(frozen=True, slots=True)
+class StoreURL:
+    """A checked store location."""
+
+    url: sa.URL  # with the driver made explicit and an SQLite path made absolute
+    backend: str  # "sqlite" or "postgresql"
+    sqlite_path: Path | None  # None for PostgreSQL and in-memory SQLite
+
+    @property
+    def display(self) -> str:
+        """The URL for messages, password hidden."""
+        return self.url.render_as_string(hide_password=True)
+
+
+def resolve_url(url: str | os.PathLike | None = None) -> StoreURL:
+    """Turn what the user gave (None, a path or a URL) into a `StoreURL`; UserError if malformed."""
+    if url is None or str(url).strip() == "":
+        text = DEFAULT_URL
+    else:
+        text = os.fspath(url).strip()
+    if "://" not in text:
+        if _SCHEME_LIKE.match(text) and not Path(text).exists():
+            raise UserError(f"malformed store URL {text!r}: expected SCHEME://...; {ACCEPTED}")
+        return _sqlite_file(Path(text))
+    try:
+        parsed = sa.make_url(text)
+        _ = parsed.port  # parsing a bad port raises on some versions only when read
+    except (sa.exc.ArgumentError, ValueError) as e:
+        raise UserError(f"malformed store URL {_redact(text)!r} ({e}); {ACCEPTED}") from None
+    backend_name, _, driver = parsed.drivername.partition("+")
+    backend = _BACKEND_ALIASES.get(backend_name.lower())
+    if backend is None:
+        raise UserError(
+            f"unsupported store URL scheme {backend_name!r} in {_redact(text)!r}; {ACCEPTED}"
+        )
+    parsed = parsed.set(drivername=f"{backend}+{driver or _DEFAULT_DRIVER[backend]}")
+    if backend == "postgresql":
+        if not parsed.database:
+            raise UserError(
+                f"store URL {_redact(text)!r} names no database (…/DATABASE at the end); {ACCEPTED}"
+            )
+        return StoreURL(url=parsed, backend=backend, sqlite_path=None)
+    if parsed.database in (None, "", ":memory:"):
+        return StoreURL(url=parsed.set(database=":memory:"), backend=backend, sqlite_path=None)
+    return _sqlite_file(Path(parsed.database), driver=parsed.drivername, query=parsed.query)
+
+
+def _sqlite_file(path: Path, driver: str = "sqlite+pysqlite", query=None) -> StoreURL:
+    path = Path(os.path.abspath(path.expanduser()))
+    url = sa.URL.create(driver, database=str(path), query=query or {})
+    return StoreURL(url=url, backend="sqlite", sqlite_path=path)
+
+
+def _redact(text: str) -> str:
+    """The URL text with any password replaced, for messages about URLs that did not parse."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+
+
+def check_sqlite_path(target: StoreURL, create: bool) -> None:
+    """Read-only checks of an SQLite file location; UserError naming the problem. Changes nothing."""
+    path = target.sqlite_path
+    if path is None:
+        return
+    where = f"results store {path}"
+    if path.is_dir():
+        raise UserError(f"{where} is a directory; give a file path, e.g. {path / 'nnscale.db'}")
+    parent = path.parent
+    if not parent.exists():
+        raise UserError(f"{where}: directory {parent} does not exist; create it or give another path")
+    if not parent.is_dir():
+        raise UserError(f"{where}: {parent} is not a directory; give a path inside a directory")
+    if path.exists():
+        if not path.is_file():
+            raise UserError(f"{where} is not a regular file; give a new file name or a database file")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(100)
+        except OSError as e:
+            raise UserError(f"cannot read {where}: {e.strerror}; {ACCEPTED}") from None
+        if head and (len(head) < 100 or not head.startswith(SQLITE_HEADER)):
+            raise UserError(
+                f"{where} is not an SQLite database (no SQLite header; left unchanged): give a new "
+                "file name or an existing nnscale results file"
+            )
+        if not os.access(path, os.R_OK | os.W_OK):
+            raise UserError(f"{where} is not writable; give a path you can write to")
+    elif not create:
+        raise UserError(f"no results store at {path}; give the path of an existing results file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(
+            f"{where}: directory {parent} is not writable (SQLite keeps its -wal and -shm files "
+            "next to the database); give a path in a writable directory"
+        )

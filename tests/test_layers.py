@@ -1,0 +1,52 @@
+"""The package's layers import only downward, and the pure layers never import torch."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "nnscale"
+
+# Lower numbers are lower layers. A module may import its own package and anything below its layer.
+LAYERS = {
+    "errors": 0, "records": 0, "format": 0, "__init__": 0, "__main__": 6,
+    "zoo": 1, "stats": 1, "store": 1,
+    "netstats": 2,
+    "measure": 3, "distributed": 3, "predict": 3,
+    "study": 4, "report": 4,
+    "cli": 5,
+}
+TORCH_FREE = {"errors", "records", "format", "stats", "store", "predict", "report"}
+
+
+def _top(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+            yield from (f"{node.module}.{a.name}" for a in node.names)
+
+
+def test_every_module_has_a_layer():
+    for path in PKG.rglob("*.py"):
+        assert _top(path) in LAYERS, f"{path} is in no layer; add it to LAYERS"
+
+
+def test_imports_go_only_downward_and_pure_layers_skip_torch():
+    problems = []
+    for path in PKG.rglob("*.py"):
+        top = _top(path)
+        for name in _imports(path):
+            parts = name.split(".")
+            if parts[0] == "torch" and top in TORCH_FREE:
+                problems.append(f"{path.relative_to(PKG)} imports torch")
+            if parts[0] == "nnscale" and len(parts) > 1 and parts[1] in LAYERS:
+                other = parts[1]
+                if other != top and LAYERS[other] > LAYERS[top]:
+                    problems.append(f"{path.relative_to(PKG)} ({top}) imports {other} from above")
+    assert not problems, problems
