@@ -34,17 +34,21 @@ fi
 # The newest installed major version (Debian 12: 15).
 PG_VERSION=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
 
-if ! pg_lsclusters -h | awk '{print $1, $2}' | grep -qx "$PG_VERSION $PG_CLUSTER"; then
+# Field of the cluster's line in `pg_lsclusters -h` (ver cluster port status owner datadir log),
+# empty if there is no such cluster. awk reads all its input: no SIGPIPE under pipefail.
+cluster_field() {
+    pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" -v f="$1" '$1 == v && $2 == c {print $f}'
+}
+
+if [[ -z $(cluster_field 1) ]]; then
     log "creating cluster $PG_VERSION/$PG_CLUSTER"
     pg_createcluster "$PG_VERSION" "$PG_CLUSTER" >/dev/null
 fi
-
-status=$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c {print $4}')
-if [[ $status != online ]]; then
+if [[ $(cluster_field 4) != online ]]; then
     log "starting cluster $PG_VERSION/$PG_CLUSTER"
     pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start
 fi
-PG_PORT=$(pg_lsclusters -h | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c {print $3}')
+PG_PORT=$(cluster_field 3)
 
 for _ in $(seq 1 60); do
     pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break
@@ -57,6 +61,8 @@ psql_admin() { runuser -u postgres -- psql -p "$PG_PORT" -v ON_ERROR_STOP=1 -qtA
 if [[ $(psql_admin -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_ROLE'") != 1 ]]; then
     log "creating role $PG_ROLE"
     psql_admin -c "CREATE ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD'"
+else
+    psql_admin -c "ALTER ROLE $PG_ROLE LOGIN PASSWORD '$PG_PASSWORD'"  # known state on every run
 fi
 if [[ $(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") != 1 ]]; then
     log "creating database $PG_DB"

@@ -15,15 +15,16 @@ Sources of the formulas:
   interval for a quantile); also Le Boudec (2011), "Performance Evaluation of Computer and
   Communication Systems", ch. 2 (confidence interval for the median and other quantiles).
 - Outliers: median ± 3·1.4826·MAD, where MAD is the median absolute deviation from the median and
-  1.4826 = 1/Φ⁻¹(3/4) makes it a consistent estimator of σ for normal data. Rousseeuw & Croux (1993),
-  "Alternatives to the median absolute deviation", JASA 88(424):1273-1283; threshold 3 as in
-  Leys et al. (2013), "Detecting outliers: Do not use standard deviation around the mean, use
-  absolute deviation around the median", J. Exp. Social Psychology 49(4):764-766 ("very conservative").
+  1.4826 = 1/Φ⁻¹(3/4) makes it a consistent estimator of σ for normal data. Rousseeuw & Croux
+  (1993), "Alternatives to the median absolute deviation", JASA 88(424):1273-1283; threshold 3 as
+  in Leys et al. (2013), "Detecting outliers: Do not use standard deviation around the mean, use
+  absolute deviation around the median", J. Exp. Social Psychology 49(4):764-766 ("very
+  conservative").
   Outliers are counted, never dropped: a slow iteration is part of what a user pays for.
 
-Undefined quantities (the stdev and mean CI of a single sample, a median CI that the sample is too
-small to reach at the requested confidence) are NaN; NaN fails every comparison, so such a summary is
-never "stable".
+Undefined quantities (the stdev and mean CI of a single sample, a median CI that the sample is
+too small to reach at the requested confidence) are NaN; NaN fails every comparison, so such a
+summary is never "stable".
 """
 
 from __future__ import annotations

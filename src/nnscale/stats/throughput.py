@@ -76,9 +76,7 @@ def knee(
     positive (failed: OOM, error) are ignored; None when no point is left.
     """
     if len(batch_sizes) != len(throughputs):
-        raise ValueError(
-            f"{len(batch_sizes)} batch sizes but {len(throughputs)} throughputs"
-        )
+        raise ValueError(f"{len(batch_sizes)} batch sizes but {len(throughputs)} throughputs")
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     points = sorted(

@@ -3,12 +3,12 @@
 Tables:
 - `meta`: key/value; `application` = "nnscale", `schema_version` = SCHEMA_VERSION.
 - `runs`: one row per `nnscale run` invocation (name unique, environment as JSON text).
-- `measurements`: one row per measured point, unique per (run, workload key). The columns a report
-  filters or sorts on (model, mode, batch size, device, ...) are copied out of the workload; the full
-  records are kept as JSON text (`workload`, `stats`, `samples_ms`) so `Measurement.from_dict`
-  rebuilds them exactly. JSON is stored as TEXT rather than a JSON column type: the same on SQLite
-  and PostgreSQL, and Python's float repr round-trips exactly (also NaN/Infinity, which PostgreSQL's
-  json type would refuse).
+- `measurements`: one row per measured point, unique per (run, workload key). The columns a
+  report filters or sorts on (model, mode, batch size, device, ...) are copied out of the
+  workload; the full records are kept as JSON text (`workload`, `stats`, `samples_ms`) so
+  `Measurement.from_dict` rebuilds them exactly. JSON is stored as TEXT rather than a JSON
+  column type: the same on SQLite and PostgreSQL, and Python's float repr round-trips exactly
+  (also NaN/Infinity, which PostgreSQL's json type would refuse).
 
 Timestamps are ISO 8601 UTC strings (`datetime.isoformat`), sortable as text on both backends.
 A database holding other tables and no `meta` table, or a newer schema version, is refused with a
@@ -84,7 +84,9 @@ def _listing(names: set[str], limit: int = 5) -> str:
 
 
 def inspect_schema(conn: sa.Connection, where: str) -> str:
-    """Read-only: "empty", "current" or "incomplete" (meta present, a table missing); else UserError.
+    """Read-only: "empty", "current" or "incomplete" (meta present, a table missing).
+
+    UserError for a database that is not nnscale's or is newer.
 
     `where` names the store in messages.
     """
@@ -121,8 +123,11 @@ def inspect_schema(conn: sa.Connection, where: str) -> str:
 
 
 def create_schema(conn: sa.Connection, where: str) -> None:
-    """Create what is missing, inside the caller's write transaction (which must serialize writers:
-    SQLite BEGIN IMMEDIATE, PostgreSQL an advisory lock). Re-checks first, so racing openers agree."""
+    """Create what is missing, inside the caller's write transaction.
+
+    The transaction must serialize writers (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock).
+    Re-checks first, so racing openers agree on one schema.
+    """
     if inspect_schema(conn, where) == "current":
         return
     metadata.create_all(conn, checkfirst=True)

@@ -46,7 +46,9 @@ class StoreURL:
 
     @property
     def display(self) -> str:
-        """The URL for messages, password hidden."""
+        """Where the store is, for messages: the file path, or the URL with its password hidden."""
+        if self.sqlite_path is not None:
+            return str(self.sqlite_path)
         return self.url.render_as_string(hide_password=True)
 
 
@@ -95,7 +97,7 @@ def _redact(text: str) -> str:
 
 
 def check_sqlite_path(target: StoreURL, create: bool) -> None:
-    """Read-only checks of an SQLite file location; UserError naming the problem. Changes nothing."""
+    """Read-only checks of an SQLite file location; UserError naming the problem."""
     path = target.sqlite_path
     if path is None:
         return
@@ -104,12 +106,16 @@ def check_sqlite_path(target: StoreURL, create: bool) -> None:
         raise UserError(f"{where} is a directory; give a file path, e.g. {path / 'nnscale.db'}")
     parent = path.parent
     if not parent.exists():
-        raise UserError(f"{where}: directory {parent} does not exist; create it or give another path")
+        raise UserError(
+            f"{where}: directory {parent} does not exist; create it or give another path"
+        )
     if not parent.is_dir():
         raise UserError(f"{where}: {parent} is not a directory; give a path inside a directory")
     if path.exists():
         if not path.is_file():
-            raise UserError(f"{where} is not a regular file; give a new file name or a database file")
+            raise UserError(
+                f"{where} is not a regular file; give a new file name or a database file"
+            )
         try:
             with open(path, "rb") as f:
                 head = f.read(100)
