@@ -1,0 +1,1 @@
+"""The study: everything `nnscale run` does, end to end."""

@@ -1,0 +1,201 @@
+"""What a study runs: the study file (YAML) and the built-in studies, validated at the edge.
+
+A study file lists what to run; every key but `nets` is optional:
+
+    nets: [resnet50, googlenet]
+    modes: [inference, training]
+    batches: [1, 8, 32]        # or "auto"
+    precisions: [fp32, bf16]
+    world_sizes: [1, 2]
+    budget: 10m                # whole study; seconds or 30s/10m/1h
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nnscale.errors import UserError
+from nnscale.records import MODES, PRECISIONS
+
+FRAMEWORKS = ("torch", "tensorflow", "jax", "onnxruntime")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration_s(value: object, what: str = "budget") -> float:
+    """30 -> 30.0; '30s' -> 30.0; '10m' -> 600.0; '1h' -> 3600.0. Zero or negative is an error."""
+    if isinstance(value, bool):
+        raise UserError(f"{what} must be seconds or a duration like 30s/10m/1h, not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise UserError(f"{what} {value!r} is not a duration: use seconds or 30s/10m/1h")
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds <= 0:
+        raise UserError(f"{what} must be positive, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class StudyConfig:
+    """A validated study. Batch lists are per mode; "auto" searches up to the largest that fits."""
+
+    name: str
+    nets: tuple[str, ...]
+    modes: tuple[str, ...] = MODES
+    inference_batches: tuple[int, ...] | str = (1, 2, 4, 8, 16, 32)
+    training_batches: tuple[int, ...] | str = (1, 2, 4, 8, 16)
+    precisions: tuple[str, ...] = ("fp32",)
+    frameworks: tuple[str, ...] = ("torch",)
+    world_sizes: tuple[int, ...] = (1, 2)
+    scale_net: str | None = None  # the net of the scaling step; the first net when None
+    scale_batch_per_worker: int = 8
+    budget_s: float = 600.0
+    point_budget_s: float | None = None  # per point; None: shared out of the whole budget
+    target_rel_ci: float = 0.02
+    predict_gpus: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def scaling_net(self) -> str:
+        return self.scale_net or self.nets[0]
+
+
+# `quick`: the seed's four networks (AlexNet, Inception v1, ResNet-50 and ResNet-152, in their paper
+# variants), every step, sized to finish in 10 minutes on 2 CPU cores. Batches stay small: a
+# ResNet-152 training step at batch 4 takes about a second there.
+QUICK = StudyConfig(
+    name="quick",
+    nets=("alexnet-original", "inception-v1-original", "resnet50-v1", "resnet152-v1"),
+    inference_batches=(1, 4, 16),
+    training_batches=(1, 4),
+    world_sizes=(1, 2),
+    scale_net="resnet50-v1",
+    scale_batch_per_worker=4,
+    budget_s=540.0,
+    target_rel_ci=0.05,
+)
+# `paper`: the full study for a GPU machine, as the seed ran it (batch sweeps to the memory limit,
+# mixed precision, all the GPUs present).
+PAPER = StudyConfig(
+    name="paper",
+    nets=("alexnet-original", "alexnet", "inception-v1-original", "googlenet", "resnet50-v1",
+          "resnet50", "resnet152-v1", "resnet152"),
+    inference_batches="auto",
+    training_batches="auto",
+    precisions=("fp32", "tf32", "bf16", "fp16"),
+    world_sizes=(1, 2, 4, 8),
+    scale_net="resnet152-v1",
+    scale_batch_per_worker=32,
+    budget_s=4 * 3600.0,
+)
+BUILTIN = {"quick": QUICK, "paper": PAPER}
+
+_KEYS = {"nets", "modes", "batches", "inference_batches", "training_batches", "precisions",
+         "frameworks", "world_sizes", "scale_net", "scale_batch_per_worker", "budget",
+         "point_budget", "target_rel_ci", "predict_gpus", "name"}
+
+
+def _list(data: dict, key: str, kind: type, where: str) -> tuple:
+    value = data[key]
+    if isinstance(value, kind) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise UserError(f"{where}: '{key}' must be a non-empty list of {kind.__name__}, got {value!r}")
+    for item in value:
+        if not isinstance(item, kind) or isinstance(item, bool):
+            raise UserError(f"{where}: '{key}' must list {kind.__name__} values, got {item!r}")
+    return tuple(value)
+
+
+def _choices(values: tuple, allowed: tuple, key: str, where: str) -> tuple:
+    for v in values:
+        if v not in allowed:
+            raise UserError(f"{where}: unknown {key} value {v!r}; accepted: {', '.join(allowed)}")
+    return values
+
+
+def _batches(data: dict, key: str, where: str) -> tuple[int, ...] | str:
+    if data[key] == "auto":
+        return "auto"
+    values = _list(data, key, int, where)
+    if any(b <= 0 for b in values):
+        raise UserError(f"{where}: '{key}' must be positive integers or \"auto\", got {list(values)}")
+    return values
+
+
+def study_from_dict(data: object, where: str, check_net=None) -> StudyConfig:
+    """Validate a parsed study file. `check_net(name)` raises UserError for an unknown net."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: a study file is a mapping of keys (nets, modes, …), not {type(data).__name__}")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key {unknown[0]!r}; accepted: {', '.join(sorted(_KEYS))}")
+    if "nets" not in data:
+        raise UserError(f"{where}: 'nets' is required (a list of zoo names)")
+    kw: dict = {"name": str(data.get("name") or Path(where).stem)}
+    kw["nets"] = _list(data, "nets", str, where)
+    if check_net is not None:
+        for net in kw["nets"]:
+            check_net(net)
+    if "modes" in data:
+        kw["modes"] = _choices(_list(data, "modes", str, where), MODES, "mode", where)
+    if "batches" in data:
+        kw["inference_batches"] = kw["training_batches"] = _batches(data, "batches", where)
+    for key in ("inference_batches", "training_batches"):
+        if key in data:
+            kw[key] = _batches(data, key, where)
+    if "precisions" in data:
+        kw["precisions"] = _choices(_list(data, "precisions", str, where), PRECISIONS, "precision", where)
+    if "frameworks" in data:
+        kw["frameworks"] = _choices(_list(data, "frameworks", str, where), FRAMEWORKS, "framework", where)
+    for key in ("world_sizes", "predict_gpus"):
+        if key in data:
+            values = _list(data, key, int, where)
+            if any(v <= 0 for v in values):
+                raise UserError(f"{where}: '{key}' must be positive integers, got {list(values)}")
+            kw[key] = values
+    if "scale_net" in data:
+        kw["scale_net"] = _list(data, "scale_net", str, where)[0]
+    if "scale_batch_per_worker" in data:
+        value = data["scale_batch_per_worker"]
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise UserError(f"{where}: 'scale_batch_per_worker' must be a positive integer, got {value!r}")
+        kw["scale_batch_per_worker"] = value
+    if "budget" in data:
+        kw["budget_s"] = parse_duration_s(data["budget"], f"{where}: budget")
+    if "point_budget" in data:
+        kw["point_budget_s"] = parse_duration_s(data["point_budget"], f"{where}: point_budget")
+    if "target_rel_ci" in data:
+        value = data["target_rel_ci"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < 1:
+            raise UserError(f"{where}: 'target_rel_ci' must be a fraction in (0, 1), e.g. 0.02, got {value!r}")
+        kw["target_rel_ci"] = float(value)
+    return StudyConfig(**kw)
+
+
+def load_study(spec: str, check_net=None) -> StudyConfig:
+    """`quick`, `paper`, or the path of a YAML study file."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"study {spec!r} is neither a built-in ({', '.join(BUILTIN)}) nor a readable file")
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise UserError(f"{spec}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{spec}: cannot read the study file: {exc}") from None
+    return study_from_dict(data, spec, check_net)
+
+
+__all__ = ["BUILTIN", "PAPER", "QUICK", "StudyConfig", "load_study", "parse_duration_s", "study_from_dict"]
