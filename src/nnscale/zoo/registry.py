@@ -17,7 +17,7 @@ from torch import nn
 from nnscale.errors import UserError
 
 # Families, in the order listings show them.
-FAMILIES = ("paper", "torchvision", "seed", "test", "timm")
+FAMILIES = ("paper", "torchvision", "seed", "test", "timm", "imported")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,11 +93,27 @@ def _unknown(name: str) -> UserError:
     )
 
 
+def _importer(name: str):
+    """The importer module for a Caffe `.prototxt` or MatConvNet `.mat` path, else None."""
+    if name.lower().endswith(".prototxt"):
+        from nnscale.zoo import caffe_import
+
+        return caffe_import
+    if name.lower().endswith(".mat"):
+        from nnscale.zoo import matconvnet_import
+
+        return matconvnet_import
+    return None
+
+
 def model_info(name: str) -> ModelInfo:
-    """The registry's description of `name` (also for `torchvision:NAME` and `timm:NAME`)."""
+    """The registry's description of `name` (also `torchvision:NAME`, `timm:NAME` and the paths of
+    Caffe `.prototxt` and MatConvNet `.mat` network definitions)."""
     _load_builtin()
     if name in _REGISTRY:
         return _REGISTRY[name].info
+    if (importer := _importer(name)) is not None:
+        return importer.info(name)
     prefix, sep, rest = name.partition(":")
     if sep and prefix == "torchvision":
         from nnscale.zoo import torchvision_models
@@ -118,6 +134,8 @@ def create_model(name: str, **overrides) -> nn.Module:
     info = model_info(name)
     if name in _REGISTRY:
         build = _REGISTRY[name].build
+    elif info.family == "imported":
+        build = _importer(name).builder(name)
     elif info.family == "torchvision":
         from nnscale.zoo import torchvision_models
 
