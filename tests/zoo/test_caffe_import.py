@@ -244,3 +244,17 @@ def test_cli_stats_of_a_prototxt_and_its_errors(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "layer 'l' (LSTM)" in err and ":6:" in err
     assert main(["stats", str(tmp_path / "missing.prototxt")]) == 2
     assert "no such Caffe prototxt file" in capsys.readouterr().err
+
+
+def test_imported_net_is_rebuilt_for_another_input_size():
+    # Caffe reshapes a net to its input: at 255 the last pool gives 7x7x256 -> fc6 12544x4096.
+    from pathlib import Path
+
+    from nnscale.netstats import network_stats
+
+    import nnscale.zoo
+
+    fixture = str(Path(nnscale.zoo.__file__).parent / "fixtures" / "alexnet.prototxt")
+    at_227 = network_stats(fixture)
+    at_255 = network_stats(fixture, (3, 255, 255))
+    assert at_255.params_total - at_227.params_total == (7 * 7 - 6 * 6) * 256 * 4096

@@ -74,6 +74,9 @@ def network_stats(name: str, input_shape: tuple[int, ...] | None = None, **overr
     """
     info = model_info(name)
     shape = tuple(input_shape) if input_shape is not None else info.input_shape
+    if info.family == "imported" and input_shape is not None:
+        # A Caffe/MatConvNet definition is rebuilt for the new input, as Caffe reshapes a net.
+        overrides = dict(overrides, input_shape=shape)
     model = _build(name, "meta", overrides)
     x = torch.empty((1, *shape), device="meta")
     try:
