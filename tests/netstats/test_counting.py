@@ -131,3 +131,10 @@ def test_untraceable_model_has_unknown_depth_not_a_wrong_one():
 def test_first_tensor_unwraps_aux_outputs():
     t = torch.zeros(1)
     assert _first_tensor((t, torch.ones(1))) is t
+
+
+def test_aux_head_at_one_by_one_counts_in_training():
+    # inception_v3's aux head meets batch norm at 1x1: training is counted at batch 2 and halved.
+    s = network_stats("torchvision:inception_v3")
+    assert s.params_total == 27_161_264  # torchvision's published count (aux head included)
+    assert 2.5 < s.training_flops / s.forward_flops < 3.1

@@ -120,6 +120,10 @@ def count_training(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
             saved[storage._cdata] = storage.nbytes()
         return t
 
+    # Two images, not one: batch norm refuses a batch of one value per channel in training mode
+    # (inception_v3's aux head at 1x1, say). Counts are halved back to one image.
+    batch = 2
+    x = x.expand(batch, *x.shape[1:]).contiguous()
     was_training = model.training
     model.train()
     counter = FlopCounterMode(display=False)
@@ -130,7 +134,8 @@ def count_training(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     finally:
         model.train(was_training)
         model.zero_grad(set_to_none=True)
-    return sum(counter.get_flop_counts().get("Global", {}).values()), sum(saved.values())
+    flops = sum(counter.get_flop_counts().get("Global", {}).values())
+    return flops // batch, sum(saved.values()) // batch
 
 
 def count(model: nn.Module, x: torch.Tensor) -> Counts:

@@ -87,6 +87,8 @@ def dynamic_builder(name: str):
         return _build_googlenet
 
     def build(**kw) -> nn.Module:
+        if name == "inception_v3":  # as for googlenet: silence the changing-default warning
+            kw.setdefault("init_weights", True)
         return torchvision.models.get_model(name, weights=None, **kw)
 
     return build

@@ -1,0 +1,55 @@
+"""The performance model: predict data-parallel training speed on hardware you do not have.
+
+Pure functions over numbers and stored records (never torch): the caller passes each network's
+parameters and FLOPs (`nnscale.netstats` counts them). See docs/prediction.md.
+
+- `catalogue`: devices and links with sources (`load_catalogue`, YAML, user-extendable).
+- `comm`: alpha-beta all-reduce costs (ring, tree, hierarchical).
+- `model`: `ModelProfile`, `Cluster`, `ddp_step_time` (DDP buckets overlapping backward), `predict`.
+- `calibrate`: `fit` alpha, B, overlap and overhead to a run's points (scipy least squares).
+- `validate`: `validate_leave_one_out` over a run's points.
+- `published`: published scaling results and the inputs that reproduce them.
+"""
+
+from nnscale.predict.calibrate import CommParams, FitResult, extract_points, fit
+from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
+from nnscale.predict.comm import ALGORITHMS, allreduce_time_s, cluster_allreduce
+from nnscale.predict.model import (
+    DDP,
+    HOROVOD,
+    Bucketing,
+    Cluster,
+    Layer,
+    ModelProfile,
+    PredictionRow,
+    StepBreakdown,
+    ddp_step_time,
+    predict,
+)
+from nnscale.predict.validate import Validation, validate_leave_one_out
+
+__all__ = [
+    "ALGORITHMS",
+    "DDP",
+    "HOROVOD",
+    "Bucketing",
+    "Catalogue",
+    "Cluster",
+    "CommParams",
+    "Device",
+    "FitResult",
+    "Layer",
+    "Link",
+    "ModelProfile",
+    "PredictionRow",
+    "StepBreakdown",
+    "Validation",
+    "allreduce_time_s",
+    "cluster_allreduce",
+    "ddp_step_time",
+    "extract_points",
+    "fit",
+    "load_catalogue",
+    "predict",
+    "validate_leave_one_out",
+]

@@ -1,0 +1,126 @@
+"""`nnscale predict`: tables, JSON, CSV, measured:RUN and --validate over a real store, bad input."""
+
+import json
+
+import pytest
+from synthetic_runs import synthetic_records
+
+from nnscale.cli import main
+from nnscale.cli.predict import model_profile
+from nnscale.store import open_store
+
+MODEL = "pytorch-mnist-net"
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory):
+    """An SQLite store with a synthetic run of the seed's MNIST net, and a run of one-worker points."""
+    path = tmp_path_factory.mktemp("store") / "results.db"
+    records = synthetic_records(net=model_profile(MODEL))
+    with open_store(str(path)) as db:
+        run = db.create_run("synth")
+        for m in records:
+            db.add_measurement(run, m)
+        single = db.create_run("single-only")
+        for m in records:
+            if m.workload.world_size == 1:
+                db.add_measurement(single, m)
+    return str(path)
+
+
+def run(capsys, *args):
+    code = main(["predict", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_catalogue_prediction_table(capsys):
+    code, out, err = run(capsys, MODEL, "--device", "h100", "--nodes", "1,2,4,...,16",
+                         "--inter-link", "ib-ndr", "--dataset-size", "60000", "--epochs", "10")
+    assert code == 0, err
+    assert "catalogue values, no measurements" in out and "nvlink4 inside, ib-ndr between nodes" in out
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("nodes"))
+    assert len(lines) - header - 2 == 5  # 1, 2, 4, 8, 16 nodes
+    assert "limited by" in lines[header] and "time to train" in lines[header]
+
+
+def test_json_and_csv(capsys):
+    code, out, _ = run(capsys, MODEL, "--device", "a100", "--nodes", "1,4", "--inter-link", "100gbe",
+                       "--format", "json", "--algorithm", "hierarchical", "--fusion", "horovod")
+    data = json.loads(out)
+    assert code == 0 and [r["gpus"] for r in data["rows"]] == [8, 32]
+    assert all(0 < r["efficiency"] <= 1 for r in data["rows"]) and data["inputs"]["algorithm"] == "hierarchical"
+    code, out, _ = run(capsys, MODEL, "--device", "a100", "--nodes", "2", "--inter-link", "100gbe",
+                       "--format", "csv")
+    assert code == 0 and out.splitlines()[0].startswith("nodes,gpus,global_batch,samples_per_s")
+
+
+def test_measured_device_calibrates_from_the_run(capsys, store_path):
+    code, out, err = run(capsys, MODEL, "--device", "measured:synth", "--store", store_path,
+                         "--gpus-per-node", "2", "--nodes", "1,2,4")
+    assert code == 0, err
+    assert "compute: measured" in out and "fit to 24 points of run synth" in out
+    assert "fitted:synth inside, fitted:synth between nodes" in out
+
+
+def test_measured_device_without_comm_points_falls_back_and_says_so(capsys, store_path):
+    code, out, err = run(capsys, MODEL, "--device", "measured:single-only", "--store", store_path,
+                         "--gpus-per-node", "1", "--nodes", "1,2", "--inter-link", "10gbe", "--format", "json")
+    assert code == 0, err
+    assert any("communication: catalogue values" in n and "no usable points" in n
+               for n in json.loads(out)["notes"])
+
+
+def test_validate_a_stored_run(capsys, store_path):
+    code, out, err = run(capsys, "--validate", "synth", "--store", store_path)
+    assert code == 0, err
+    first = out.splitlines()[0]
+    assert first.startswith("leave-one-out over run synth: max |error|") and "24 points" in first
+    worst = float(first.split("max |error| ")[1].split(" %")[0])
+    assert worst <= 10.0
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "--list")
+    assert code == 0 and "p100" in out and "ib-ndr" in out and "alpha 14 us" in out
+
+
+@pytest.mark.parametrize("args, needle", [
+    ([MODEL, "--device", "h300"], "unknown device 'h300'; known devices:"),
+    ([MODEL, "--device", "h100", "--inter-link", "ib-xdr", "--nodes", "2"], "unknown link 'ib-xdr'; known links:"),
+    ([MODEL, "--device", "h100", "--nodes", "0,2"], "node counts must be >= 1"),
+    ([MODEL, "--device", "h100", "--nodes=-4"], "node counts must be >= 1"),
+    ([MODEL, "--device", "h100", "--nodes", "2"], "give --inter-link"),
+    ([MODEL, "--device", "p100", "--precision", "bf16", "--nodes", "1"], "no peak for precision 'bf16'"),
+    ([MODEL], "predict needs --device"),
+    ([], "predict needs a MODEL"),
+])
+def test_bad_input_is_one_line_exit_2(capsys, args, needle):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("flag, value", [("--gpus-per-node", "0"), ("--batch-per-gpu", "-4"),
+                                         ("--dataset-size", "0"), ("--epochs", "-1"), ("--bucket-mb", "0")])
+def test_zero_or_negative_sizes_exit_2(capsys, flag, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", MODEL, "--device", "h100", f"{flag}={value}"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "must be positive" in err and len(err.strip().splitlines()) == 1
+
+
+def test_bad_catalogue_file(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("links:\n  x: {alpha_us: 1}\n")
+    code, _, err = run(capsys, MODEL, "--device", "h100", "--catalogue", str(bad))
+    assert code == 2 and "misses field 'bandwidth_gb_per_s'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_without_usable_points(capsys, store_path):
+    code, _, err = run(capsys, "--validate", "single-only", "--store", store_path)
+    assert code == 2 and "leave-one-out needs at least 3" in err
+    code, _, err = run(capsys, "--validate", "nope", "--store", store_path)
+    assert code == 2 and "no run named 'nope'" in err
+    code, _, err = run(capsys, "resnet50", "--device", "measured:synth", "--store", store_path)
+    assert code == 2 and "no single-device training point of resnet50" in err
