@@ -1,0 +1,135 @@
+"""The all-reduce microbenchmark: `run_allreduce` (parent) and `allreduce_sizes` (in every worker).
+
+For each size, every rank all-reduces (SUM) a buffer of that many bytes through torch.distributed,
+as DDP uses it, timed per call with the measurement methodology (warm-up until steady, then until
+the CI target or the budget). The ranks agree on when to stop through an all-reduce of a flag on a
+separate gloo group, which also lines them up before the next timed call, so one rank's late start
+is not counted as another's wait. The reported time of an iteration is the slowest rank's (the
+collective is done when the last rank has its result); nccl-tests averages over ranks by default
+(its `-a` option), which on a balanced system is the same. Bandwidths: see `metrics` (nccl-tests'
+algbw and busbw).
+
+Each point is a `Measurement` like any other: model "allreduce", the buffer as a 1-D input of
+`numel` elements of the chosen dtype (so each size is its own workload), `samples_ms` the per-call
+times (slowest rank), and stats size_bytes, time_ms, algbw_gb_per_s and busbw_gb_per_s as nccl-tests
+defines them. `nnscale.predict` reads these names.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from nnscale.distributed.config import AllreduceConfig, check_workers, rate_bit_per_s
+from nnscale.distributed.ddp_step import collective_flag
+from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
+from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
+from nnscale.distributed.scaling import ScaleFailed, Sink
+from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
+from nnscale.records import Measurement, Workload
+from nnscale.stats import summarize
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class CudaSyncTimer:
+    """Wall time of a call that ends with a device synchronize: a collective is complete when the
+    host sees its result, and NCCL kernels run on their own stream, so events on the current stream
+    would not bracket them."""
+
+    def time_ms(self, step) -> float:
+        torch.cuda.synchronize()
+        return CpuTimer().time_ms(lambda: (step(), torch.cuda.synchronize()))
+
+
+def allreduce_sizes(sizes: list[int], dtype: str, device: torch.device, policy: MeasurePolicy,
+                    ctrl, world_size: int) -> list[dict]:
+    """One result dict per size: samples (slowest rank per iteration) and nccl-tests bandwidths."""
+    torch_dtype = DTYPES[dtype]
+    itemsize = torch.tensor([], dtype=torch_dtype).element_size()
+    timer = CudaSyncTimer() if device.type == "cuda" else CpuTimer()
+    agree = collective_flag(ctrl)
+    results = []
+    for size in sizes:
+        numel = max(1, size // itemsize)
+        buf = torch.zeros(numel, dtype=torch_dtype, device=device)  # zeros: sums never overflow
+        timed = measure(lambda: dist.all_reduce(buf), timer, policy, agree=agree)
+        per_rank = [None] * world_size
+        dist.all_gather_object(per_rank, list(timed.samples_ms), group=ctrl)
+        slowest = [max(col) for col in zip(*per_rank)]
+        summary = summarize(slowest, policy.confidence)
+        nbytes = numel * itemsize
+        t = summary.median_ms
+        results.append({
+            "size_bytes": nbytes,
+            "numel": numel,
+            "samples_ms": slowest,
+            "stable": timed.stable,
+            "warmup_iters": timed.warmup_iters,
+            "time_ms": t,
+            "algbw_gb_per_s": algbw_gb_per_s(nbytes, t),
+            "busbw_gb_per_s": busbw_gb_per_s(nbytes, t, world_size),
+            "per_rank_time_ms": [sorted(s)[len(s) // 2] for s in per_rank],
+            **summary.to_dict(),
+        })
+        del buf
+    return results
+
+
+# --- the parent's side: one launch per world size, one point per size ------------------------
+
+MODEL = "allreduce"
+
+
+def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
+    itemsize = torch.tensor([], dtype=DTYPES[cfg.dtype]).element_size()
+    backend = "nccl" if cfg.launching.device == "cuda" else "gloo"
+    tags = cfg.launching.tags
+    tag = f"[{','.join(tags)}]" if tags else ""
+    cpu = cfg.launching.device == "cpu"
+    threads = split_cores(nproc, cfg.launching.threads_per_worker).threads if cpu else 0
+    return Workload(model=MODEL, mode="training", batch_size=1,
+                    input_shape=(max(1, size_bytes // itemsize),), device=cfg.launching.device,
+                    precision=cfg.dtype, threads=threads,
+                    framework=f"torch-{backend}{tag}", world_size=cfg.launching.nnodes * nproc)
+
+
+def run_allreduce(cfg: AllreduceConfig, sink: Sink = Sink()) -> list[Measurement]:
+    """Measure every size at every world size; raise ScaleFailed if a launch fails."""
+    warn = sink.on_warning or (lambda _msg: None)
+    for nproc in cfg.launching.nproc:
+        for message in check_workers(nproc, cfg.launching.device):
+            warn(message)
+    storing = sink.store is not None and cfg.launching.node_rank == 0
+    points: list[Measurement] = []
+    for nproc in cfg.launching.nproc:
+        world = cfg.launching.nnodes * nproc
+        job = {"kind": "allreduce", "device": cfg.launching.device, "sizes": list(cfg.sizes),
+               "dtype": cfg.dtype, "timeout_s": cfg.launching.timeout_s,
+               "policy": cfg.policy.to_dict()}
+        key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world}
+        try:
+            result = launch(launch_spec(cfg.launching, nproc, job, key))
+        except LaunchFailed as e:
+            failed = Measurement(workload(cfg, nproc, cfg.sizes[0]), e.status,
+                                 error=f"world size {world}: {e}")
+            if storing:
+                sink.store.add_measurement(sink.run_id, failed)
+            raise ScaleFailed(failed.error, points + [failed]) from None
+        for r in result["sizes"]:
+            stats = {k: v for k, v in r.items() if k not in ("samples_ms", "stable", "numel")}
+            if cfg.launching.bandwidth_cap:
+                stats["bandwidth_cap_bit_per_s"] = rate_bit_per_s(cfg.launching.bandwidth_cap)
+            stats.update(step_time_ms=r["time_ms"], backend=result["backend"],
+                         nnodes=cfg.launching.nnodes, nproc_per_node=nproc,
+                         bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
+                                              "busbw = algbw*2(n-1)/n, GB = 1e9 B")
+            point = Measurement(workload(cfg, nproc, r["size_bytes"]),
+                                "ok" if r["stable"] else "unstable",
+                                samples_ms=tuple(r["samples_ms"]), stats=stats)
+            if storing:
+                sink.store.add_measurement(sink.run_id, point)
+            points.append(point)
+            if sink.on_point:
+                sink.on_point(point)
+    return points

@@ -1,0 +1,198 @@
+"""What a scaling or all-reduce run is asked to do, checked at the edge (UserError, nothing started).
+
+World sizes: `nproc` lists processes per node; with `nnodes` nodes a point has nnodes × nproc workers.
+Weak scaling fixes the batch per worker; strong scaling fixes the global batch, which must then
+divide evenly by every world size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES, parse_sizes
+from nnscale.distributed.netutil import Endpoint, parse_endpoint
+from nnscale.errors import UserError
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.records import PRECISIONS
+
+DEVICES = ("cpu", "cuda")
+COMM_HOOKS = ("none", "fp16", "bf16")
+BREAKDOWN_MODES = ("inline", "separate")
+DEFAULT_TIMEOUT_S = 900.0  # one world size, launch to result; a ResNet-152 point on 8 GPUs fits
+ALLREDUCE_DTYPES = ("fp32", "bf16", "fp16")
+
+
+def parse_nproc(text: str) -> tuple[int, ...]:
+    """'1,2,4,8' -> (1, 2, 4, 8); UserError unless positive integers."""
+    try:
+        values = tuple(sorted({int(p) for p in text.split(",") if p.strip()}))
+    except ValueError:
+        values = ()
+    if not values or values[0] < 1:
+        raise UserError(f"--nproc {text!r} is not a list of positive integers, e.g. 1,2,4,8")
+    return values
+
+
+_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
+
+
+def rate_bit_per_s(text: str) -> float:
+    """A tc rate ('200mbit', tc-s(8): SI multiples of bit/s) in bit/s; UserError otherwise."""
+    t = text.strip().lower()
+    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(num):]
+    try:
+        value = float(num)
+    except ValueError:
+        value = -1.0
+    if unit not in _RATE_UNITS or not (math.isfinite(value) and value > 0):
+        raise UserError(f"--bandwidth-cap {text!r}: expected a tc rate such as 200mbit, 1gbit, "
+                        "500kbit")
+    return value * _RATE_UNITS[unit]
+
+
+def usable_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
+
+
+def cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def check_workers(nproc: int, device: str, option: str = "--nproc") -> list[str]:
+    """Refuse more workers than GPUs (UserError); on CPU, warnings when workers outnumber cores."""
+    if device == "cuda":
+        gpus = cuda_devices()
+        if gpus == 0:
+            raise UserError("--device cuda: no CUDA GPU is visible (torch.cuda.is_available() is "
+                            "False); use --device cpu")
+        if nproc > gpus:
+            raise UserError(f"{option} {nproc}: this node has {gpus} GPU(s) visible; one worker "
+                            f"per GPU, so at most {gpus}")
+        return []
+    if nproc > len(usable_cpus()):
+        return [f"{option} {nproc} is more than this node's {len(usable_cpus())} usable cores: workers "
+                "will share cores, and each one's time includes the others' slices"]
+    return []
+
+
+@dataclass(frozen=True, slots=True)
+class Launching:
+    """Where and how the workers of every point start (shared by `scale` and `allreduce`)."""
+
+    nproc: tuple[int, ...]
+    device: str = "cpu"
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: Endpoint | None = None  # None: this machine, a free port (single node only)
+    local_addr: str | None = None
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    threads_per_worker: int | None = None  # CPU: None splits the cores evenly
+    bandwidth_cap: str | None = None  # recorded only: the `tc tbf` rate the link was capped at
+
+    @property
+    def tags(self) -> list[str]:
+        """What goes into a Workload.framework tag besides the engine: nodes, and a link cap."""
+        out = [f"nodes={self.nnodes}"] if self.nnodes > 1 else []
+        return out + ([f"tbf={self.bandwidth_cap}"] if self.bandwidth_cap else [])
+
+    def __post_init__(self) -> None:
+        if self.bandwidth_cap is not None:
+            object.__setattr__(self, "bandwidth_cap", self.bandwidth_cap.strip().lower())
+            rate_bit_per_s(self.bandwidth_cap)  # UserError if malformed
+        if self.threads_per_worker is not None and self.threads_per_worker < 1:
+            raise UserError(f"--threads-per-worker {self.threads_per_worker}: expected >= 1")
+        if self.device not in DEVICES:
+            raise UserError(f"--device {self.device!r}: expected one of {', '.join(DEVICES)}")
+        if self.nnodes < 1:
+            raise UserError(f"--nnodes {self.nnodes}: expected a positive integer")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise UserError(f"--node-rank {self.node_rank}: expected 0 to {self.nnodes - 1}")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise UserError(f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT, the same on "
+                            "every node (e.g. the first node's address)")
+        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise UserError(f"--timeout {self.timeout_s}: expected seconds > 0")
+
+    def world_sizes(self) -> list[int]:
+        return [self.nnodes * p for p in self.nproc]
+
+
+@dataclass(frozen=True, slots=True)
+class ScaleConfig:
+    model: str
+    launching: Launching
+    batch_per_worker: int | None = None  # weak scaling
+    global_batch: int | None = None  # strong scaling
+    precision: str = "fp32"
+    bucket_mb: float = 25.0  # DDP's default bucket_cap_mb
+    grad_as_bucket_view: bool = False
+    static_graph: bool = False
+    comm_hook: str = "none"
+    channels_last: bool = False
+    input_shape: tuple[int, ...] | None = None  # None: the model's own
+    policy: MeasurePolicy = MeasurePolicy()
+    breakdown: str = "inline"  # "inline": the measured steps carry the marks; "separate" pass
+    breakdown_iters: int = 20  # iterations of the separate pass
+    dataset_size: int = IMAGENET_TRAIN_IMAGES
+    epochs: int = DEFAULT_EPOCHS
+
+    def __post_init__(self) -> None:
+        if (self.batch_per_worker is None) == (self.global_batch is None):
+            raise UserError("give exactly one of --batch-per-worker B (weak scaling) and "
+                            "--global-batch G (strong scaling)")
+        for name in ("batch_per_worker", "global_batch", "dataset_size", "epochs", "breakdown_iters"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name.replace('_', '-')} {value}: expected a positive integer")
+        if self.global_batch is not None:
+            bad = [w for w in self.launching.world_sizes() if self.global_batch % w]
+            if bad:
+                raise UserError(f"--global-batch {self.global_batch} does not divide evenly by world "
+                                f"size(s) {', '.join(map(str, bad))}; pick a multiple of each")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.precision == "tf32" and self.launching.device != "cuda":
+            raise UserError("--precision tf32 is a CUDA tensor-core mode; on CPU use fp32 or bf16")
+        if self.breakdown not in BREAKDOWN_MODES:
+            raise UserError(f"--breakdown {self.breakdown!r}: expected one of "
+                            f"{', '.join(BREAKDOWN_MODES)}")
+        if self.comm_hook not in COMM_HOOKS:
+            raise UserError(f"--comm-hook {self.comm_hook!r}: expected one of {', '.join(COMM_HOOKS)}")
+        if not (math.isfinite(self.bucket_mb) and self.bucket_mb > 0):
+            raise UserError(f"--bucket-mb {self.bucket_mb}: expected megabytes > 0, e.g. 25")
+
+    @property
+    def scaling(self) -> str:
+        return "weak" if self.batch_per_worker is not None else "strong"
+
+    def batch_for(self, world_size: int) -> int:
+        return self.batch_per_worker or self.global_batch // world_size
+
+
+@dataclass(frozen=True, slots=True)
+class AllreduceConfig:
+    launching: Launching
+    sizes: tuple[int, ...]
+    dtype: str = "fp32"
+    policy: MeasurePolicy = MeasurePolicy(budget_s=2.0, warmup_max_s=2.0, min_iters=10)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ALLREDUCE_DTYPES:
+            raise UserError(f"--dtype {self.dtype!r}: expected one of {', '.join(ALLREDUCE_DTYPES)}")
+
+
+def sizes_option(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(parse_sizes(text))
+    except ValueError:
+        raise UserError(f"--sizes {text!r}: expected LOW..HIGH (doubling, e.g. 1K..256M) or a list "
+                        "(e.g. 1K,64K,1M); units K, M, G are powers of 1024") from None
+
+
+def endpoint_option(text: str | None) -> Endpoint | None:
+    return None if text is None else parse_endpoint(text)

@@ -1,0 +1,186 @@
+"""`run_scale`: one DistributedDataParallel point per world size, stored as it completes.
+
+For each world size the workers are launched through torchrun (`launch`), measure the training step
+with the methodology of `nnscale.measure`, and rank 0's result becomes one `Measurement`: its
+`samples_ms` are rank 0's step times (DDP keeps ranks in lockstep: a step ends when the slowest
+rank's gradients are reduced), its `stats` hold throughput, speedup and efficiency, the per-iteration
+breakdown, per-rank times and what DDP logged. A world size that fails is stored with status
+"error" or "timeout" and the run stops there; the points before it stay stored.
+
+Multi-node: every node runs run_scale with the same configuration; only node rank 0 stores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nnscale.distributed.config import ScaleConfig, check_workers, rate_bit_per_s
+from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
+from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
+                                         time_to_train_min)
+from nnscale.records import Measurement, Workload
+from nnscale.stats import Summary, throughput
+from nnscale.zoo import model_info
+
+USABLE = ("ok", "unstable")
+
+
+class ScaleFailed(Exception):
+    """A world size failed; `points` are those measured (and stored) before it, plus the failed one."""
+
+    def __init__(self, message: str, points: list[Measurement]):
+        super().__init__(message)
+        self.points = points
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """Where points go: a store run (node rank 0), and whom to tell."""
+
+    store: object | None = None  # nnscale.store.Store
+    run_id: int | None = None
+    run_name: str | None = None
+    on_point: Callable[[Measurement], None] | None = None
+    on_warning: Callable[[str], None] | None = None
+
+
+def ddp_options(cfg: ScaleConfig) -> dict:
+    return {"bucket_mb": cfg.bucket_mb, "grad_as_bucket_view": cfg.grad_as_bucket_view,
+            "static_graph": cfg.static_graph, "comm_hook": cfg.comm_hook}
+
+
+def framework_tag(cfg: ScaleConfig) -> str:
+    """Workload.framework: 'torch-ddp', plus the node count and any non-default DDP option, so that
+    e.g. 2 nodes × 1 worker and 1 node × 2 workers (both world size 2) are different workloads."""
+    defaults = {"bucket_mb": 25.0, "grad_as_bucket_view": False, "static_graph": False,
+                "comm_hook": "none"}
+    extra = cfg.launching.tags
+    extra += [f"{k}={v}" for k, v in ddp_options(cfg).items() if v != defaults[k]]
+    return "torch-ddp" + (f"[{','.join(extra)}]" if extra else "")
+
+
+def workload(cfg: ScaleConfig, nproc: int) -> Workload:
+    world = cfg.launching.nnodes * nproc
+    shape = cfg.input_shape or model_info(cfg.model).input_shape
+    cpu = cfg.launching.device == "cpu"
+    threads = split_cores(nproc, cfg.launching.threads_per_worker).threads if cpu else 0
+    return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
+                    input_shape=tuple(shape), device=cfg.launching.device, precision=cfg.precision,
+                    channels_last=cfg.channels_last, threads=threads,
+                    framework=framework_tag(cfg), world_size=world)
+
+
+def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
+    step = {"model": cfg.model, "batch": w.batch_size, "input_shape": list(w.input_shape),
+            "precision": cfg.precision, "channels_last": cfg.channels_last, **ddp_options(cfg)}
+    job = {"kind": "scale", "device": cfg.launching.device, "timeout_s": cfg.launching.timeout_s,
+           "policy": cfg.policy.to_dict(), "step": step, "breakdown": cfg.breakdown,
+           "breakdown_iters": cfg.breakdown_iters}
+    return job, {"step": step, "policy": job["policy"], "world": w.world_size}
+
+
+def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
+    summary = Summary.from_dict(result["summary"])
+    global_batch = w.batch_size * w.world_size
+    rate = throughput(summary, global_batch)
+    per_rank = sorted(result["per_rank"], key=lambda r: r["rank"])
+    bd = result["breakdown"]
+    stats = {
+        "scaling": cfg.scaling, "world_size": w.world_size, "nnodes": cfg.launching.nnodes,
+        "nproc_per_node": nproc, "batch_per_worker": w.batch_size, "global_batch": global_batch,
+        "backend": result["backend"], "ddp_options": ddp_options(cfg),
+        **summary.to_dict(), **rate.to_dict(),
+        "step_time_ms": summary.median_ms,
+        "samples_per_s_per_worker": rate.samples_per_s / w.world_size,
+        "stable": result["stable"], "warmup_iters": result["warmup_iters"],
+        "warmup_s": result["warmup_s"], "measure_s": result["measure_s"],
+        **{k: bd[k] for k in ("forward_ms", "backward_ms", "optimizer_ms", "comm_exposed_ms",
+                              "comm_total_ms", "comm_overlapped_ms", "breakdown_sum_ms")},
+        "breakdown_step_ms": bd["step_ms"], "breakdown_iters": result["breakdown_iters"],
+        "breakdown_samples_keys": list(BREAKDOWN_SAMPLE_KEYS),
+        "breakdown_samples": result["breakdown_samples"],
+        "breakdown_method": f"DDP comm hook marks, {result['breakdown_mode']} (docs/distributed.md)",
+        "bytes_allreduced_per_step": bd["bytes_allreduced"], "buckets": bd["buckets"],
+        "per_rank_step_ms": [r["step_ms"] for r in per_rank],
+        "per_rank_compute_ms": [r["compute_ms"] for r in per_rank],
+        "per_rank_comm_exposed_ms": [r["breakdown"]["comm_exposed_ms"] for r in per_rank],
+        "per_rank_host": [r["host"] for r in per_rank],
+        **straggler_stats([r["compute_ms"] for r in per_rank]),
+        "ddp_logging": result["ddp_logging"],
+        "dataset_size": cfg.dataset_size, "epochs": cfg.epochs,
+        "time_to_train_min": time_to_train_min(summary.median_ms, global_batch, cfg.dataset_size,
+                                               cfg.epochs),
+        "torch": result.get("torch"),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+    }
+    if cfg.launching.bandwidth_cap:  # as nnscale.predict reads it: 1/B_point = 1/B + 1/cap
+        stats["bandwidth_cap_bit_per_s"] = rate_bit_per_s(cfg.launching.bandwidth_cap)
+    return stats
+
+
+def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
+    b = a.workload
+    return (a.status in USABLE and b.model == w.model and b.device == w.device
+            and b.precision == w.precision and b.input_shape == w.input_shape
+            and b.channels_last == w.channels_last and b.framework.startswith("torch-ddp")
+            and a.stats.get("ddp_options") == ddp_options(cfg))
+
+
+def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement]) -> None:
+    """Speedup and efficiency against 1 worker and (multi-node points) against 1 node, from points
+    of this run (this invocation's, or stored ones for series split across jobs). In place."""
+    w, s = point.workload, point.stats
+    series = [m for m in known if _same_series(m, cfg, w)]
+    want_batch = cfg.batch_per_worker or cfg.global_batch  # the 1-worker point's batch
+    one = [m for m in series if m.workload.world_size == 1 and m.workload.batch_size == want_batch]
+    node = [m for m in series if m.stats.get("nnodes") == 1
+            and m.stats.get("nproc_per_node") == s["nproc_per_node"]
+            and m.stats.get("global_batch") == (cfg.global_batch or
+                                                 cfg.batch_per_worker * s["nproc_per_node"])]
+    for name, base, active in (("1_worker", one, True), ("1_node", node, s["nnodes"] > 1)):
+        ref = base[-1] if base and active else None
+        speedup, eff = scaling(s["samples_per_s"], w.world_size,
+                               ref.stats["samples_per_s"] if ref else None,
+                               ref.workload.world_size if ref else None)
+        s[f"speedup_vs_{name}"], s[f"efficiency_vs_{name}"] = speedup, eff
+        s[f"baseline_{name}"] = (f"world size {ref.workload.world_size}, batch per worker "
+                                 f"{ref.workload.batch_size}" if ref else None)
+
+
+def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
+    """Measure every world size of `cfg` (see the module docstring); raise ScaleFailed on a failure."""
+    warn = sink.on_warning or (lambda _msg: None)
+    for nproc in cfg.launching.nproc:
+        for message in check_workers(nproc, cfg.launching.device):
+            warn(message)
+    storing = sink.store is not None and cfg.launching.node_rank == 0
+    known = sink.store.measurements(sink.run_name) if storing and sink.run_name else []
+    done = sink.store.finished_keys(sink.run_id) if storing and cfg.launching.nnodes == 1 else set()
+    points: list[Measurement] = []
+    for nproc in cfg.launching.nproc:
+        w = workload(cfg, nproc)
+        if w.key() in done:  # resume: finished in an earlier invocation of this run (single node)
+            warn(f"world size {w.world_size}: already measured in this run, skipped")
+            continue
+        job, key = _job(cfg, w)
+        try:
+            result = launch(launch_spec(cfg.launching, nproc, job, key))
+        except LaunchFailed as e:
+            failed = Measurement(w, e.status, error=f"world size {w.world_size}: {e}",
+                                 stats={"nnodes": cfg.launching.nnodes, "nproc_per_node": nproc})
+            if storing:
+                sink.store.add_measurement(sink.run_id, failed)
+            raise ScaleFailed(failed.error, points + [failed]) from None
+        point = Measurement(w, "ok" if result["stable"] else "unstable",
+                            samples_ms=tuple(result["samples_ms"]),
+                            stats=_stats(cfg, w, nproc, result))
+        add_speedups(cfg, point, known + points + [point])
+        if storing:
+            sink.store.add_measurement(sink.run_id, point)
+        points.append(point)
+        if sink.on_point:
+            sink.on_point(point)
+    return points
+

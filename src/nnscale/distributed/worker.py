@@ -1,0 +1,208 @@
+"""The program torchrun starts on every rank: `python -m nnscale.distributed.worker JOB.json`.
+
+The parent (`launch.launch`) writes JOB.json into a fresh directory and reads back from it:
+- `rank<R>.state.json`: the rank's pid, host and current phase (init, warmup+measure, breakdown,
+  gather, done), rewritten at each phase change, so a timeout can say where each rank was;
+- `rank<R>.error.json`: written by a rank that raised: its type, message and traceback tail;
+- `result.json`: rank 0's result, broadcast to every rank and written by each node's local rank 0,
+  so that the parent on every node has it (only one stores it).
+Ranks talk to each other only through torch.distributed: the default group (gloo on CPU, NCCL on
+GPU) for the work itself, a gloo group for control (stop decisions, gathering per-rank results).
+
+Test hook: NNSCALE_TEST_FAULT="raise:R[:I]" makes rank R raise at its I-th measured step (default 3),
+"hang:R[:I]" makes it sleep there forever, ignoring SIGTERM (as a rank stuck in native code would).
+Used by tests/distributed/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+
+FAULT_ENV = "NNSCALE_TEST_FAULT"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # atomic: the parent never reads a half-written file
+
+
+class _State:
+    def __init__(self, workdir: Path, rank: int):
+        self.path = workdir / f"rank{rank}.state.json"
+        self.base = {"rank": rank, "pid": os.getpid(), "host": socket.gethostname()}
+
+    def phase(self, name: str) -> None:
+        _write_json(self.path, {**self.base, "phase": name, "time": time.time()})
+
+
+def _fault(rank: int):
+    """The injected fault for this rank, as (kind, iteration), or None."""
+    spec = os.environ.get(FAULT_ENV, "")
+    parts = spec.split(":")
+    if len(parts) < 2 or parts[0] not in ("raise", "hang") or int(parts[1]) != rank:
+        return None
+    return parts[0], int(parts[2]) if len(parts) > 2 else 3
+
+
+def _with_fault(step, fault):
+    if fault is None:
+        return step
+    count = 0
+
+    def faulty():
+        nonlocal count
+        count += 1
+        if count == fault[1]:
+            if fault[0] == "raise":
+                raise RuntimeError(f"injected fault ({FAULT_ENV})")
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(10**6)
+        return step()
+
+    return faulty
+
+
+def _setup_device(job: dict, local_rank: int):
+    import torch
+
+    if job["device"] == "cuda":
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    threads = job["threads"]
+    torch.set_num_threads(threads)
+    cpus = job.get("cpus")
+    if cpus:  # the node's cores split evenly: local rank r gets cores [r·t, (r+1)·t)
+        os.sched_setaffinity(0, cpus[local_rank * threads:(local_rank + 1) * threads])
+    return torch.device("cpu")
+
+
+def _scale(job: dict, ctx: dict, state: _State) -> dict:
+    import torch.distributed as dist
+
+    from nnscale.distributed.ddp_step import (Clock, CommRecorder, DDPTrainer, FlushingTimer,
+                                              StepOptions, collective_flag, ddp_logging,
+                                              step_timer)
+    from nnscale.distributed.metrics import (BREAKDOWN_PARTS, BREAKDOWN_SAMPLE_KEYS,
+                                             summarize_breakdown)
+    from nnscale.measure.methodology import MeasurePolicy, measure
+
+    step_opts = dict(job["step"], input_shape=tuple(job["step"]["input_shape"]))
+    trainer = DDPTrainer(StepOptions(**step_opts), ctx["device"], seed=1000 + ctx["rank"])
+    clock = Clock(ctx["device"])
+    inline = job["breakdown"] == "inline"
+    trainer.wrap(CommRecorder(clock, trainer.opts.comm_hook) if inline else None)
+    state.phase("warmup+measure")
+    policy = MeasurePolicy.from_dict(job["policy"])
+    step = _with_fault(trainer.step, _fault(ctx["rank"]))
+    timer = FlushingTimer(step_timer(ctx["device"]), trainer)
+    timed = measure(step, timer, policy, agree=collective_flag(ctx["ctrl"]))
+    logging = ddp_logging(trainer.ddp)
+    if inline:  # every step was instrumented: keep those of the measured samples
+        iterations = trainer.take_rows()[-len(timed.samples_ms):]
+    else:
+        state.phase("breakdown")
+        trainer.wrap(CommRecorder(clock, trainer.opts.comm_hook))
+        # DDP rebuilds its buckets after the first iteration: 3 warm-up steps. The same count on
+        # every rank (the sample count is agreed), or the collectives would deadlock.
+        for _ in range(3 + min(job["breakdown_iters"], max(3, len(timed.samples_ms)))):
+            trainer.step()
+            trainer.flush()
+        iterations = trainer.take_rows()[3:]
+    parts = summarize_breakdown(iterations)
+
+    state.phase("gather")
+    samples = sorted(timed.samples_ms)
+    mine = {"rank": ctx["rank"], "host": socket.gethostname(), "step_ms": samples[len(samples) // 2],
+            "breakdown": parts,
+            "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms")}
+    everyone = [None] * ctx["world_size"]
+    dist.all_gather_object(everyone, mine, group=ctx["ctrl"])
+    return {
+        "samples_ms": list(timed.samples_ms),
+        "stable": timed.stable,
+        "warmup_iters": timed.warmup_iters,
+        "warmup_s": timed.warmup_s,
+        "measure_s": timed.measure_s,
+        "summary": timed.summary.to_dict(),
+        "breakdown": parts,
+        "breakdown_mode": job["breakdown"],
+        "breakdown_iters": len(iterations),
+        # Rank 0's per-iteration parts, at most the last 1000 (they show the spread).
+        "breakdown_samples": [[round(it[k], 4) for k in BREAKDOWN_SAMPLE_KEYS]
+                              for it in iterations[-1000:]],
+        "per_rank": everyone,
+        "ddp_logging": logging,
+    }
+
+
+def _allreduce(job: dict, ctx: dict, state: _State) -> dict:
+    from nnscale.distributed.allreduce import allreduce_sizes
+    from nnscale.measure.methodology import MeasurePolicy
+
+    state.phase("allreduce")
+    policy = MeasurePolicy.from_dict(job["policy"])
+    return {"sizes": allreduce_sizes(job["sizes"], job["dtype"], ctx["device"], policy, ctx["ctrl"],
+                                     ctx["world_size"])}
+
+
+def run(job_path: Path) -> int:
+    workdir = job_path.parent
+    rank = int(os.environ["RANK"])
+    state = _State(workdir, rank)
+    state.phase("init")
+    try:
+        import torch
+        import torch.distributed as dist
+
+        job = json.loads(job_path.read_text())
+        local_rank = int(os.environ["LOCAL_RANK"])
+        device = _setup_device(job, local_rank)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = timedelta(seconds=job["timeout_s"])
+        dist.init_process_group(backend, timeout=timeout)
+        ctrl = dist.new_group(backend="gloo", timeout=timeout)
+        ctx = {"rank": rank, "world_size": dist.get_world_size(), "device": device, "ctrl": ctrl,
+               "backend": backend}
+        result = (_scale if job["kind"] == "scale" else _allreduce)(job, ctx, state)
+        if rank == 0:
+            result.update(backend=backend, world_size=ctx["world_size"], torch=torch.__version__,
+                          local_world_size=int(os.environ["LOCAL_WORLD_SIZE"]),
+                          nnodes=ctx["world_size"] // int(os.environ["LOCAL_WORLD_SIZE"]))
+        box = [result if rank == 0 else None]
+        dist.broadcast_object_list(box, src=0, group=ctrl)
+        if local_rank == 0:
+            _write_json(workdir / "result.json", box[0])
+        dist.barrier(group=ctrl)  # nobody leaves while another rank still receives the result
+        state.phase("done")
+        # Leave without tearing the process groups down: at interpreter exit gloo can abort
+        # ("terminate called without an active exception") once its peers are gone, turning a
+        # finished measurement into a failed launch. The result is written; the OS frees the rest.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent, named
+        text = str(e).strip().splitlines()
+        _write_json(workdir / f"rank{rank}.error.json", {
+            "rank": rank, "host": socket.gethostname(), "time": time.time(),
+            "type": type(e).__name__, "message": text[0] if text else "",
+            "traceback": traceback.format_exc()[-4000:],
+        })
+        traceback.print_exc()
+        sys.stderr.flush()
+        # No clean-up: a rank whose peers are gone can block forever in destroy_process_group.
+        os._exit(1)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m nnscale.distributed.worker JOB.json (started by nnscale via torchrun)")
+    sys.exit(run(Path(sys.argv[1])))

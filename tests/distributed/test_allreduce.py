@@ -1,0 +1,35 @@
+"""`nnscale allreduce`: gloo workers for real; points stored with nccl-tests' bandwidths."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nnscale.store import open_store
+
+from ddp_helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_allreduce_points_with_algbw_and_busbw(tmp_path):
+    db = tmp_path / "ar.db"
+    result, _ = run_cli("allreduce", "--sizes", "4K..64K", "--nproc", "2", "--threads-per-worker",
+                        "1", "--budget", "0.5", "--db", str(db), "--run", "ar", "--format", "json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = json.loads(result.stdout)
+    with open_store(str(db), create=False) as store:
+        points = store.measurements("ar")
+    assert len(points) == len(printed) == 5  # 4K, 8K, 16K, 32K, 64K
+    for p, size in zip(points, (4096, 8192, 16384, 32768, 65536)):
+        s, w = p.stats, p.workload
+        assert w.model == "allreduce" and w.world_size == 2 and w.framework == "torch-gloo"
+        assert w.input_shape == (size // 4,) and w.precision == "fp32"
+        assert p.status in ("ok", "unstable") and len(p.samples_ms) == s["n"]
+        assert s["size_bytes"] == size and s["time_ms"] == pytest.approx(s["median_ms"])
+        assert s["time_ms"] > 0
+        assert s["algbw_gb_per_s"] == pytest.approx(size / (s["time_ms"] / 1e3) / 1e9)
+        assert s["busbw_gb_per_s"] == pytest.approx(s["algbw_gb_per_s"] * 2 * (2 - 1) / 2)
+        assert len(s["per_rank_time_ms"]) == 2
+    assert points[-1].stats["time_ms"] > 0.5 * points[0].stats["time_ms"]
