@@ -7,7 +7,7 @@ and ResNet-101, 68 % for VGG-16 — each within 5 points. The overlap is fitted 
 
 import pytest
 
-from nnscale.cli.predict import published_profiles
+from nnscale.study.prediction import published_profiles
 from nnscale.predict.catalogue import load_catalogue
 from nnscale.predict.published import CASES, bandwidth_to_match, efficiency, reproduction
 

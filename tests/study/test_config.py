@@ -65,7 +65,7 @@ def test_durations(value, seconds):
 
 
 def test_quick_study_is_the_seeds_four_networks():
-    assert len(QUICK.nets) == 4 and all(model_info(n).family == "paper" for n in QUICK.nets)
+    assert len(QUICK.nets) == 4 and all(model_info(n).family == "seed" for n in QUICK.nets)
     assert QUICK.budget_s <= 600
 
 

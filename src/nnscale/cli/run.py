@@ -1,15 +1,41 @@
-"""`nnscale run`: the study. For now its first step: the network statistics table beside the seed's."""
+"""`nnscale run`: the whole study in one command (statistics, peaks, sweeps, scaling, prediction,
+report). The work is `nnscale.study.runner.run_study`, callable from Python."""
 
 from __future__ import annotations
 
-from nnscale.cli.stats import print_paper_table
+from dataclasses import replace
+
+from nnscale.study.config import BUILTIN, load_study, parse_duration_s
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("run", help="run the study (today: the network statistics table)")
+    p = sub.add_parser("run", help="run a study end to end and write its report")
+    p.add_argument("--study", default="quick",
+                   help=f"{' or '.join(BUILTIN)} (default quick), or a YAML study file")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when present)")
+    p.add_argument("--budget", help="the whole study's time, seconds or 30s/10m/1h "
+                                    "(default: the study's own)")
+    p.add_argument("--run", help="run name; an existing run is resumed (default run-DATE-TIME)")
+    p.add_argument("--db", help="results store: a path, sqlite:///PATH or postgresql://... "
+                                "(default ./nnscale.db)")
+    p.add_argument("--out", help="report directory (default report-RUN)")
     p.set_defaults(handle=handle)
 
 
 def handle(args) -> int:
-    print_paper_table("table")
+    from nnscale.errors import UserError
+    from nnscale.study.runner import run_study
+    from nnscale.zoo import model_info
+
+    study = load_study(args.study, check_net=model_info)
+    if args.budget is not None:
+        study = replace(study, budget_s=parse_duration_s(args.budget, "--budget"))
+    if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
+        raise UserError(f"--device {args.device!r}: expected cpu, cuda or auto")
+    result = run_study(study, run=args.run, db=args.db, device=args.device, out=args.out)
+    for note in result.notes:
+        print(f"note: {note}")
+    bad = sum(1 for m in result.measurements if m.status not in ("ok",))
+    print(f"{len(result.measurements)} points in run {result.run!r} ({bad} flagged: see the report)")
+    print(f"report: {result.report_dir / 'index.html'}")
     return 0

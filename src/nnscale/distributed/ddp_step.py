@@ -46,8 +46,8 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnscale.measure.methodology import CpuTimer
-from nnscale.measure.torch_backend import AMP_DTYPES, SGD_LR, SGD_MOMENTUM, CudaTimer, set_tf32
-from nnscale.measure.torch_backend import _logits as logits
+from nnscale.measure.torch_backend import (AMP_DTYPES, SGD_LR, SGD_MOMENTUM, CudaTimer, set_tf32,
+                                           training_loss)
 from nnscale.zoo import create_model, model_info
 _HOOKS = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}
 _WIRE_BYTES = {"none": None, "fp16": 2, "bf16": 2}  # bytes per element on the wire, None: as stored
@@ -136,7 +136,6 @@ class DDPTrainer:
             self.module = self.module.to(memory_format=fmt)
         self.x = torch.randn(opts.batch, *opts.input_shape, device=device).to(memory_format=fmt)
         self.y = torch.randint(0, info.num_classes, (opts.batch,), device=device)
-        self.loss_fn = torch.nn.CrossEntropyLoss()
         self.optimizer = torch.optim.SGD(self.module.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
         self.scaler = torch.amp.GradScaler(device.type) if opts.precision == "fp16" else None
         self.amp = _amp(device, opts.precision)
@@ -170,14 +169,14 @@ class DDPTrainer:
         rec = self.recorder
         if rec is None:
             with self.amp():
-                loss = self.loss_fn(logits(self.ddp(self.x)), self.y)
+                loss = training_loss(self.ddp(self.x), self.y)
             self._backward_and_update(loss, None)
             return
         rec.buckets = []
         clock = rec.clock
         marks = [clock.mark()]
         with self.amp():
-            loss = self.loss_fn(logits(self.ddp(self.x)), self.y)
+            loss = training_loss(self.ddp(self.x), self.y)
         marks.append(clock.mark())
         self._backward_and_update(loss, marks)
         marks.append(clock.mark())

@@ -121,7 +121,10 @@ def models(ms: Iterable[Measurement]) -> list[str]:
 
 
 def single_worker(ms: Iterable[Measurement]) -> list[Measurement]:
-    return [m for m in ms if m.workload.world_size == 1]
+    """The batch-size sweeps' points: one process, no data-parallel engine (whose 1-worker point
+    belongs to the scaling series, tagged torch-ddp[...])."""
+    return [m for m in ms if m.workload.world_size == 1 and "ddp" not in m.workload.framework
+            and m.workload.model != "allreduce"]
 
 
 def curves(ms: Iterable[Measurement]) -> dict[tuple, list[Measurement]]:
@@ -191,4 +194,7 @@ def best_points(ms: Iterable[Measurement]) -> list[Measurement]:
 
 
 def frameworks(ms: Iterable[Measurement]) -> list[str]:
-    return list(dict.fromkeys(m.workload.framework for m in ms))
+    """Frameworks of the single-process points. Data-parallel and all-reduce points carry their
+    engine in the tag (torch-ddp[...], torch-gloo): an engine, not another framework to compare."""
+    return list(dict.fromkeys(m.workload.framework for m in ms
+                              if m.workload.world_size == 1 and "-" not in m.workload.framework))

@@ -1,0 +1,219 @@
+"""`nnscale scale MODEL --nproc 1,2,4,8 …`: DistributedDataParallel throughput over world sizes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+from nnscale.distributed.config import (BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_TIMEOUT_S, DEVICES,
+                                        Launching, ScaleConfig, endpoint_option, parse_nproc)
+from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
+from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
+from nnscale.format import binary_bytes, render
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.netstats import parse_input_size
+from nnscale.records import PRECISIONS
+from nnscale.zoo import model_info
+
+# Options of the measured workload, shared with `nnscale slurm`, which passes them on.
+WORKLOAD_OPTIONS = (
+    ("--batch-per-worker", dict(type=int, metavar="B", help="weak scaling: B samples per worker")),
+    ("--global-batch", dict(type=int, metavar="G", help="strong scaling: G samples split over workers")),
+    ("--precision", dict(choices=PRECISIONS, default="fp32")),
+    ("--channels-last", dict(action="store_true", help="NHWC memory format")),
+    ("--input-size", dict(help="CxHxW; default: the model's own")),
+    ("--bucket-mb", dict(type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")),
+    ("--grad-as-bucket-view", dict(action="store_true", help="DDP gradient_as_bucket_view")),
+    ("--static-graph", dict(action="store_true", help="DDP static_graph")),
+    ("--comm-hook", dict(choices=COMM_HOOKS, default="none", help="gradient compression hook")),
+    ("--timeout", dict(type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
+                       help=f"seconds one world size may take (default {DEFAULT_TIMEOUT_S:g})")),
+    ("--budget", dict(type=float, default=MeasurePolicy().budget_s, metavar="S",
+                      help="measurement seconds per point")),
+    ("--target-rel-ci", dict(type=float, default=MeasurePolicy().target_rel_ci)),
+    ("--breakdown", dict(choices=BREAKDOWN_MODES, default="inline",
+                         help="inline: the measured steps carry the breakdown marks (a Python comm "
+                              "hook); separate: plain DDP measured, then an instrumented pass")),
+    ("--breakdown-iters", dict(type=int, default=20, help="iterations of the separate pass")),
+    ("--dataset-size", dict(type=int, default=IMAGENET_TRAIN_IMAGES,
+                            help="samples per epoch for the time-to-train projection (ImageNet)")),
+    ("--epochs", dict(type=int, default=DEFAULT_EPOCHS)),
+)
+
+
+def add_workload_options(p) -> None:
+    for flag, kw in WORKLOAD_OPTIONS:
+        p.add_argument(flag, **kw)
+
+
+def workload_argv(args) -> list[str]:
+    """The workload options as given, for a command line that runs `nnscale scale` elsewhere."""
+    out = []
+    for flag, kw in WORKLOAD_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if kw.get("action") == "store_true":
+            out += [flag] if value else []
+        elif value is not None and value != kw.get("default"):
+            out += [flag, str(value)]
+    return out
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("scale", help="data-parallel (DDP) throughput over workers and nodes")
+    p.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
+    p.add_argument("--nproc", help="workers per node, e.g. 1,2,4,8 (default: powers of 2 up to "
+                                   "the GPUs, or the cores on CPU)")
+    p.add_argument("--nnodes", type=int, default=1)
+    p.add_argument("--node-rank", type=int, default=0, help="this node's rank; rank 0 stores")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous (multi-node)")
+    p.add_argument("--bandwidth-cap", metavar="RATE",
+                   help="record that the link is capped at RATE (tc units, e.g. 200mbit); "
+                        "nnscale does not set it")
+    p.add_argument("--local-addr", help="this node's address for the others (default: the one "
+                                        "routing to the endpoint)")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
+    p.add_argument("--threads-per-worker", type=int, help="CPU: threads per worker (default: the "
+                                                          "node's cores split evenly)")
+    add_workload_options(p)
+    p.add_argument("--db", help="results store (default sqlite:///nnscale.db)")
+    p.add_argument("--run", help="run name; an existing run is resumed (single node)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.set_defaults(handle=handle)
+
+
+def default_nproc(device: str) -> str:
+    from nnscale.distributed.config import cuda_devices, usable_cpus
+
+    top = cuda_devices() if device == "cuda" else len(usable_cpus())
+    values, n = [], 1
+    while n < top:
+        values.append(n)
+        n *= 2
+    return ",".join(map(str, values + [max(top, 1)]))
+
+
+def config_from_args(args) -> ScaleConfig:
+    shape = None
+    if args.input_size:
+        shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
+    else:
+        model_info(args.model)  # an unknown model is a UserError before anything starts
+    launching = Launching(nproc=parse_nproc(args.nproc or default_nproc(args.device)),
+                          device=args.device, nnodes=args.nnodes, node_rank=args.node_rank,
+                          rdzv_endpoint=endpoint_option(args.rdzv_endpoint),
+                          local_addr=args.local_addr, timeout_s=args.timeout,
+                          threads_per_worker=getattr(args, "threads_per_worker", None),
+                          bandwidth_cap=getattr(args, "bandwidth_cap", None))
+    policy = MeasurePolicy(budget_s=args.budget, target_rel_ci=args.target_rel_ci,
+                           warmup_max_s=min(MeasurePolicy().warmup_max_s, args.budget))
+    return ScaleConfig(args.model, launching, batch_per_worker=args.batch_per_worker,
+                       global_batch=args.global_batch, precision=args.precision,
+                       bucket_mb=args.bucket_mb, grad_as_bucket_view=args.grad_as_bucket_view,
+                       static_graph=args.static_graph, comm_hook=args.comm_hook,
+                       channels_last=args.channels_last, input_shape=shape, policy=policy,
+                       breakdown=args.breakdown, breakdown_iters=args.breakdown_iters,
+                       dataset_size=args.dataset_size,
+                       epochs=args.epochs)
+
+
+def open_sink(args, node_rank: int, on_point=None) -> Sink:
+    warn = lambda msg: print(f"nnscale: warning: {msg}", file=sys.stderr)  # noqa: E731
+    if node_rank != 0:  # node rank 0 stores; the others only take part
+        return Sink(on_point=on_point, on_warning=warn)
+    from nnscale.store import capture_environment, open_store
+
+    store = open_store(args.db)
+    command = shlex.join(["nnscale", *sys.argv[1:]])
+    env = capture_environment()
+    run_id = (store.get_or_create_run(args.run, command, env) if args.run
+              else store.create_run(None, command, env))
+    name = args.run or next(r.name for r in reversed(store.runs()) if r.id == run_id)
+    return Sink(store, run_id, name, on_point, warn)
+
+
+def _f(v, fmt="{:.3g}"):
+    return "" if v is None else fmt.format(v)
+
+
+def table_rows(points) -> list[dict]:
+    rows = []
+    for p in points:
+        s, w = p.stats, p.workload
+        if p.status not in ("ok", "unstable"):
+            rows.append({"world": w.world_size, "status": p.status})
+            continue
+        rows.append({
+            "world": w.world_size, "layout": f"{s['nnodes']}x{s['nproc_per_node']}",
+            "batch": w.batch_size, "global": s["global_batch"],
+            "rate": f"{s['samples_per_s']:.1f}", "per": f"{s['samples_per_s_per_worker']:.1f}",
+            "sp1": _f(s.get("speedup_vs_1_worker")), "ef1": _f(s.get("efficiency_vs_1_worker"), "{:.0%}"),
+            "spn": _f(s.get("speedup_vs_1_node")), "efn": _f(s.get("efficiency_vs_1_node"), "{:.0%}"),
+            "step": f"{s['step_time_ms']:.2f}", "fwd": f"{s['forward_ms']:.2f}",
+            "bwd": f"{s['backward_ms']:.2f}", "opt": f"{s['optimizer_ms']:.2f}",
+            "cexp": f"{s['comm_exposed_ms']:.2f}", "cov": f"{s['comm_overlapped_ms']:.2f}",
+            "bytes": binary_bytes(int(s["bytes_allreduced_per_step"])),
+            "strag": f"{s['slowest_rank']} ({s['straggler_ratio']:.2f}x)", "status": p.status,
+        })
+    return rows
+
+
+COLUMNS = (("world", "workers"), ("layout", "nodes x procs"), ("batch", "batch/worker"),
+           ("global", "global batch"), ("rate", "samples/s"), ("per", "per worker"),
+           ("sp1", "speedup vs 1 worker"), ("ef1", "eff."), ("spn", "speedup vs 1 node"),
+           ("efn", "eff."), ("step", "step ms"), ("fwd", "fwd"), ("bwd", "bwd"), ("opt", "opt"),
+           ("cexp", "comm exposed"), ("cov", "comm overlapped"), ("bytes", "all-reduced/step"),
+           ("strag", "slowest rank"), ("status", "status"))
+
+
+def seed_rows(points, device: str) -> list[dict]:
+    """The seed's projection table: network, batch, nodes, GPUs, time [min]."""
+    return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.stats["nnodes"],
+             "gpus": p.workload.world_size, "time": f"{p.stats['time_to_train_min']:.0f}"}
+            for p in points if p.status in ("ok", "unstable")]
+
+
+def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([p.to_dict() for p in points], indent=2, default=str))
+        return
+    print(render(table_rows(points), COLUMNS))
+    ok = [p for p in points if p.status in ("ok", "unstable")]
+    if not ok:
+        return
+    print(f"\n{cfg.scaling} scaling; times are medians in ms; speedup and efficiency against "
+          f"{ok[-1].stats.get('baseline_1_worker') or 'no 1-worker point in this run'}"
+          + ("; against 1 node: " + (ok[-1].stats.get("baseline_1_node") or "none")
+             if cfg.launching.nnodes > 1 else ""))
+    unit = "GPUs" if cfg.launching.device == "cuda" else "workers"
+    print(f"\nProjected time to train: {cfg.epochs} epochs of {cfg.dataset_size:,} samples\n")
+    print(render(seed_rows(points, cfg.launching.device),
+                 (("network", "network"), ("batch", "batch"), ("nodes", "nodes"), ("gpus", unit),
+                  ("time", "time [min]"))))
+
+
+def handle(args) -> int:
+    cfg = config_from_args(args)
+    sink = open_sink(args, cfg.launching.node_rank)
+    where = f" (run {sink.run_name!r} in {sink.store.url})" if sink.store else ""
+    try:
+        points = run_scale(cfg, sink)
+    except ScaleFailed as e:
+        done = [p for p in e.points if p.status in ("ok", "unstable")]
+        if done and args.format == "table":
+            print_points(done, cfg, args.format)
+        kept = f"{len(done)} point(s) before it stored{where}" if sink.store else "not stored here"
+        print(f"nnscale: error: {e}; {kept}", file=sys.stderr)
+        return 1
+    finally:
+        if sink.store is not None:
+            sink.store.close()
+    if cfg.launching.node_rank != 0 and args.format == "table":
+        print(f"node rank {cfg.launching.node_rank}: {len(points)} point(s) measured; node rank 0 "
+              "stores them")
+        return 0
+    print_points(points, cfg, args.format)
+    if where and args.format == "table":
+        print(f"\nstored{where}")
+    return 0
+

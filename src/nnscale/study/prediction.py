@@ -1,0 +1,218 @@
+"""Predictions from nnscale's own inputs: a network's counted profile, a run's measured step time and
+fitted communication, fed to the pure model in `nnscale.predict`. Shared by `nnscale predict` and
+the study (`nnscale run`); this layer may count networks with torch, `nnscale.predict` may not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+
+from nnscale.errors import UserError
+from nnscale.format import si
+from nnscale.predict import calibrate, published
+from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
+from nnscale.predict.model import DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, predict
+from nnscale.predict.validate import Validation, validate_leave_one_out
+
+DEFAULT_NODES = "1,2,4,...,128"
+
+
+@dataclass(frozen=True, slots=True)
+class PredictRequest:
+    """What `nnscale predict MODEL` is asked (the CLI's options, with the same defaults)."""
+
+    model: str
+    device: str
+    gpus_per_node: int = 8
+    nodes: str = DEFAULT_NODES
+    intra_link: str | None = None
+    inter_link: str | None = None
+    nics_per_node: int = 1
+    algorithm: str = "auto"
+    batch_per_gpu: int | None = None
+    precision: str = "fp32"
+    dataset_size: int | None = None
+    epochs: float = 1.0
+    fusion: str = "ddp"
+    bucket_mb: float = 25.0
+    first_bucket_mb: float = 1.0
+    grad_bytes: int = 4
+    efficiency: float | None = None
+    samples_per_s: float | None = None
+    overlap: float | None = None
+    overhead_ms: float | None = None
+    input_size: str | None = None
+    catalogue: str | None = None
+    store: str | None = None
+
+    @classmethod
+    def from_namespace(cls, args) -> PredictRequest:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
+
+
+def parse_nodes(text: str) -> list[int]:
+    """'1,2,4' -> [1, 2, 4]. With '...' the list goes on to its last number: geometrically when the
+    first three numbers are ('1,2,4,...,128' doubles), else in steps of the last two ('8,16,...,64')."""
+    parts = [p.strip() for p in text.replace("…", "...").split(",") if p.strip()]
+    try:
+        if "..." in parts:
+            i = parts.index("...")
+            head, last = [int(p) for p in parts[:i]], int(parts[i + 1])
+            if len(head) < 2 or i + 2 != len(parts) or not 0 < head[-2] < head[-1] <= last:
+                raise ValueError
+            geometric = len(head) >= 3 and head[-1] * head[-3] == head[-2] ** 2
+            nodes = list(head)
+            while True:
+                nxt = nodes[-1] * head[-1] // head[-2] if geometric else nodes[-1] + head[-1] - head[-2]
+                if nxt > last:
+                    break
+                nodes.append(nxt)
+            if nodes[-1] != last:
+                nodes.append(last)
+        else:
+            nodes = [int(p) for p in parts]
+    except (ValueError, IndexError):
+        raise UserError(f"malformed --nodes {text!r}: give whole numbers like 1,2,4,8 or 1,2,4,...,128") from None
+    if not nodes or any(n < 1 for n in nodes):
+        raise UserError(f"malformed --nodes {text!r}: node counts must be >= 1")
+    return sorted(set(nodes))
+
+
+def model_profile(name: str, input_shape=None, bytes_per_grad: int = 4, **overrides) -> ModelProfile:
+    """A network's profile from its statistics: parameters, FLOPs, per-layer parameters and MACs."""
+    from nnscale.netstats import network_stats
+
+    s = network_stats(name, input_shape, **overrides)
+    layers = tuple(Layer(params=r.params, work=r.macs) for r in s.layers)
+    return ModelProfile(name, s.params_total, s.forward_flops, s.training_flops, bytes_per_grad,
+                        layers=layers, source=f"nnscale stats {name}")
+
+
+def _open_records(run: str, store: str | None):
+    from nnscale.store import open_store
+
+    with open_store(store, create=False) as db:
+        return db.measurements(run)
+
+
+def measured_profile(records, run: str, profile: ModelProfile, batch: int | None,
+                     precision: str | None = None) -> ModelProfile:
+    """`profile` with the single-device step time of RUN's world_size = 1 training point of the model
+    (at `batch`, or the nearest batch measured)."""
+    singles = [m for m in records if m.status in calibrate.USABLE and m.workload.model == profile.name
+               and m.workload.mode == "training" and m.workload.world_size == 1
+               and (precision is None or m.workload.precision == precision) and calibrate.step_time_s(m)]
+    if not singles:
+        models = sorted({m.workload.model for m in records if m.workload.world_size == 1})
+        raise UserError(f"run {run!r} has no single-device training point of {profile.name}"
+                        f"{' in ' + precision if precision else ''}; it has: {', '.join(models) or 'none'}")
+    want = batch or max(m.workload.batch_size for m in singles)
+    m = min(singles, key=lambda m: (abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
+    opt = m.stats.get("optimizer_ms")
+    return replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
+                   optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}")
+
+
+def _link(catalogue: Catalogue, name: str | None, fitted: Link | None) -> Link | None:
+    """The named catalogue link, else the link fitted to the run (None without either)."""
+    return catalogue.link(name) if name else fitted
+
+
+def prediction_report(args: PredictRequest) -> dict:
+    """Everything `nnscale predict MODEL` prints, as data: inputs, provenance notes and rows."""
+    from nnscale.netstats import parse_input_size
+    from nnscale.zoo import model_info
+
+    catalogue = load_catalogue(args.catalogue)
+    if not args.device:
+        raise UserError("predict needs --device (see `nnscale predict --list`) or measured:RUN")
+    shape = parse_input_size(args.input_size, model_info(args.model).input_shape) if args.input_size else None
+    profile = model_profile(args.model, shape, args.grad_bytes)
+    notes, fitted_link, params = [], None, calibrate.CommParams(overlap=1.0, overhead_s=0.0)
+    if args.device.startswith("measured:"):
+        run = args.device.split(":", 1)[1]
+        records = _open_records(run, args.store)
+        profile = measured_profile(records, run, profile, args.batch_per_gpu, args.precision)
+        device = Device(args.device, f"as measured in run {run}", {}, math.inf, math.inf)
+        batch = args.batch_per_gpu or profile.measured_batch
+        notes.append(f"compute: measured, {1e3 * profile.step_time_s:.2f} ms per step at batch "
+                     f"{profile.measured_batch} (run {run})")
+        try:
+            fit = calibrate.fit(records, {profile.name: profile}, run=f"run {run}")
+        except UserError as exc:
+            notes.append(f"communication: catalogue values ({exc})")
+        else:
+            params = fit.params
+            if {"alpha_s", "bandwidth"} <= set(fit.free):
+                fitted_link = fit.params.link(name=f"fitted:{run}")
+            notes.append(f"communication: {fit.source}, fitted {', '.join(fit.free)}: alpha "
+                         f"{1e6 * params.alpha_s:.1f} us, B {params.bandwidth / 1e9:.3g} GB/s, overlap "
+                         f"{params.overlap:.2f}, overhead {1e3 * params.overhead_s:.2f} ms; residuals "
+                         f"rms {100 * fit.rms:.1f} %, max {100 * fit.max_abs:.1f} %")
+    else:
+        device = catalogue.device(args.device)
+        batch = args.batch_per_gpu or 32
+        if args.samples_per_s:
+            profile = replace(profile, step_time_s=batch / args.samples_per_s, measured_batch=batch)
+            notes.append(f"compute: given, {args.samples_per_s:g} samples/s on one {device.name}")
+        else:
+            eff = args.efficiency or DEFAULT_EFFICIENCY
+            notes.append(f"compute: {si(profile.training_flops)}FLOP per sample at {eff:.0%} of the "
+                         f"{device.name}'s {args.precision} peak ({si(device.peak(args.precision))}FLOP/s)")
+            if args.efficiency is None and args.precision != "fp32":
+                notes.append(f"  caution: {DEFAULT_EFFICIENCY:.0%} is an fp32 figure (docs/prediction.md); "
+                             "tensor-core training usually reaches less: give --efficiency or --samples-per-s")
+        notes.append("communication: catalogue values, no measurements")
+    if args.overlap is not None or args.overhead_ms is not None:
+        params = replace(params, overlap=params.overlap if args.overlap is None else args.overlap,
+                         overhead_s=params.overhead_s if args.overhead_ms is None else args.overhead_ms / 1e3)
+        notes.append(f"given: overlap {params.overlap:g}, overhead {1e3 * params.overhead_s:g} ms")
+    if not 0 <= params.overlap <= 1 or params.overhead_s < 0:
+        raise UserError(f"--overlap must be in [0, 1] and --overhead-ms >= 0, got {params.overlap:g}, "
+                        f"{1e3 * params.overhead_s:g}")
+    intra = _link(catalogue, args.intra_link or (None if fitted_link else device.intra_link), fitted_link)
+    nodes = parse_nodes(args.nodes)
+    inter = _link(catalogue, args.inter_link, fitted_link)
+    if intra is None and args.gpus_per_node > 1:
+        raise UserError("give --intra-link for more than one GPU per node; known links: "
+                        + ", ".join(sorted(catalogue.links)))
+    if inter is None and max(nodes) > 1:
+        raise UserError("give --inter-link for more than one node; known links: "
+                        + ", ".join(sorted(catalogue.links)))
+    cluster = Cluster(device, args.gpus_per_node, 1, intra or inter or Link("none", 0.0, math.inf), inter,
+                      args.nics_per_node, args.algorithm)
+    bucketing = Bucketing(args.fusion, args.bucket_mb, args.first_bucket_mb)
+    rows = predict(profile, cluster, nodes, batch, dataset_size=args.dataset_size, epochs=args.epochs,
+                   precision=args.precision, bucketing=bucketing, overlap=params.overlap,
+                   overhead_s=params.overhead_s, efficiency=args.efficiency or DEFAULT_EFFICIENCY)
+    links = f"{intra.name if intra else '-'} inside, {inter.name if inter else '-'} between nodes"
+    inputs = {"model": args.model, "device": device.name, "gpus_per_node": args.gpus_per_node,
+              "links": links, "algorithm": args.algorithm, "batch_per_gpu": batch,
+              "precision": args.precision, "params": profile.params,
+              "gradient_bytes": profile.grad_bytes, "bucketing": f"{args.fusion} {args.bucket_mb:g} MiB",
+              "overlap": params.overlap, "overhead_ms": 1e3 * params.overhead_s}
+    return {"inputs": inputs, "notes": notes, "rows": [r.to_dict() for r in rows]}
+
+
+def validate_stored_run(runs: str | list[str], store: str | None = None) -> Validation:
+    """Leave-one-out over the points of one or more stored runs (pooled, e.g. one run per bandwidth
+    cap), with each zoo model's real per-layer profile. The hook for validating real measurements."""
+    runs = [runs] if isinstance(runs, str) else list(runs)
+    records = [m for run in runs for m in _open_records(run, store)]
+    profiles = {}
+    for name in {m.workload.model for m in records if m.workload.model != "allreduce"}:
+        try:
+            profiles[name] = model_profile(name)
+        except UserError:
+            pass  # not a zoo model: the points fall back to bytes_allreduced_per_step
+    return validate_leave_one_out(records, profiles, run="+".join(runs))
+
+
+def published_profiles() -> dict[str, ModelProfile]:
+    """The published cases' networks, each counted once."""
+    out: dict[str, ModelProfile] = {}
+    for c in published.CASES:
+        if c.model not in out:
+            out[c.model] = model_profile(c.model, **c.zoo_overrides)
+    return out

@@ -1,0 +1,51 @@
+"""One progress display for the whole study: overall ETA and the current point.
+
+The sweep engine reports each point to a progress object (`nnscale.measure.progress`); a study runs
+many sweeps, so this one keeps a single count and clock across them instead of starting anew at
+each sweep, and the other steps (scaling, all-reduce, report) announce themselves as notes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from nnscale.measure.progress import TerminalProgress, duration, header
+
+
+class StudyProgress(TerminalProgress):
+    def __init__(self, total_points: int, per_point_s: float, budget_s: float, **kw) -> None:
+        super().__init__(**kw)
+        self.total, self.per_point_s, self.budget_s = total_points, per_point_s, budget_s
+        self._study_t0 = time.monotonic()
+        self._header_done = False
+
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self._study_t0
+
+    def begin(self, title: str, total: int | None, per_point_s: float) -> None:
+        # Keep the study's total and clock; print the sweep's title and, once, the table header.
+        with self._lock:
+            self._clear()
+            self.err.write(title + "\n")
+            if not self._header_done:
+                self.out.write(header() + "\n")
+                self._header_done = True
+            self.out.flush()
+            self._draw()
+        if self.tty and self._ticker is None:
+            self._stop.clear()
+            self._ticker = threading.Thread(target=self._tick, name="nnscale-study", daemon=True)
+            self._ticker.start()
+
+    def end(self) -> None:  # a sweep ended; the study goes on
+        with self._lock:
+            self._clear()
+
+    def step(self, number: int, of: int, title: str) -> None:
+        left = max(0.0, self.budget_s - self.elapsed_s())
+        self.note(f"[step {number}/{of}] {title} · elapsed {duration(self.elapsed_s())}"
+                  f" · budget left {duration(left)}")
+
+    def finish(self) -> None:
+        super().end()

@@ -1,0 +1,208 @@
+"""`run_study`: the seed's study for this machine, end to end, resumable, into one stored run.
+
+1. the network statistics of the study's nets (and the seed's four) beside the seed's table;
+2. the device's measured peaks (`nnscale device`, cached per machine);
+3. batch-size sweeps, inference and training, with the knee and the best configuration;
+4. data-parallel scaling over the processes/GPUs this machine has;
+5. all-reduce calibration and the predicted scaling to 1024 GPUs with the seed-style time to train;
+6. the report.
+
+Every measured point is committed as it is measured (the engine's store), so a study stopped at
+any moment and started again with the same run name measures only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from nnscale.distributed.allreduce import run_allreduce
+from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
+from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
+from nnscale.errors import UserError
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.sweep import SweepConfig, run_sweep
+from nnscale.netstats.paper import paper_rows
+from nnscale.records import Measurement
+from nnscale.store import capture_environment, open_store
+from nnscale.study.config import StudyConfig
+from nnscale.study.prediction import PredictRequest, prediction_report
+from nnscale.study.progress import StudyProgress
+from nnscale.study.reporting import default_report_dir, netstats_rows, prediction_rows
+
+STEPS = 6
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set, as the seed's time-to-train assumes
+EPOCHS = 90  # the ResNet schedule (He et al. 2016), the seed's time-to-train basis
+# Seconds that are not measurement: a worker's start (interpreter + torch import + model build),
+# a torchrun launch per world size, the report. Measured on the 2-core development machine.
+WORKER_START_S = 4.0
+LAUNCH_S = 15.0
+FIXED_S = 45.0
+
+
+@dataclass(frozen=True, slots=True)
+class StudyResult:
+    run: str
+    report_dir: Path | None
+    measurements: tuple[Measurement, ...]
+    notes: tuple[str, ...]
+
+
+def resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def sweep_points(study: StudyConfig) -> int:
+    """Planned sweep points (an "auto" batch search counts as six)."""
+    def count(batches) -> int:
+        return 6 if batches == "auto" else len(batches)
+
+    per_net = sum(count(study.inference_batches if m == "inference" else study.training_batches)
+                  for m in study.modes)
+    return per_net * len(study.nets) * len(study.precisions)
+
+
+def point_policy(study: StudyConfig) -> MeasurePolicy:
+    """Share the study's budget out to its points: 70 % measuring, 30 % warming up."""
+    if study.point_budget_s is not None:
+        per_point = study.point_budget_s
+    else:
+        points = sweep_points(study)
+        measured = study.budget_s - FIXED_S - LAUNCH_S * (len(study.world_sizes) + 1)
+        per_point = max(2.0, measured / max(points + len(study.world_sizes) + 2, 1) - WORKER_START_S)
+    return MeasurePolicy(target_rel_ci=study.target_rel_ci, budget_s=0.7 * per_point,
+                         warmup_max_s=0.3 * per_point)
+
+
+def _open_run(store, name: str | None, study: StudyConfig, device: str, command: str):
+    from nnscale.measure.device import measure_device
+
+    existing = {r.name for r in store.runs()}
+    if name is not None and name in existing:
+        info = store.run(name)
+        return info.id, info.name, info.environment, True
+    environment = capture_environment()
+    profile, _cached = measure_device(device)
+    environment["device_profile"] = {"device_name": profile.device_name,
+                                     "gemm_flop_per_s": profile.gemm_flop_per_s,
+                                     "bandwidth_bytes_per_s": profile.bandwidth_bytes_per_s,
+                                     "measured_utc": profile.measured_utc}
+    notes = json.dumps({"study": study.name, "device": device}, sort_keys=True)
+    run_id = store.create_run(name, command_line=command, environment=environment, notes=notes)
+    run_name = name or next(r.name for r in reversed(store.runs()) if r.id == run_id)
+    return run_id, run_name, environment, False
+
+
+def _sweeps(study, store, run_name, device, policy, progress) -> None:
+    for net in study.nets:
+        for precision in study.precisions:
+            for mode in study.modes:
+                batches = study.inference_batches if mode == "inference" else study.training_batches
+                config = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
+                                     batches=None if batches == "auto" else tuple(batches),
+                                     policy=policy)
+                run_sweep(config, store, progress, run=run_name, resume=True)
+
+
+def _scaling(study, store, run_id, run_name, device, policy, progress) -> list[str]:
+    nproc = tuple(study.world_sizes)
+    if device == "cuda":
+        import torch
+
+        nproc = tuple(n for n in nproc if n <= torch.cuda.device_count()) or (1,)
+    else:
+        nproc = tuple(n for n in nproc if n <= max(os.cpu_count() or 1, 2))
+    sink = Sink(store, run_id, run_name, on_warning=progress.note)
+    cfg = ScaleConfig(study.scaling_net, Launching(nproc=nproc, device=device),
+                      batch_per_worker=study.scale_batch_per_worker, policy=policy,
+                      dataset_size=IMAGENET_TRAIN_IMAGES, epochs=EPOCHS)
+    try:
+        for point in run_scale(cfg, sink):
+            progress.note(f"  world size {point.workload.world_size}: "
+                          f"{point.stats.get('samples_per_s', 0):.1f} samples/s ({point.status})")
+    except ScaleFailed as exc:
+        return [f"scaling stopped: {exc}"]
+    if max(nproc) < 2:
+        return []
+    have = {m.stats.get("size_bytes") for m in store.measurements(run_name)
+            if m.workload.model == "allreduce" and m.status in ("ok", "unstable")}
+    if have:
+        return []
+    sizes = tuple(1 << k for k in range(10, 25, 2))  # 1 KiB .. 16 MiB, every factor of 4
+    ar = AllreduceConfig(Launching(nproc=(max(nproc),), device=device), sizes,
+                         policy=replace(policy, budget_s=min(policy.budget_s, 2.0),
+                                        warmup_max_s=min(policy.warmup_max_s, 1.0)))
+    try:
+        run_allreduce(ar, sink)
+    except ScaleFailed as exc:
+        return [f"all-reduce calibration stopped: {exc}"]
+    return []
+
+
+def _predictions(study, run_name, db: str | None, device: str) -> tuple[list[dict], list[str]]:
+    """Predicted scaling of the scaling net from this run's own measurements."""
+    gpus_per_node = 8 if device == "cuda" else 2
+    nodes = sorted({max(1, g // gpus_per_node) for g in study.predict_gpus})
+    req = PredictRequest(model=study.scaling_net, device=f"measured:{run_name}", store=db,
+                         gpus_per_node=gpus_per_node, nodes=",".join(map(str, nodes)),
+                         batch_per_gpu=study.scale_batch_per_worker,
+                         dataset_size=IMAGENET_TRAIN_IMAGES, epochs=float(EPOCHS))
+    try:
+        report = prediction_report(req)
+    except UserError as exc:
+        if "link" not in str(exc):
+            return [], [f"no prediction: {exc}"]
+        report = prediction_report(replace(req, intra_link="pcie4", inter_link="25gbe"))
+        report["notes"].append("no all-reduce fit in this run: catalogue links pcie4 / 25gbe assumed")
+    return prediction_rows(report), list(report["notes"])
+
+
+def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = None,
+              device: str = "auto", out: str | Path | None = None, progress=None,
+              command_line: str | None = None) -> StudyResult:
+    """Run `study` into run `run` of the store at `db` (resuming it if it exists); write its report."""
+    from nnscale.report import build_report, write_report
+
+    device = resolve_device(device)
+    policy = point_policy(study)
+    total = sweep_points(study)
+    progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
+                                         study.budget_s)
+    command = command_line or shlex.join(["nnscale", *sys.argv[1:]])
+    notes: list[str] = []
+    try:
+        progress.step(1, STEPS, "network statistics beside the seed's table")
+        table = paper_rows()
+        with open_store(db) as store:
+            progress.step(2, STEPS, f"{device} peaks (nnscale device; cached per machine)")
+            run_id, run_name, environment, resumed = _open_run(store, run, study, device, command)
+            if resumed:
+                progress.note(f"resuming run {run_name!r}: finished points are kept")
+            progress.step(3, STEPS, f"batch-size sweeps of {', '.join(study.nets)} "
+                                    f"({policy.budget_s:.1f} s per point)")
+            _sweeps(study, store, run_name, device, policy, progress)
+            progress.step(4, STEPS, f"data-parallel scaling of {study.scaling_net}")
+            notes += _scaling(study, store, run_id, run_name, device, policy, progress)
+            measurements = store.measurements(run_name)
+        progress.step(5, STEPS, "all-reduce fit and predicted scaling to "
+                                f"{max(study.predict_gpus)} GPUs")
+        predictions, prediction_notes = _predictions(study, run_name, db, device)
+        notes += prediction_notes
+        progress.step(6, STEPS, "report")
+        measured = netstats_rows(measurements)
+        known = {r["model"] for r in table}
+        report = build_report(measurements, environment, predictions=predictions,
+                              netstats_rows=table + [r for r in measured if r["model"] not in known],
+                              title=f"nnscale study '{study.name}' · run {run_name}")
+        paths = write_report(report, Path(out) if out is not None else default_report_dir(run_name))
+    finally:
+        progress.finish()
+    return StudyResult(run_name, paths["html"].parent, tuple(measurements), tuple(notes))

@@ -1,0 +1,84 @@
+"""The study end to end on a tiny net: every step stored, the report written, and resume after a kill."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nnscale.store import open_store
+from nnscale.study.config import study_from_dict
+from nnscale.study.runner import run_study
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+TINY = {"nets": ["test-tiny-mlp"], "batches": [1, 4], "world_sizes": [1, 2], "point_budget": 1.5,
+        "target_rel_ci": 0.1, "scale_batch_per_worker": 8, "scale_net": "test-tiny-mlp",
+        "predict_gpus": [1, 2, 4, 8]}
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_study_runs_every_step_and_writes_the_report(tmp_path):
+    study = study_from_dict(TINY, "tiny.yaml")
+    db = str(tmp_path / "s.db")
+    result = run_study(study, run="tiny", db=db, device="cpu", out=tmp_path / "report")
+    ms = open_store(db).measurements("tiny")
+    sweeps = [m for m in ms if m.workload.world_size == 1 and m.workload.framework == "torch"]
+    assert {(m.workload.mode, m.workload.batch_size) for m in sweeps} == {
+        ("inference", 1), ("inference", 4), ("training", 1), ("training", 4)}
+    ddp = sorted(m.workload.world_size for m in ms if "ddp" in m.workload.framework)
+    assert ddp == [1, 2]
+    assert any(m.workload.model == "allreduce" for m in ms)
+    html = (result.report_dir / "index.html").read_text()
+    assert "AlexNet" in html and "724" in html  # the seed's table is in it
+    assert "Speedup" in html
+    assert open_store(db).run("tiny").environment["device_profile"]["gemm_flop_per_s"]["fp32"] > 0
+
+
+def test_killed_study_resumes_without_losing_points(tmp_path):
+    study_file = tmp_path / "tiny.yaml"
+    study_file.write_text("nets: [test-tiny-mlp, test-tiny-resnet]\nbatches: [1, 2, 4]\n"
+                          "world_sizes: [1]\npoint_budget: 1.5\ntarget_rel_ci: 0.1\n"
+                          "scale_net: test-tiny-mlp\npredict_gpus: [1, 2]\n")
+    db = tmp_path / "k.db"
+    env = dict(os.environ, PYTHONPATH=SRC)
+    cmd = [sys.executable, "-m", "nnscale", "run", "--study", str(study_file), "--run", "k",
+           "--db", str(db), "--device", "cpu", "--out", str(tmp_path / "report")]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    before = []
+    while time.monotonic() < deadline and len(before) < 3:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                before = open_store(str(db), create=False).measurements("k")
+            except Exception:  # noqa: BLE001 - the run may not exist yet
+                before = []
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert len(before) >= 3, "the study stored nothing within 120 s"
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming run 'k'" in done.stderr
+    after = open_store(str(db)).measurements("k")
+    keys = [m.workload.key() for m in after]
+    assert len(keys) == len(set(keys))
+    kept = {m.workload.key(): m.samples_ms for m in before if m.status in ("ok", "unstable")}
+    assert all(dict((m.workload.key(), m.samples_ms) for m in after)[k] == s for k, s in kept.items())
+    sweeps = [m for m in after if m.workload.framework == "torch"]
+    assert len(sweeps) == 2 * 2 * 3  # two nets, two modes, three batches
+    assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_bad_budget_is_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=SRC)
+    r = subprocess.run([sys.executable, "-m", "nnscale", "run", "--budget", "-5m"], env=env,
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--budget" in r.stderr
