@@ -9,10 +9,11 @@ import argparse
 import sys
 
 from nnscale import __version__
-from nnscale.cli import models, run, stats
+from nnscale.cli import (allreduce, compare, device, models, predict, report, results, run, scale,
+                         slurm, stats, sweep, tune)
 from nnscale.errors import UserError
 
-_COMMANDS = (models, stats, run)
+_COMMANDS = (models, stats, run, sweep, tune, results, device, report, compare, predict, scale, allreduce, slurm)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +24,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nnscale", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="nnscale", description="How a neural network's speed scales: with batch "
+                     "size, precision, GPUs and nodes, and on hardware you do not have yet.")
     parser.add_argument("--version", action="version", version=f"nnscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True

@@ -1,0 +1,93 @@
+"""`nnscale results [RUN]`: a stored run's points as a table, CSV or JSON; `--runs` lists the runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+from nnscale.errors import UserError
+from nnscale.format import FORMATS, render
+from nnscale.measure.progress import display_row
+from nnscale.records import Measurement, Workload
+from nnscale.stats import knee
+from nnscale.store import open_store
+
+TABLE = (("model", "model"), ("mode", "mode"), ("batch", "batch"), ("config", "config"),
+         ("status", "status"), ("samples_per_s", "img/s"), ("ci", "±CI"), ("step_ms", "step ms"),
+         ("p99_ms", "p99 ms"), ("memory", "peak mem"), ("flops", "FLOP/s"), ("mfu", "MFU"),
+         ("iters", "iters"), ("error", "note"))
+RUNS = (("name", "run"), ("created_utc", "created (UTC)"), ("n_measurements", "points"),
+        ("command_line", "command"))
+WORKLOAD_KEYS = tuple(f.name for f in fields(Workload))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("results", help="export a stored run (table, CSV or JSON)")
+    p.add_argument("run", nargs="?", help="run name (default: the latest run)")
+    p.add_argument("--db", metavar="URL", help="results store (default ./nnscale.db)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--runs", action="store_true", help="list the runs instead")
+    p.set_defaults(handle=handle)
+
+
+def flat_rows(measurements: list[Measurement]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """One flat dict per point (workload fields, status, every statistic, error) and its columns."""
+    stat_keys: dict[str, None] = {}
+    for m in measurements:  # a statistic named like a workload field (threads) is that field
+        stat_keys.update(dict.fromkeys(k for k in m.stats if k not in WORKLOAD_KEYS))
+    rows = []
+    for m in measurements:
+        w = m.workload
+        row = {k: getattr(w, k) for k in WORKLOAD_KEYS}
+        row.update(key=w.key(), status=m.status, error=m.error)
+        row.update({k: m.stats.get(k) for k in stat_keys})
+        rows.append(row)
+    keys = ["key", *WORKLOAD_KEYS, "status", *stat_keys, "error"]
+    return rows, [(k, k) for k in keys]
+
+
+def knee_lines(measurements: list[Measurement]) -> list[str]:
+    groups: dict[tuple, list[Measurement]] = {}
+    for m in measurements:
+        if m.status in ("ok", "unstable") and m.stats.get("samples_per_s"):
+            w = m.workload
+            key = (w.model, w.mode, w.device, w.precision, w.channels_last, w.compile)
+            groups.setdefault(key, []).append(m)
+    lines = []
+    for (model, mode, device, precision, cl, comp), ms in groups.items():
+        if len({m.workload.batch_size for m in ms}) < 2:
+            continue
+        b = knee([m.workload.batch_size for m in ms], [m.stats["samples_per_s"] for m in ms])
+        label = " ".join([precision] + ["cl"] * cl + ["compile"] * comp)
+        lines.append(f"knee {model} {mode} {device} {label}: batch {b} (95 % of the best throughput)")
+    return lines
+
+
+def handle(args) -> int:
+    with open_store(args.db, create=False) as store:
+        if args.runs:
+            rows = [{"name": r.name, "created_utc": r.created_utc[:19], "n_measurements": r.n_measurements,
+                     "command_line": r.command_line} for r in store.runs()]
+            print(render(rows, RUNS, args.format))
+            return 0
+        name = args.run
+        if name is None:
+            latest = store.latest_run()
+            if latest is None:
+                raise UserError(f"{store.url} holds no runs yet; `nnscale sweep MODEL` makes one")
+            name = latest.name
+        measurements = store.measurements(name)  # UserError listing the runs for an unknown name
+    if args.format == "json":
+        print(json.dumps({"run": name, "measurements": [m.to_dict() for m in measurements]},
+                         indent=2, default=str))
+        return 0
+    if args.format == "csv":
+        rows, columns = flat_rows(measurements)
+        print(render(rows, columns, "csv"))
+        return 0
+    rows = [dict(display_row(m), model=m.workload.model, error=m.error) for m in measurements]
+    print(f"run {name}: {len(measurements)} points")
+    print(render(rows, TABLE))
+    for line in knee_lines(measurements):
+        print(line)
+    return 0

@@ -1,0 +1,111 @@
+"""`nnscale sweep MODEL`: measure a model over batch sizes, one isolated worker per point, and store
+every point the moment it is measured (`nnscale.measure.sweep.run_sweep` does the work)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+from nnscale.errors import UserError
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.progress import TerminalProgress
+from nnscale.measure.recorder import stored_config
+from nnscale.measure.sweep import SweepConfig, resolve, run_sweep
+from nnscale.measure.validate import parse_batches, parse_modes, parse_size
+from nnscale.netstats import parse_input_size
+from nnscale.records import PRECISIONS
+from nnscale.store import open_store
+from nnscale.zoo import model_info
+
+DEFAULT_BATCHES = "1,2,4,8,16,32"
+
+
+def add_common(p, budget: float) -> None:
+    """Options `sweep` and `tune` share."""
+    p.add_argument("model", nargs="?", help="zoo name, torchvision:NAME or timm:NAME (see `nnscale models`)")
+    p.add_argument("--mode", default="inference", help="inference, training or both (default inference)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help="intra-op threads, set in every worker and recorded (default: all usable cores)")
+    p.add_argument("--input-size", help="CxHxW (or HxW, or S); default: the model's own")
+    p.add_argument("--budget", type=float, default=budget, metavar="SECONDS",
+                   help=f"measurement time per point (default {budget:g})")
+    p.add_argument("--target-ci", type=float, default=0.02, metavar="FRACTION",
+                   help="stop when the 95%% CI of the mean step time is within ± this (default 0.02)")
+    p.add_argument("--warmup", type=float, default=None, metavar="SECONDS",
+                   help="longest warm-up per point (default 10 for sweep, 5 for tune)")
+    p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                   help="kill a worker after this long (default: start-up + compile + warm-up + 2 x budget)")
+    p.add_argument("--memory-cap", metavar="SIZE", help="memory a worker may take, e.g. 4G "
+                   "(CPU: address-space limit; CUDA: allocator limit). Default: what is free (CPU)")
+    p.add_argument("--run", metavar="NAME", help="name of the new run (default run-DATE-TIME)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN, skipping its finished points")
+    p.add_argument("--db", metavar="URL", help="results store: a file path, sqlite:///PATH or "
+                   "postgresql://... (default ./nnscale.db)")
+
+
+def policy_from(args, warmup_default: float) -> MeasurePolicy:
+    warmup = warmup_default if args.warmup is None else args.warmup
+    return MeasurePolicy(target_rel_ci=args.target_ci, budget_s=args.budget, warmup_max_s=warmup)
+
+
+def common_kwargs(args) -> dict:
+    """Config fields from the shared options (checked: UserError on bad values)."""
+    if args.model is None:
+        raise UserError("give a MODEL (see `nnscale models`), or --resume RUN")
+    shape = None
+    if args.input_size is not None:
+        shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
+    else:
+        model_info(args.model)  # unknown model: a one-line error now
+    if args.threads < 0:
+        raise UserError(f"bad --threads {args.threads}: expected a positive integer (0 = all usable cores)")
+    return {
+        "model": args.model, "modes": parse_modes(args.mode), "device": args.device,
+        "threads": args.threads, "input_shape": shape, "timeout_s": args.timeout,
+        "memory_cap_bytes": None if args.memory_cap is None else parse_size(args.memory_cap),
+    }
+
+
+def command_line() -> str:
+    return shlex.join(["nnscale", *sys.argv[1:]])
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="measure speed over batch sizes; store every point")
+    add_common(p, budget=30.0)
+    p.add_argument("--batch", default=DEFAULT_BATCHES, metavar="LIST|auto",
+                   help=f"batch sizes, e.g. 1,2,4,8, or auto (largest that fits) (default {DEFAULT_BATCHES})")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (compile time is reported apart)")
+    p.set_defaults(handle=handle)
+
+
+def config_from(args) -> SweepConfig:
+    return SweepConfig(
+        **common_kwargs(args), batches=parse_batches(args.batch), precision=args.precision,
+        channels_last=args.channels_last, compile=args.compile, policy=policy_from(args, 10.0),
+    )
+
+
+def handle(args) -> int:
+    if args.resume and args.run:
+        raise UserError("give either --run NAME (a new run) or --resume RUN, not both")
+    config = None if args.resume and args.model is None else config_from(args)
+    if config is not None:
+        resolve(config)  # device, precision, input: checked before the store is touched
+    with open_store(args.db, create=not args.resume) as store:
+        if config is None:
+            config = SweepConfig.from_dict(stored_config(store, args.resume, "sweep"))
+        result = run_sweep(config, store, TerminalProgress(), run=args.resume or args.run,
+                           resume=bool(args.resume), command_line=command_line())
+        where = store.url
+    for mode, batch in result.knees.items():
+        text = "none (no point measured)" if batch is None else f"batch {batch}"
+        print(f"knee ({mode}): {text} — the smallest batch reaching 95 % of the best throughput")
+    failed = sum(m.status not in ("ok",) for m in result.measurements)
+    print(f"{len(result.measurements)} points in run {result.run!r} of {where}"
+          + (f" ({failed} not ok: see the status column)" if failed else ""))
+    return 0

@@ -1,0 +1,80 @@
+"""`nnscale tune MODEL`: try the precision / memory-format / compile combinations the device
+supports and report the fastest configuration per batch size (`nnscale.measure.tune.run_tune`)."""
+
+from __future__ import annotations
+
+from nnscale.cli.sweep import add_common, command_line, common_kwargs, policy_from
+from nnscale.errors import UserError
+from nnscale.format import render
+from nnscale.measure.progress import TerminalProgress, config_label, rate
+from nnscale.measure.recorder import stored_config
+from nnscale.measure.tune import TuneConfig, candidates, run_tune
+from nnscale.measure.validate import parse_batches
+from nnscale.records import PRECISIONS
+from nnscale.store import open_store
+
+SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration"),
+           ("samples_per_s", "img/s"), ("speedup", "vs fp32 NCHW eager"), ("tried", "tried"))
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("tune", help="find the fastest precision / memory format / compile setting")
+    add_common(p, budget=10.0)
+    p.add_argument("--batch", default="1,16", metavar="LIST", help="batch sizes (default 1,16)")
+    p.add_argument("--precision", metavar="LIST",
+                   help=f"precisions to try, from {','.join(PRECISIONS)} (default: what the device "
+                   "runs natively)")
+    p.add_argument("--no-compile", action="store_true", help="do not try torch.compile")
+    p.add_argument("--compile-timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="longest compilation before a candidate counts as timed out (default 300)")
+    p.set_defaults(handle=handle)
+
+
+def config_from(args) -> TuneConfig:
+    batches = parse_batches(args.batch)
+    if batches is None:
+        raise UserError("tune needs explicit batch sizes (e.g. --batch 1,16), not auto")
+    precisions = None
+    if args.precision:
+        precisions = tuple(dict.fromkeys(p.strip() for p in args.precision.split(",")))
+        bad = [p for p in precisions if p not in PRECISIONS]
+        if bad:
+            raise UserError(f"unknown precision {bad[0]!r} in --precision: expected a list of "
+                            f"{', '.join(PRECISIONS)}")
+    if not args.compile_timeout > 0:
+        raise UserError(f"bad --compile-timeout {args.compile_timeout!r}: expected seconds > 0")
+    return TuneConfig(**common_kwargs(args), batches=batches, precisions=precisions,
+                      compile=(False,) if args.no_compile else None,
+                      compile_timeout_s=args.compile_timeout, policy=policy_from(args, 5.0))
+
+
+def summary_rows(result) -> list[dict]:
+    rows = []
+    for c in result.choices:
+        best = c.best
+        rows.append({
+            "mode": c.mode, "batch": c.batch_size,
+            "best": config_label(best.workload) if best else "none ran",
+            "samples_per_s": rate(best.stats["samples_per_s"]) if best else "",
+            "speedup": f"{c.speedup:.2f}x" if c.speedup else "",
+            "tried": f"{sum(m.status in ('ok', 'unstable') for m in c.tried)}/{len(c.tried)} ran",
+        })
+    return rows
+
+
+def handle(args) -> int:
+    if args.resume and args.run:
+        raise UserError("give either --run NAME (a new run) or --resume RUN, not both")
+    config = None if args.resume and args.model is None else config_from(args)
+    if config is not None:
+        candidates(config)  # device, precisions, input: checked before the store is touched
+    with open_store(args.db, create=not args.resume) as store:
+        if config is None:
+            config = TuneConfig.from_dict(stored_config(store, args.resume, "tune"))
+        result = run_tune(config, store, TerminalProgress(), run=args.resume or args.run,
+                          resume=bool(args.resume), command_line=command_line())
+        where = store.url
+    print()
+    print(render(summary_rows(result), SUMMARY))
+    print(f"\nall points in run {result.run!r} of {where} (`nnscale results {result.run}`)")
+    return 0

@@ -1,0 +1,113 @@
+"""The narrow seam between the measurement engine and a framework.
+
+A backend turns a `Workload` into a timed step, a timer and a memory probe; the methodology
+(`methodology.measure`), the statistics and the store never see the framework. TensorFlow, JAX or
+ONNX Runtime plug in by subclassing `Backend` and adding a line to `BACKENDS`: nothing else
+changes. Backends are imported lazily, so a worker loads only the framework it measures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import resource
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nnscale.errors import UserError
+from nnscale.measure.methodology import Timer
+from nnscale.records import Workload
+
+# framework name -> "module:class"
+BACKENDS = {"torch": "nnscale.measure.torch_backend:TorchBackend"}
+
+# Error texts that mean "out of memory" whatever the exception type: glibc/C++ (ENOMEM,
+# std::bad_alloc), PyTorch's CPU allocator ("DefaultCPUAllocator: can't allocate memory") and CUDA
+# caching allocator ("CUDA out of memory"), cuDNN/cuBLAS workspace failures.
+OOM_MARKERS = (
+    "out of memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+    "bad_alloc",
+    "_ALLOC_FAILED",
+)
+
+
+def looks_like_oom(text: str) -> bool:
+    low = text.lower()
+    return any(marker.lower() in low for marker in OOM_MARKERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A point ready to time: call `step` once per iteration, time it with `timer`."""
+
+    step: Callable[[], object]
+    timer: Timer
+    threads: int  # intra-op threads in effect
+    device_name: str  # e.g. "AMD EPYC" or "NVIDIA H100 80GB HBM3"
+
+
+class Backend(ABC):
+    """One framework. Make one per point (a fresh worker process), then `prepare` the workload.
+
+    The memory probe starts when `prepare` begins, so the peak counts the model, its inputs, the
+    activations and (training) the gradients and optimizer state: what must fit.
+    """
+
+    framework: str = ""
+
+    @abstractmethod
+    def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
+        """Build the model and synthetic inputs on the device (fixed seeds) and the step."""
+
+    @abstractmethod
+    def peak_memory_bytes(self) -> int | None:
+        """Peak memory since `prepare` began, or None when it cannot be known."""
+
+    def is_oom(self, exc: BaseException) -> bool:
+        """Whether `exc` means the point did not fit in memory."""
+        return isinstance(exc, MemoryError) or looks_like_oom(str(exc))
+
+    def limit_memory(self, cap_bytes: int, device: str) -> None:
+        """Let this process grow by at most `cap_bytes`; an allocation beyond fails (an OOM point).
+
+        Default, for host memory: RLIMIT_AS (setrlimit(2)), the address space now plus the cap —
+        the kernel then refuses the allocation instead of its OOM killer ending the process.
+        Virtual, not resident, size: slightly conservative. Never on a GPU device, where the
+        driver maps large virtual ranges and RLIMIT_AS would break initialisation.
+        """
+        if device != "cpu":
+            return
+        with open("/proc/self/statm") as f:
+            now = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = now + int(cap_bytes)
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)  # an unprivileged process cannot raise its hard limit
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+    def close(self) -> None:
+        """Give back what `prepare` took (for in-process use after an OOM); workers just exit."""
+
+
+def get_backend(framework: str) -> Backend:
+    """A fresh backend for `framework`; UserError for one nnscale has no backend for."""
+    target = BACKENDS.get(framework)
+    if target is None:
+        raise UserError(f"no backend for framework {framework!r}: available {', '.join(sorted(BACKENDS))}")
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)()
+
+
+def available_host_memory_bytes() -> int | None:
+    """MemAvailable of proc(5): what can be allocated without swapping."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

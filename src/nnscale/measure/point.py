@@ -1,0 +1,140 @@
+"""One point, in this process: prepare, time the first call, measure, and make the `Measurement`.
+
+`measure_point` never raises for what a point can do wrong: an allocation failure becomes an "oom"
+point, any other exception an "error" point, each with a one-line message. The worker process runs
+it (`nnscale.measure.worker`); benchmarks and tests may call it directly.
+
+Statistics are stored with units in the key names (see docs/methodology.md for each):
+throughput from the median step time with the order-statistic CI of the median
+(`nnscale.stats.throughput`), the Student-t CI of the mean step time (the stopping rule),
+percentiles, warm-up and compile time, peak memory and, added by the parent (`derive`), FLOP/s
+and MFU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from nnscale.measure.backend import Backend, get_backend
+from nnscale.measure.methodology import MeasurePolicy, Timed, measure
+from nnscale.records import Measurement, Workload
+from nnscale.stats import throughput
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of the message`, at most 300 characters."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0].strip()}" if text else type(exc).__name__
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def timed_stats(workload: Workload, timed: Timed, policy: MeasurePolicy) -> dict:
+    """The statistics of a measured point, units in the key names."""
+    s = timed.summary
+    rate = throughput(s, workload.batch_size * workload.world_size)
+    stats = {
+        # samples_per_s is the median rate (the store's column); samples_per_s_median says so.
+        "samples_per_s": _finite(rate.samples_per_s),
+        "samples_per_s_median": _finite(rate.samples_per_s),
+        "samples_per_s_ci_low": _finite(rate.ci_low),
+        "samples_per_s_ci_high": _finite(rate.ci_high),
+        "step_time_ms": s.median_ms,
+        "step_time_ms_median": s.median_ms,
+        "step_time_ms_mean": s.mean_ms,
+        "step_time_ms_stdev": _finite(s.stdev_ms),
+        "step_time_ms_min": s.min_ms,
+        "step_time_ms_max": s.max_ms,
+        "step_time_ms_ci_low": _finite(s.ci_low_ms),  # CI of the mean (the stopping rule)
+        "step_time_ms_ci_high": _finite(s.ci_high_ms),
+        "step_time_ms_median_ci_low": _finite(s.median_ci_low_ms),
+        "step_time_ms_median_ci_high": _finite(s.median_ci_high_ms),
+        "step_time_ms_p50": s.p50_ms,
+        "step_time_ms_p95": s.p95_ms,
+        "step_time_ms_p99": s.p99_ms,
+        "rel_ci": _finite(s.rel_ci),
+        "target_rel_ci": policy.target_rel_ci,
+        "confidence": s.confidence,
+        "iterations": s.n,
+        "outliers": s.outliers,
+        "warmup_iters": timed.warmup_iters,
+        "warmup_s": timed.warmup_s,
+        "warmup_steady": timed.warmup_steady,
+        "measure_s": timed.measure_s,
+        "budget_s": policy.budget_s,
+    }
+    if workload.mode == "inference":  # one inference step is one request's latency
+        stats.update(latency_ms_p50=s.p50_ms, latency_ms_p95=s.p95_ms, latency_ms_p99=s.p99_ms)
+    return stats
+
+
+def unstable_reason(timed: Timed, policy: MeasurePolicy) -> str:
+    s = timed.summary
+    if s.n < policy.min_iters:
+        return (f"only {s.n} iterations within the {policy.budget_s:g} s budget "
+                f"(at least {policy.min_iters} wanted)")
+    ci = "n/a" if not math.isfinite(s.rel_ci) else f"±{100 * s.rel_ci:.1f} %"
+    return (f"CI of the mean {ci} > target ±{100 * policy.target_rel_ci:g} % "
+            f"after {s.n} iterations ({timed.measure_s:.0f} s)")
+
+
+def measure_point(
+    workload: Workload,
+    policy: MeasurePolicy,
+    *,
+    backend: Backend | None = None,
+    seed: int = 0,
+    phase: Callable[[str], None] = lambda name: None,
+) -> Measurement:
+    """Measure `workload` here; OOM and errors come back as such points (module docstring)."""
+    backend = backend or get_backend(workload.framework)
+    failed: Measurement | None = None
+    try:
+        phase("setup")
+        prepared = backend.prepare(workload, seed)
+        phase("compile" if workload.compile else "first-step")
+        first_ms = prepared.timer.time_ms(prepared.step)  # compilation, lazy init: not a sample
+        phase("measure")
+        timed = measure(prepared.step, prepared.timer, policy)
+        peak = backend.peak_memory_bytes()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure of a point is stored, not raised
+        status = "oom" if backend.is_oom(exc) else "error"
+        failed = Measurement(workload, status, error=one_line(exc))
+    if failed is not None:
+        prepared = None  # drop the model and activations before giving memory back
+        backend.close()
+        return failed
+    stats = timed_stats(workload, timed, policy)
+    stats.update(
+        first_step_ms=first_ms,
+        compile_s=first_ms / 1000.0 if workload.compile else None,
+        peak_memory_bytes=peak,
+        threads=prepared.threads,
+        device_name=prepared.device_name,
+    )
+    status = "ok" if timed.stable else "unstable"
+    error = "" if timed.stable else unstable_reason(timed, policy)
+    return Measurement(workload, status, samples_ms=timed.samples_ms, stats=stats, error=error)
+
+
+def derive(m: Measurement, flop_per_sample: int | None, peak_flop_per_s: float | None) -> Measurement:
+    """Add achieved FLOP/s and MFU (model FLOPs utilisation, Chowdhery et al. 2022, "PaLM", app. B:
+    achieved model FLOP/s over the peak) to a measured point; failed points are returned as they are.
+
+    Model FLOPs are nnscale's count (docs/statistics.md), not what the kernels executed; the peak is
+    the device's *measured* GEMM peak at the point's precision (`nnscale device`), None if unknown.
+    """
+    rate = m.stats.get("samples_per_s")
+    if m.status not in ("ok", "unstable") or rate is None:
+        return m
+    achieved = flop_per_sample * rate if flop_per_sample else None
+    mfu = achieved / peak_flop_per_s if achieved is not None and peak_flop_per_s else None
+    stats = dict(m.stats, flop_per_sample=flop_per_sample, achieved_flop_per_s=achieved,
+                 peak_flop_per_s=peak_flop_per_s, mfu=mfu)
+    return Measurement(m.workload, m.status, m.samples_ms, stats, m.error)

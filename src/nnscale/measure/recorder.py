@@ -1,0 +1,121 @@
+"""A run being measured: open (or resume) it in the store, measure points, commit each at once.
+
+Shared by `sweep` and `tune`. Durability comes from the store: `add_measurement` commits one point
+per transaction before it returns, so a run killed at any moment (SIGKILL included) loses at most
+the point in flight. Resuming reads the run's finished points (ok, unstable, oom) back and reuses
+them instead of measuring again; points that ended in error or timeout are measured again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from nnscale.errors import UserError
+from nnscale.measure.point import derive
+from nnscale.measure.progress import NullProgress
+from nnscale.measure.runner import PointSpec, run_point
+from nnscale.records import Measurement, Workload
+from nnscale.store import FINISHED_STATUSES, capture_environment
+
+
+def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
+             command_line: str = "") -> tuple[int, str, dict[str, Measurement]]:
+    """(run id, run name, finished points by workload key). `kind` is "sweep" or "tune"."""
+    if resume:
+        if not run:
+            raise UserError("--resume needs the name of the run to resume")
+        info = store.run(run)  # UserError naming the known runs if there is none
+        done = {m.workload.key(): m for m in store.measurements(run) if m.status in FINISHED_STATUSES}
+        return info.id, info.name, done
+    environment = capture_environment()
+    notes = json.dumps({kind: config}, sort_keys=True)
+    run_id = store.create_run(run, command_line=command_line, environment=environment, notes=notes)
+    name = run if run else next(r.name for r in reversed(store.runs()) if r.id == run_id)
+    return run_id, name, {}
+
+
+def stored_config(store, run: str, kind: str) -> dict:
+    """The configuration a run was started with (for `--resume RUN` without the options)."""
+    info = store.run(run)
+    try:
+        config = json.loads(info.notes).get(kind)
+    except (ValueError, AttributeError):
+        config = None
+    if not isinstance(config, dict):
+        raise UserError(f"run {run!r} was not started by `nnscale {kind}`; give the MODEL and options "
+                        "to resume it with")
+    return config
+
+
+class Recorder:
+    """Measures points of one run, reusing finished ones and storing each new one at once."""
+
+    def __init__(self, store, run_id: int, done: dict[str, Measurement], progress=None,
+                 runner: Callable[[PointSpec], Measurement] = run_point,
+                 flop_per_sample: Callable[[Workload], int | None] = lambda w: None,
+                 peak_flop_per_s: Callable[[Measurement], float | None] = lambda m: None) -> None:
+        self.store, self.run_id, self.done = store, run_id, dict(done)
+        self.progress = progress or NullProgress()
+        self.runner = runner
+        self.flop_per_sample, self.peak_flop_per_s = flop_per_sample, peak_flop_per_s
+        self.measured: list[Measurement] = []  # this run's points in order, reused ones included
+
+    def point(self, spec: PointSpec) -> Measurement:
+        key = spec.workload.key()
+        if key in self.done:
+            m = self.done[key]
+            self.progress.point_done(m, 0.0, reused=True)
+        else:
+            self.progress.point_start(spec.workload)
+            start = time.monotonic()
+            m = self.runner(spec)
+            wall = time.monotonic() - start
+            m = derive(m, self.flop_per_sample(m.workload), self.peak_flop_per_s(m))
+            m = Measurement(m.workload, m.status, m.samples_ms, dict(m.stats, point_wall_s=wall), m.error)
+            self.store.add_measurement(self.run_id, m)  # committed before we go on
+            self.done[key] = m
+            self.progress.point_done(m, wall)
+        self.measured.append(m)
+        return m
+
+
+def flop_counter() -> Callable[[Workload], int | None]:
+    """FLOPs per sample of a workload (nnscale's count, docs/statistics.md), counted once per model."""
+    from nnscale.netstats import network_stats
+
+    cache: dict[tuple, int | None] = {}
+
+    def flops(w: Workload) -> int | None:
+        key = (w.model, tuple(w.input_shape))
+        if key not in cache:
+            try:
+                s = network_stats(w.model, tuple(w.input_shape))
+                cache[key] = (s.forward_flops, s.training_flops)
+            except UserError:
+                raise
+            except Exception:  # a model the counter cannot trace: no FLOP/s, the point still counts
+                cache[key] = None
+        pair = cache[key]
+        return None if pair is None else pair[0] if w.mode == "inference" else pair[1]
+
+    return flops
+
+
+def peak_lookup() -> Callable[[Measurement], float | None]:
+    """The measured GEMM peak of a point's device at its precision, from `nnscale device`'s cache."""
+    from nnscale.measure.device import cached_profile
+
+    cache: dict[str, object] = {}
+
+    def peak(m: Measurement) -> float | None:
+        name = m.stats.get("device_name")
+        if not name:
+            return None
+        if name not in cache:
+            cache[name] = cached_profile(name)
+        profile = cache[name]
+        return None if profile is None else profile.gemm_flop_per_s.get(m.workload.precision)
+
+    return peak

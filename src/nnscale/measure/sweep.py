@@ -1,0 +1,174 @@
+"""`run_sweep`: measure a model over batch sizes (and modes), one isolated worker per point.
+
+Fixed batch sizes are measured in order, inference before training. `batches=None` searches
+("auto"): double from 1 until a point does not fit in memory, or its median step takes longer than
+`auto_max_step_s` (by default budget / min_iters, the slowest step that can still reach min_iters
+within the budget), or the batch would pass `auto_max_batch`; after an out-of-memory point, bisect
+between the largest batch that fitted and the smallest that did not, down to the exact largest batch
+that fits. Every point, OOM included, is stored the moment it is measured. The knee (the smallest
+batch reaching 95 % of the best throughput, `nnscale.stats.knee`) is reported per mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+
+from nnscale.errors import UserError
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.progress import NullProgress
+from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
+from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
+from nnscale.measure.validate import check_device, check_precision, check_threads
+from nnscale.records import MODES, PRECISIONS, Measurement, Workload
+from nnscale.stats import knee
+from nnscale.zoo import model_info
+
+FITS = ("ok", "unstable")
+
+
+@dataclass(frozen=True, slots=True)
+class SweepConfig:
+    """What to sweep. `batches=None` searches the batch sizes (module docstring)."""
+
+    model: str
+    modes: tuple[str, ...] = ("inference",)
+    batches: tuple[int, ...] | None = (1, 2, 4, 8, 16, 32)
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int = 0  # 0: all usable cores, resolved when the sweep starts
+    input_shape: tuple[int, ...] | None = None  # (C, H, W); None: the model's own
+    policy: MeasurePolicy = field(default_factory=MeasurePolicy)
+    timeout_s: float | None = None  # per point; None: start-up + compile + warm-up + 2 × budget
+    compile_timeout_s: float = 600.0
+    memory_cap_bytes: int | None = None  # per worker; None: on CPU what the machine has free
+    auto_max_batch: int = 1 << 16
+    auto_max_step_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.modes or any(m not in MODES for m in self.modes):
+            raise UserError(f"bad modes {self.modes!r}: expected inference and/or training")
+        if self.batches is not None and (not self.batches or any(
+                not isinstance(b, int) or b <= 0 for b in self.batches)):
+            raise UserError(f"bad batch sizes {self.batches!r}: expected positive integers")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        for name in ("timeout_s", "compile_timeout_s", "auto_max_step_s", "memory_cap_bytes"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserError(f"bad {name} {value!r}: expected a positive number")
+        if self.auto_max_batch < 1:
+            raise UserError(f"bad auto_max_batch {self.auto_max_batch!r}: expected a positive integer")
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["policy"] = self.policy.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepConfig:
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["policy"] = MeasurePolicy.from_dict(kw.get("policy", {}))
+        for key in ("modes", "batches", "input_shape"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    run: str
+    run_id: int
+    measurements: tuple[Measurement, ...]
+    knees: dict[str, int | None]  # per mode
+    notes: tuple[str, ...] = ()
+
+
+def resolve(config: SweepConfig) -> tuple[SweepConfig, tuple[str, ...]]:
+    """Check the config against this machine; (config with defaults filled in, warnings)."""
+    device = check_device(config.device)
+    note = check_precision(device, config.precision)
+    shape = tuple(config.input_shape or model_info(config.model).input_shape)
+    if config.channels_last and len(shape) != 3:
+        raise UserError(f"--channels-last needs image input (C, H, W); {config.model} takes {shape}")
+    resolved = replace(config, device=device, threads=check_threads(config.threads), input_shape=shape)
+    return resolved, (note,) if note else ()
+
+
+def workload(config: SweepConfig, mode: str, batch: int) -> Workload:
+    return Workload(model=config.model, mode=mode, batch_size=batch, input_shape=config.input_shape,
+                    device=config.device, precision=config.precision,
+                    channels_last=config.channels_last, compile=config.compile, threads=config.threads)
+
+
+def spec(config: SweepConfig, w: Workload) -> PointSpec:
+    compile_s = config.compile_timeout_s if w.compile else 0.0
+    timeout = config.timeout_s or default_timeout_s(config.policy, compile_s)
+    return PointSpec(w, config.policy, timeout, config.memory_cap_bytes)
+
+
+def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], Measurement]) -> None:
+    """Double, then bisect after an OOM, to the largest batch that fits (module docstring)."""
+    max_step_ms = 1000.0 * (config.auto_max_step_s or config.policy.budget_s / config.policy.min_iters)
+    fits, batch, failed = None, 1, None
+    while batch <= config.auto_max_batch:
+        m = point(spec(config, workload(config, mode, batch)))
+        if m.status not in FITS:
+            failed = m
+            break
+        fits = batch
+        if (m.stats.get("step_time_ms") or 0.0) > max_step_ms:
+            return  # the time limit: larger batches cannot be measured well within the budget
+        batch *= 2
+    if fits is None or failed is None or failed.status != "oom":
+        return
+    low, high = fits, failed.workload.batch_size
+    while high - low > 1:
+        mid = (low + high) // 2
+        if point(spec(config, workload(config, mode, mid))).status in FITS:
+            low = mid
+        else:
+            high = mid
+
+
+def run_sweep(
+    config: SweepConfig,
+    store,
+    progress=None,
+    *,
+    run: str | None = None,
+    resume: bool = False,
+    command_line: str = "",
+    runner: Callable[[PointSpec], Measurement] = run_point,
+) -> SweepResult:
+    """Measure `config`'s points into run `run` of `store` (a new run unless `resume`)."""
+    progress = progress or NullProgress()
+    config, notes = resolve(config)
+    flops = flop_counter()
+    flops(workload(config, config.modes[0], 1))  # checks the input fits the model: before any run exists
+    run_id, run_name, done = open_run(store, "sweep", config.to_dict(), run, resume, command_line)
+    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
+    total = None if config.batches is None else len(config.batches) * len(config.modes)
+    per_point = STARTUP_S / 4 + config.policy.warmup_max_s + config.policy.budget_s
+    progress.begin(f"sweep {config.model} on {config.device} ({config.precision}) -> run {run_name!r}",
+                   total, per_point)
+    for note in notes:
+        progress.note(f"note: {note}")
+    knees = {}
+    try:
+        for mode in config.modes:
+            start = len(recorder.measured)
+            if config.batches is None:
+                search_batches(config, mode, recorder.point)
+            else:
+                for batch in config.batches:
+                    recorder.point(spec(config, workload(config, mode, batch)))
+            ok = [m for m in recorder.measured[start:] if m.status in FITS]
+            knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats["samples_per_s"] for m in ok])
+    finally:
+        progress.end()
+    return SweepResult(run_name, run_id, tuple(recorder.measured), knees, notes)
+

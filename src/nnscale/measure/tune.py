@@ -1,0 +1,167 @@
+"""`run_tune`: try the precision × memory-format × compile combinations a device supports and report
+the fastest configuration for each batch size.
+
+Candidates: every precision the device runs natively (`validate.default_precisions`; a CPU without
+native fp16 is not offered fp16, which it would only emulate), channels-last off and on, and
+`torch.compile` off and on when a compiler is there (inductor needs a C++ compiler on CPU and
+Triton on CUDA). Each candidate is an ordinary point in its own worker: a compilation that fails or
+runs past `compile_timeout_s` is stored as an error or timeout point and the tuning goes on. The
+baseline (fp32, NCHW, eager) is measured first, so every choice comes with its speed-up over it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
+
+from nnscale.errors import UserError
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.progress import NullProgress
+from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
+from nnscale.measure.runner import STARTUP_S, PointSpec, run_point
+from nnscale.measure.sweep import FITS, SweepConfig, resolve, spec, workload
+from nnscale.measure.validate import check_precision, default_precisions
+from nnscale.records import Measurement
+
+TUNE_POLICY = MeasurePolicy(budget_s=10.0, warmup_max_s=5.0)  # choosing needs less than reporting
+
+
+@dataclass(frozen=True, slots=True)
+class TuneConfig:
+    model: str
+    modes: tuple[str, ...] = ("inference",)
+    batches: tuple[int, ...] = (1, 16)
+    device: str = "cpu"
+    threads: int = 0
+    input_shape: tuple[int, ...] | None = None
+    precisions: tuple[str, ...] | None = None  # None: what the device runs natively
+    channels_last: tuple[bool, ...] = (False, True)
+    compile: tuple[bool, ...] | None = None  # None: (False, True) when a compiler is there
+    policy: MeasurePolicy = TUNE_POLICY
+    timeout_s: float | None = None
+    compile_timeout_s: float = 300.0
+    memory_cap_bytes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.batches:
+            raise UserError("tune needs at least one batch size")
+        if self.precisions is not None and not self.precisions:
+            raise UserError("tune needs at least one precision")
+
+    def to_dict(self) -> dict:
+        return dict({f.name: getattr(self, f.name) for f in fields(self)}, policy=self.policy.to_dict())
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TuneConfig:
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        kw["policy"] = MeasurePolicy.from_dict(kw.get("policy", {}))
+        for key in ("modes", "batches", "input_shape", "precisions", "channels_last", "compile"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        return cls(**kw)
+
+
+@dataclass(frozen=True, slots=True)
+class TuneChoice:
+    mode: str
+    batch_size: int
+    best: Measurement | None  # None when no candidate ran
+    baseline: Measurement | None  # fp32, NCHW, eager (None when not tried)
+    tried: tuple[Measurement, ...] = field(default=(), repr=False)
+
+    @property
+    def speedup(self) -> float | None:
+        if self.best is None or self.baseline is None or self.baseline.status not in FITS:
+            return None
+        return self.best.stats["samples_per_s"] / self.baseline.stats["samples_per_s"]
+
+
+@dataclass(frozen=True, slots=True)
+class TuneResult:
+    run: str
+    run_id: int
+    choices: tuple[TuneChoice, ...]
+    notes: tuple[str, ...] = ()
+
+
+def _is_baseline(m: Measurement) -> bool:
+    w = m.workload
+    return w.precision == "fp32" and not w.channels_last and not w.compile
+
+
+def compiler_missing(device: str) -> str | None:
+    """Why torch.compile cannot work here, or None when it can."""
+    if device == "cpu":
+        if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
+            return "no C++ compiler (g++, c++ or clang++) on PATH, which torch.compile needs on CPU"
+        return None
+    if importlib.util.find_spec("triton") is None:
+        return "Triton is not installed, which torch.compile needs on CUDA"
+    return None
+
+
+def candidates(config: TuneConfig) -> tuple[list[SweepConfig], tuple[str, ...]]:
+    """The sweep configurations to try, baseline first; and notes about what was left out."""
+    base, notes = resolve(SweepConfig(
+        model=config.model, modes=config.modes, batches=config.batches, device=config.device,
+        threads=config.threads, input_shape=config.input_shape, policy=config.policy,
+        timeout_s=config.timeout_s, compile_timeout_s=config.compile_timeout_s,
+        memory_cap_bytes=config.memory_cap_bytes))
+    notes = list(notes)
+    precisions = config.precisions or default_precisions(base.device)
+    for p in precisions:
+        note = check_precision(base.device, p)  # UserError for one the device cannot run
+        if note:
+            notes.append(note)
+    compiles = config.compile
+    if compiles is None:
+        missing = compiler_missing(base.device)
+        compiles = (False,) if missing else (False, True)
+        if missing:
+            notes.append(f"compile not tried: {missing}")
+    if len(base.input_shape) != 3 and True in config.channels_last:
+        notes.append("channels-last not tried: the input is not an image")
+    layouts = config.channels_last if len(base.input_shape) == 3 else (False,)
+    combos = sorted(itertools.product(precisions, layouts, compiles),
+                    key=lambda c: (c != ("fp32", False, False), c[2], c[1]))
+    configs = [replace(base, precision=p, channels_last=cl, compile=c) for p, cl, c in combos]
+    return configs, tuple(notes)
+
+
+def run_tune(
+    config: TuneConfig,
+    store,
+    progress=None,
+    *,
+    run: str | None = None,
+    resume: bool = False,
+    command_line: str = "",
+    runner: Callable[[PointSpec], Measurement] = run_point,
+) -> TuneResult:
+    """Measure every candidate at every batch size into one run; the fastest per batch."""
+    progress = progress or NullProgress()
+    configs, notes = candidates(config)
+    flops = flop_counter()
+    flops(workload(configs[0], config.modes[0], 1))  # checks the input fits: before any run exists
+    run_id, run_name, done = open_run(store, "tune", config.to_dict(), run, resume, command_line)
+    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
+    total = len(configs) * len(config.batches) * len(config.modes)
+    per_point = STARTUP_S / 4 + config.policy.warmup_max_s + config.policy.budget_s
+    progress.begin(f"tune {config.model} on {configs[0].device}: {len(configs)} configurations "
+                   f"x {len(config.batches)} batch sizes -> run {run_name!r}", total, per_point)
+    for note in notes:
+        progress.note(f"note: {note}")
+    choices = []
+    try:
+        for mode, batch in itertools.product(config.modes, config.batches):
+            tried = tuple(recorder.point(spec(c, workload(c, mode, batch))) for c in configs)
+            ran = [m for m in tried if m.status in FITS and m.stats.get("samples_per_s")]
+            best = max(ran, key=lambda m: m.stats["samples_per_s"]) if ran else None
+            base = next((m for m in tried if _is_baseline(m)), None)
+            choices.append(TuneChoice(mode, batch, best, base, tried))
+    finally:
+        progress.end()
+    return TuneResult(run_name, run_id, tuple(choices), notes)

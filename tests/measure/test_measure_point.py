@@ -1,0 +1,136 @@
+"""One point in-process with the torch backend and tiny nets: statistics with units, memory, the
+training step, precisions, and what an allocation failure or an error becomes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nnscale.errors import UserError
+from nnscale.measure.backend import Backend, get_backend, looks_like_oom
+from nnscale.measure.point import derive, measure_point
+from nnscale.measure.validate import check_device, check_precision, cpu_native, parse_batches, parse_size
+from nnscale.records import Workload
+
+from measure_helpers import SHORT
+
+
+def tiny(mode="inference", batch=4, **kw):
+    model = kw.pop("model", "test-tiny-resnet")
+    shape = (3, 8, 8) if model == "test-tiny-mlp" else (3, 32, 32)
+    return Workload(model, mode, batch, shape, threads=1, **kw)
+
+
+def test_inference_point_has_statistics_with_units():
+    m = measure_point(tiny(), SHORT)
+    assert m.status in ("ok", "unstable"), m.error
+    s = m.stats
+    assert s["iterations"] == len(m.samples_ms) >= 2
+    assert s["samples_per_s"] == pytest.approx(4 * 1000 / s["step_time_ms"])
+    assert s["samples_per_s_ci_low"] <= s["samples_per_s"] <= s["samples_per_s_ci_high"]
+    assert s["step_time_ms_ci_low"] <= s["step_time_ms_mean"] <= s["step_time_ms_ci_high"]
+    assert s["latency_ms_p50"] <= s["latency_ms_p95"] <= s["latency_ms_p99"]
+    assert s["peak_memory_bytes"] > 0 and s["threads"] == 1 and s["compile_s"] is None
+    assert s["warmup_iters"] >= 1 and s["first_step_ms"] > 0 and s["device_name"]
+
+
+@pytest.mark.parametrize("precision,channels_last", [("fp32", False), ("bf16", True), ("fp16", False)])
+def test_training_step_runs_in_each_cpu_precision(precision, channels_last):
+    m = measure_point(tiny("training", 2, precision=precision, channels_last=channels_last), SHORT)
+    assert m.status in ("ok", "unstable"), m.error
+    assert "latency_ms_p50" not in m.stats  # latency is an inference notion
+
+
+def test_training_updates_the_weights():
+    prepared = get_backend("torch").prepare(tiny("training", 2, model="test-tiny-mlp"))
+    losses = [float(prepared.step().detach()) for _ in range(20)]
+    assert losses[-1] < losses[0]  # the step returns the loss; SGD with momentum learns the fixed batch
+
+
+def test_memory_grows_with_the_batch():
+    small = measure_point(tiny(batch=2), SHORT).stats["peak_memory_bytes"]
+    big = measure_point(tiny(batch=512), SHORT).stats["peak_memory_bytes"]
+    assert big > small + 4 * 2**20  # 512 images of 3x32x32 fp32 activations: several MiB
+
+
+class Failing(Backend):
+    def __init__(self, exc):
+        self.exc = exc
+        self.closed = False
+
+    def prepare(self, workload, seed=0):
+        raise self.exc
+
+    def peak_memory_bytes(self):
+        return None
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("exc,status", [
+    (MemoryError(), "oom"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                  "you tried to allocate 8589934592 bytes. Error code 12"), "oom"),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "oom"),
+    (RuntimeError("mat1 and mat2 shapes cannot be multiplied\nmore"), "error"),
+])
+def test_failures_become_points(exc, status):
+    backend = Failing(exc)
+    if status == "oom" and isinstance(exc, torch.OutOfMemoryError):
+        backend = type("TorchFailing", (Failing,), {"is_oom": get_backend("torch").is_oom})(exc)
+    m = measure_point(tiny(), SHORT, backend=backend)
+    assert m.status == status and backend.closed
+    assert "\n" not in m.error and m.error.startswith(type(exc).__name__)
+
+
+def test_oom_markers():
+    assert looks_like_oom("CUBLAS_STATUS_ALLOC_FAILED when calling cublasCreate")
+    assert looks_like_oom("std::bad_alloc") and not looks_like_oom("shape mismatch")
+
+
+def test_derive_adds_flops_and_mfu():
+    m = measure_point(tiny(batch=2, model="test-tiny-mlp"), SHORT)
+    d = derive(m, 1000, 1e9)
+    assert d.stats["achieved_flop_per_s"] == pytest.approx(1000 * m.stats["samples_per_s"])
+    assert d.stats["mfu"] == pytest.approx(d.stats["achieved_flop_per_s"] / 1e9)
+    assert derive(m, 1000, None).stats["mfu"] is None
+
+
+def test_parse_batches():
+    assert parse_batches("8,1, 2,2") == (1, 2, 8)
+    assert parse_batches("auto") is None
+    for bad in ("0", "-1", "abc", "1,,2", "", "2.5", str(2**30)):
+        with pytest.raises(UserError):
+            parse_batches(bad)
+
+
+def test_parse_size():
+    assert parse_size("512M") == 512 * 2**20 and parse_size("1.5GiB") == 3 * 2**29
+    for bad in ("0", "lots", "-1G"):
+        with pytest.raises(UserError):
+            parse_size(bad)
+
+
+def test_device_and_precision_checks():
+    assert check_device("cpu") == "cpu"
+    with pytest.raises(UserError, match="expected cpu, cuda or cuda:N"):
+        check_device("tpu")
+    with pytest.raises(UserError, match="tf32"):
+        check_precision("cpu", "tf32")
+    note = check_precision("cpu", "fp16")
+    assert (note is None) == cpu_native("fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="sees no CUDA GPU"):
+            check_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16", "fp16"])
+def test_cuda_training_point(precision):
+    check_precision("cuda:0", precision)
+    w = Workload("test-tiny-resnet", "training", 8, (3, 32, 32), device="cuda:0", precision=precision,
+                 channels_last=True, threads=1)
+    m = measure_point(w, SHORT)
+    assert m.status in ("ok", "unstable"), m.error
+    assert m.stats["peak_memory_bytes"] > 0 and "NVIDIA" in m.stats["device_name"] or m.stats["device_name"]
