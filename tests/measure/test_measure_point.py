@@ -48,8 +48,12 @@ def test_training_updates_the_weights():
 
 
 def test_memory_grows_with_the_batch():
-    small = measure_point(tiny(batch=2), SHORT).stats["peak_memory_bytes"]
-    big = measure_point(tiny(batch=512), SHORT).stats["peak_memory_bytes"]
+    # In fresh worker processes, as a sweep measures: inside this long-lived test process the
+    # allocator reuses pages earlier tests made resident, and the resident peak need not grow.
+    from nnscale.measure.runner import PointSpec, run_point
+
+    small = run_point(PointSpec(tiny(batch=2), SHORT, 120.0)).stats["peak_memory_bytes"]
+    big = run_point(PointSpec(tiny(batch=512), SHORT, 120.0)).stats["peak_memory_bytes"]
     assert big > small + 4 * 2**20  # 512 images of 3x32x32 fp32 activations: several MiB
 
 
