@@ -21,6 +21,7 @@ import uuid
 
 import pytest
 
+from nnscale.distributed.config import tbf_burst
 from nnscale.store import open_store
 
 from ddp_helpers import cli_env, leftovers, new_mark, skip_or_fail
@@ -69,7 +70,7 @@ def link():
 def _cap(ns: dict, dev: dict, rate: str) -> None:
     for side in "ab":  # tbf shapes what leaves an interface: cap both directions
         subprocess.run(["ip", "netns", "exec", ns[side], "tc", "qdisc", "replace", "dev", dev[side],
-                        "root", "tbf", "rate", rate, "burst", "32kbit", "latency", "400ms"],
+                        "root", "tbf", "rate", rate, "burst", tbf_burst(rate), "latency", "400ms"],
                        check=True, capture_output=True, timeout=30)
 
 

@@ -53,6 +53,19 @@ def rate_bit_per_s(text: str) -> float:
     return value * _RATE_UNITS[unit]
 
 
+def tbf_burst(rate: str, bucket_s: float = 1e-3) -> str:
+    """A `tc tbf` bucket for RATE that can deliver it: `bucket_s` of tokens, at least 32 kbit.
+
+    tc-tbf(8): the bucket must hold at least the tokens that arrive in one timer tick, or the
+    qdisc cannot reach its rate. With a fixed 32 kbit bucket a 1gbit cap delivered about
+    370 Mbit/s here (docs/benchmarks.md), so the recorded cap was wrong. 1 ms at 1 Gbit/s is
+    1e9 * 1e-3 = 1e6 bit = 1000 kbit.
+    """
+    kbit = rate_bit_per_s(rate) * bucket_s / 1e3
+    return f"{max(32, round(kbit))}kbit"
+
+
+
 def usable_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
