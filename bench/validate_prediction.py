@@ -14,6 +14,11 @@ Needs root and iproute2 (ip, tc). The namespaces (and with them the veth pair an
 deleted in a finally block, and every process this script started is killed if still alive.
 
     sudo .venv/bin/python bench/validate_prediction.py --db /tmp/validate.db
+
+With --reuse-db PATH it measures nothing (no root needed) and validates the runs `local` and `caps`
+already stored in PATH, e.g. after a change to the model:
+
+    .venv/bin/python bench/validate_prediction.py --reuse-db /tmp/validate.db
 """
 
 from __future__ import annotations
@@ -103,7 +108,13 @@ def main() -> int:
     ap.add_argument("--caps", default="1000mbit,200mbit,50mbit")
     ap.add_argument("--sizes", default="16K,256K,1M", help="all-reduce sizes")
     ap.add_argument("--budget", type=float, default=3.0)
+    ap.add_argument("--reuse-db", metavar="PATH",
+                    help="measure nothing: validate the runs local and caps already stored in PATH")
     args = ap.parse_args()
+    if args.reuse_db:
+        if not os.path.exists(args.reuse_db):
+            raise SystemExit(f"{args.reuse_db} does not exist")
+        return validate(os.path.abspath(args.reuse_db))
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("tc"):
         raise SystemExit("needs root and iproute2 (ip, tc)")
     if os.path.exists(args.db):
@@ -153,6 +164,11 @@ def main() -> int:
         for name in made:
             subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30, check=False)
 
+    return validate(db)
+
+
+def validate(db: str) -> int:
+    """Leave-one-out over runs local and caps pooled, then each alone; 0 if the pooled one passes."""
     sys.path.insert(0, SRC)
     from nnscale.predict.validate import markdown
     from nnscale.study.prediction import validate_stored_run

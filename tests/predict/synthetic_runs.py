@@ -2,13 +2,17 @@
 
 The shape is what `nnscale allreduce` and `nnscale scale` store (src/nnscale/distributed/): all-reduce
 points with size_bytes/time_ms at world size 2, DDP training points with step_time_ms and the
-forward/backward/optimizer breakdown, one-worker points as the compute reference; each capped point
-carries its `tc tbf` rate in its framework tag (torch-gloo[tbf=200mbit]) and, for small-net's
-training points, also as stats["bandwidth_cap_bit_per_s"].
+forward/backward/optimizer breakdown, one-worker points as the compute reference. Two links, as
+bench/validate_prediction.py measures them: loopback (both ranks on one node, no cap) and a veth pair
+between two network namespaces ("2 nodes") capped by `tc tbf` at 1000, 200 and 50 Mbit/s. Each
+capped point carries its rate and node count in its framework tag (torch-gloo[nodes=2,tbf=200mbit])
+and, for the all-reduces, stats nnodes = 2; small-net's capped training points also carry the rate as
+stats["bandwidth_cap_bit_per_s"].
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -17,8 +21,11 @@ from nnscale.predict.calibrate import CommParams, Point, predict_point
 from nnscale.predict.model import Bucketing, Layer, ModelProfile
 from nnscale.records import Measurement, Workload
 
-TRUTH = CommParams(alpha_s=80e-6, bandwidth=1.5e9, overlap=0.6, overhead_s=2e-3)
-CAPS_BIT = (None, 1e9, 200e6, 50e6)  # uncapped loopback and three tc tbf rates
+# Loopback: 50 us per ring step, 2 GB/s. The veth pair: 300 us per step, its payload 93 % of the cap
+# (its own uncapped rate never measured: inf). Shared: overlap 0.6, 2 ms per-step overhead.
+TRUTH = CommParams(alpha_s=50e-6, bandwidth=2e9, inter_alpha_s=300e-6, inter_bandwidth=math.inf,
+                   cap_efficiency=0.93, overlap=0.6, overhead_s=2e-3)
+CAPS_BIT = (None, 1e9, 200e6, 50e6)  # uncapped loopback, then the veth pair at three tc tbf rates
 SIZES = (4096, 65536, 1 << 20, 8 << 20)
 COMPUTE_S = {8: 0.045, 32: 0.160}  # one worker's step at each batch
 
@@ -32,12 +39,12 @@ def small_net() -> ModelProfile:
 
 def _framework(cap) -> str:
     # The store keys points by workload: points under different caps differ in their framework tag.
-    return f"torch-gloo[tbf={cap / 1e6:g}mbit]" if cap else "torch-gloo"
+    return f"torch-gloo[nodes=2,tbf={cap / 1e6:g}mbit]" if cap else "torch-gloo"
 
 
 def _ar(size: int, t: float, cap) -> Measurement:
     w = Workload("allreduce", "training", 1, (size // 4,), world_size=2, threads=1, framework=_framework(cap))
-    stats = {"size_bytes": size, "time_ms": 1e3 * t, "step_time_ms": 1e3 * t}
+    stats = {"size_bytes": size, "time_ms": 1e3 * t, "step_time_ms": 1e3 * t, "nnodes": 2 if cap else 1}
     return Measurement(w, "ok", stats=stats)
 
 
@@ -60,12 +67,12 @@ def synthetic_records(truth: CommParams = TRUTH, noise: float = 0.02, seed: int 
     for cap in CAPS_BIT:
         cap_b = cap / 8 if cap else None
         for size in SIZES:
-            t = predict_point(truth, Point("allreduce", "", 2, 1.0, size_bytes=size, cap=cap_b))
+            t = predict_point(truth, Point("allreduce", "", 2, 1.0, size_bytes=size, cap=cap_b, inter=bool(cap)))
             out.append(_ar(size, t * jitter(), cap))
         for b, c in COMPUTE_S.items():
             prof = replace(net, step_time_s=c, measured_batch=b)
             t = predict_point(truth, Point("step", "", 2, 1.0, cap=cap_b, profile=prof, batch=b,
-                                           bucketing=Bucketing()))
+                                           bucketing=Bucketing(), inter=bool(cap)))
             extra = {"bytes_allreduced_per_step": net.grad_bytes, "ddp_options": {"bucket_mb": 25.0}}
             out.append(_step(net.name, b, 2, t * jitter(), cap, extra))
     return out

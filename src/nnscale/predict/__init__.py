@@ -6,7 +6,8 @@ parameters and FLOPs (`nnscale.netstats` counts them). See docs/prediction.md.
 - `catalogue`: devices and links with sources (`load_catalogue`, YAML, user-extendable).
 - `comm`: alpha-beta all-reduce costs (ring, tree, hierarchical).
 - `model`: `ModelProfile`, `Cluster`, `ddp_step_time` (DDP buckets overlapping backward), `predict`.
-- `calibrate`: `fit` alpha, B, overlap and overhead to a run's points (scipy least squares).
+- `points`: the measured points of a run (`extract_points`), each with its link class and cap.
+- `calibrate`: `fit` per-link alpha and B, a cap efficiency, overlap and overhead (scipy least squares).
 - `validate`: `validate_leave_one_out` over a run's points.
 - `published`: published scaling results and the inputs that reproduce them.
 """

@@ -1,25 +1,32 @@
-"""Calibration: fit alpha, B, overlap and per-step overhead to measured points (scipy least squares).
+"""Calibration: fit per-link alpha and B, a cap efficiency, overlap and per-step overhead to measured
+points (scipy least squares). The points come from `points.extract_points`.
 
-Two kinds of stored points take part (see `records.Measurement`):
-- `nnscale allreduce` points: model "allreduce", stats size_bytes and time_ms, at world_size p.
-  Predicted by the ring formula 2(p-1) alpha + 2(p-1)/p n / B (comm.py).
-- data-parallel training points at world_size >= 2: the measured step time. Predicted by
-  `ddp_step_time` from the single-device compute (the run's world_size = 1 point of the same model,
-  batch, precision and threads, or else the point's own forward_ms + backward_ms + optimizer_ms).
+Points on different links do not share link parameters (the pooled one-alpha-one-B fit was 24.9 %
+off on real data, docs/benchmarks.md: loopback and a veth pair are different links). Two link
+classes, by where the ranks were (points.Point.inter):
+- intra: every rank on one node (loopback on a CPU machine): alpha_s, bandwidth;
+- inter: ranks on >= 2 nodes (the veth pair between two network namespaces): inter_alpha_s,
+  inter_bandwidth (the path's own rate; fitted only when some inter point had no cap).
+A `tc tbf` cap on a point's link does not add a link: the cap is a known rate, the payload gets a
+fraction of it, `cap_efficiency`, one number for every cap (a parameter per cap would leave 2-3
+points per parameter in leave-one-out, and the fraction is the same physics at every rate: tbf counts
+whole frames, 1514 bytes on the wire per 1448-byte TCP segment at MTU 1500, 1448 / 1514 = 0.956).
+The cap and the path are stages of one pipeline (TCP streams through socket buffers: the sender's
+copy and the qdisc's dequeue overlap), so the slower one sets the rate:
+    B_point = min(B_class, cap_efficiency x cap)
+not the series 1/B + 1/cap, which charged 1 MB at 1000 Mbit/s 24 % too much with loopback's B.
 
-A point measured behind a bandwidth cap (`tc tbf`) carries the cap in its stats (CAP_KEYS); the cap
-is a second per-byte cost in series with the software's own: 1/B_point = 1/B + 1/cap.
-
-Residuals are relative (predicted / measured - 1), so a 4 KB all-reduce and a 1 s step weigh alike.
-Parameters are fitted in log space for alpha and B (positive, spanning decades), plainly for overlap
-(bounded to [0, 1]) and overhead (>= 0). scipy.optimize.least_squares, trust-region reflective.
+Predicted times: all-reduce points by the ring formula 2(p-1) alpha + 2(p-1)/p n / B (comm.py); step
+points by `ddp_step_time` with the shared overlap and overhead. Residuals are relative
+(predicted / measured - 1), so a 16 KB all-reduce and a 1 s step weigh alike. alpha and B are
+fitted in log space (positive, spanning decades), the efficiency and overlap plainly within their
+bounds, the overhead in ms (>= 0). scipy.optimize.least_squares, trust-region reflective.
 """
 
 from __future__ import annotations
 
 import math
-import re
-import statistics
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -29,45 +36,46 @@ from scipy.optimize import least_squares
 from nnscale.errors import UserError
 from nnscale.predict.catalogue import Device, Link
 from nnscale.predict.comm import allreduce_time_s
-from nnscale.predict.model import Bucketing, Cluster, ModelProfile, ddp_step_time
+from nnscale.predict.model import Cluster, ModelProfile, ddp_step_time
+from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read them from here)
+    CAP_KEYS,
+    STEP_KEYS,
+    USABLE,
+    Point,
+    busbw,
+    distinct_allreduces,
+    extract_points,
+    step_time_s,
+)
 from nnscale.records import Measurement
 
-PARAMS = ("alpha_s", "bandwidth", "overlap", "overhead_s")
-USABLE = ("ok", "unstable")
-# Stats keys a capped point may carry, and the factor to bytes/s.
-CAP_KEYS = {"bandwidth_cap_bytes_per_s": 1.0, "bandwidth_cap_bit_per_s": 1 / 8, "tc_rate_bit_per_s": 1 / 8}
-STEP_KEYS = ("step_time_ms_median", "step_time_ms", "median_ms")
-_TBF = re.compile(r"\btbf=([0-9.]+)(kbit|mbit|gbit|bit)\b", re.IGNORECASE)
-_TC_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+PARAMS = ("alpha_s", "bandwidth", "inter_alpha_s", "inter_bandwidth", "cap_efficiency", "overlap", "overhead_s")
 # A device for measured compute: its step time comes from the run, so no peak is ever looked up.
 MEASURED = Device("measured", "measured on this machine", {}, math.inf, math.inf)
 
 
 @dataclass(frozen=True, slots=True)
 class CommParams:
+    # Intra-node link class (all ranks on one node; loopback on a CPU machine). alpha_s: seconds per
+    # ring step. With only p = 2 points it also carries the per-call host cost (enqueue on gloo's
+    # worker thread, wake-up of the waiting caller): at p = 2 a call costs c + 2 alpha, c and alpha
+    # cannot be told apart without a second world size, so they are one number.
     alpha_s: float = 20e-6
-    bandwidth: float = 1e9  # bytes/s
-    overlap: float = 1.0
-    overhead_s: float = 0.0
+    bandwidth: float = 1e9  # bytes/s the intra-node path moves (memcpy, TCP stack, reduction)
+    # Inter-node link class (ranks on >= 2 nodes), the same two numbers; inter_bandwidth is the path
+    # without a cap, inf when no uncapped inter-node point measured it.
+    inter_alpha_s: float = 20e-6
+    inter_bandwidth: float = math.inf
+    cap_efficiency: float = 1.0  # payload bytes/s per byte/s of a tbf cap (framing, ACKs): ~0.956
+    overlap: float = 1.0  # share of the communication inside backward that is really hidden
+    overhead_s: float = 0.0  # fixed per-step cost of a data-parallel step (DDP's hooks, sync)
 
-    def link(self, cap: float | None = None, name: str = "fitted") -> Link:
-        bw = self.bandwidth if cap is None else 1 / (1 / self.bandwidth + 1 / cap)
-        return Link(name=name, alpha_s=self.alpha_s, bandwidth=bw)
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One measured point the fit can use."""
-
-    kind: str  # "allreduce" or "step"
-    label: str
-    world_size: int
-    measured_s: float
-    size_bytes: float = 0.0  # allreduce
-    cap: float | None = None  # bytes/s
-    profile: ModelProfile | None = None  # step: step_time_s is the single-device compute
-    batch: int = 0
-    bucketing: Bucketing = Bucketing()
+    def link(self, cap: float | None = None, name: str = "fitted", inter: bool = False) -> Link:
+        """The link a point ran over: its class's alpha, and min(path B, efficiency x cap)."""
+        alpha, bw = (self.inter_alpha_s, self.inter_bandwidth) if inter else (self.alpha_s, self.bandwidth)
+        if cap is not None:
+            bw = min(bw, self.cap_efficiency * cap)
+        return Link(name=name, alpha_s=alpha, bandwidth=bw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +97,7 @@ class FitResult:
 
 def predict_point(params: CommParams, point: Point) -> float:
     """Seconds the model gives for `point` under `params`."""
-    link = params.link(point.cap)
+    link = params.link(point.cap, inter=point.inter)
     if point.kind == "allreduce":
         return allreduce_time_s(point.size_bytes, point.world_size, link, "ring")
     cluster = Cluster(MEASURED, gpus_per_node=point.world_size, nodes=1, intra=link)
@@ -98,10 +106,16 @@ def predict_point(params: CommParams, point: Point) -> float:
 
 
 # Each parameter <-> its coordinate in the search space, with bounds.
-_TO = {"alpha_s": math.log10, "bandwidth": math.log10, "overlap": float, "overhead_s": lambda v: v * 1e3}
-_FROM = {"alpha_s": lambda x: 10**x, "bandwidth": lambda x: 10**x, "overlap": float,
-         "overhead_s": lambda x: x / 1e3}
-_BOUNDS = {"alpha_s": (-8.0, 0.0), "bandwidth": (3.0, 13.0), "overlap": (0.0, 1.0), "overhead_s": (0.0, 1e5)}
+_LOG = (math.log10, lambda x: 10**x)
+_TO_FROM = {"alpha_s": _LOG, "bandwidth": _LOG, "inter_alpha_s": _LOG, "inter_bandwidth": _LOG,
+            "cap_efficiency": (float, float), "overlap": (float, float),
+            "overhead_s": (lambda v: v * 1e3, lambda x: x / 1e3)}
+_TO = {k: v[0] for k, v in _TO_FROM.items()}
+_FROM = {k: v[1] for k, v in _TO_FROM.items()}
+# alpha 10 ns .. 1 s; B 1 kB/s .. 10 TB/s; an efficiency below 5 % would be a broken measurement.
+_BOUNDS = {"alpha_s": (-8.0, 0.0), "bandwidth": (3.0, 13.0), "inter_alpha_s": (-8.0, 0.0),
+           "inter_bandwidth": (3.0, 13.0), "cap_efficiency": (0.05, 1.0), "overlap": (0.0, 1.0),
+           "overhead_s": (0.0, 1e5)}
 
 
 def least_squares_fit(points: Sequence, predict: Callable, start: CommParams, free: Sequence[str],
@@ -131,113 +145,56 @@ def least_squares_fit(points: Sequence, predict: Callable, start: CommParams, fr
     return FitResult(params, tuple(free), labels, res, source)
 
 
-def _cap(m: Measurement) -> float | None:
-    """The point's bandwidth cap in bytes/s: a stats key (CAP_KEYS), or a `tbf=RATE` tag in the
-    workload's framework (e.g. torch-gloo[tbf=200mbit]; the store keys points by workload, so points
-    under different caps must differ there), RATE in tc's units (kbit, mbit, gbit: 1e3, 1e6, 1e9 bit/s)."""
-    for key, factor in CAP_KEYS.items():
-        v = m.stats.get(key)
-        if isinstance(v, (int, float)) and v > 0:
-            return float(v) * factor
-    tag = _TBF.search(m.workload.framework)
-    if tag:
-        return float(tag.group(1)) * _TC_UNITS[tag.group(2).lower()] / 8
-    return None
-
-
-def step_time_s(m: Measurement) -> float | None:
-    for key in STEP_KEYS:
-        v = m.stats.get(key)
-        if isinstance(v, (int, float)) and v > 0:
-            return float(v) / 1e3
-    return statistics.median(m.samples_ms) / 1e3 if m.samples_ms else None
-
-
-def _ref_key(m: Measurement, threads: bool = True) -> tuple:
-    w = m.workload
-    return (w.model, w.batch_size, w.precision, w.threads if threads else None)
-
-
-def _cap_text(cap: float | None) -> str:
-    return "no cap" if cap is None else f"{cap * 8 / 1e6:g} Mbit/s"
-
-
-def extract_points(records: Sequence[Measurement],
-                   profiles: dict[str, ModelProfile] | None = None) -> tuple[list[Point], list[str]]:
-    """The usable points of a run, and one line per point left out saying why."""
-    profiles = profiles or {}
-    usable = [m for m in records if m.status in USABLE]
-    refs: dict[tuple, float] = {}
-    for m in usable:  # single-device compute references
-        w = m.workload
-        if w.model != "allreduce" and w.mode == "training" and w.world_size == 1 and step_time_s(m):
-            refs.setdefault(_ref_key(m), step_time_s(m))
-            refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
-    points, skipped = [], [f"{m.workload.model} p={m.workload.world_size}: status {m.status}"
-                           for m in records if m.status not in USABLE]
-    for m in usable:
-        w, s, cap = m.workload, m.stats, _cap(m)
-        if w.model == "allreduce":
-            size, t = s.get("size_bytes"), s.get("time_ms")
-            if w.world_size >= 2 and isinstance(size, (int, float)) and size > 0 and t and t > 0:
-                points.append(Point("allreduce", f"allreduce {size:g} B p={w.world_size} {_cap_text(cap)}",
-                                    w.world_size, t / 1e3, size_bytes=float(size), cap=cap))
-            else:
-                skipped.append(f"allreduce p={w.world_size}: needs world_size >= 2, size_bytes, time_ms")
-            continue
-        if w.mode != "training" or w.world_size < 2:
-            continue
-        label = f"{w.model} b={w.batch_size} p={w.world_size} {_cap_text(cap)}"
-        step = step_time_s(m)
-        # Compute: one worker with the same threads; else this point's own breakdown (its workers may
-        # have fewer threads than a lone worker had); else one worker whatever its threads.
-        compute = refs.get(_ref_key(m))
-        if compute is None and all(isinstance(s.get(k), (int, float)) for k in ("forward_ms", "backward_ms")):
-            compute = (s["forward_ms"] + s["backward_ms"] + s.get("optimizer_ms", 0.0)) / 1e3
-        compute = compute or refs.get(_ref_key(m, threads=False))
-        base = profiles.get(w.model)
-        grad_bytes = s.get("bytes_allreduced_per_step")
-        if isinstance(grad_bytes, (int, float)) and grad_bytes > 0:
-            if base is None:
-                base = ModelProfile(w.model, params=max(1, round(grad_bytes / 4)), forward_flops=1.0,
-                                    training_flops=3.0, source="uniform from bytes_allreduced_per_step")
-            else:  # a comm hook (fp16 compression) changes the bytes per gradient element
-                base = replace(base, bytes_per_grad=max(1, round(grad_bytes / base.params)))
-        if step is None or compute is None or base is None:
-            why = ("no step time" if step is None else "no single-device point or forward/backward breakdown"
-                   if compute is None else "no model profile or bytes_allreduced_per_step")
-            skipped.append(f"{label}: {why}")
-            continue
-        profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None)
-        options = s.get("ddp_options") if isinstance(s.get("ddp_options"), dict) else {}
-        bucketing = Bucketing(bucket_mb=float(options.get("bucket_mb", s.get("bucket_cap_mb", 25.0))))
-        points.append(Point("step", label, w.world_size, step, cap=cap, profile=profile,
-                            batch=w.batch_size, bucketing=bucketing))
-    return points, skipped
+def _class_names(inter: bool) -> tuple[str, str]:
+    return ("inter_alpha_s", "inter_bandwidth") if inter else ("alpha_s", "bandwidth")
 
 
 def default_free(points: Sequence[Point]) -> tuple[str, ...]:
-    """Which parameters the points can pin down (never more than there are points)."""
-    sizes = {(p.size_bytes, p.world_size) for p in points if p.kind == "allreduce"}
-    n_step = sum(p.kind == "step" for p in points)
-    free = ["alpha_s", "bandwidth"] if len(sizes) >= 2 else []
-    if not free and n_step >= 3:
-        free = ["bandwidth"] if n_step == 3 else ["alpha_s", "bandwidth"]
-    if n_step >= 1:
+    """Which parameters the points can pin down (never more than there are points).
+
+    Per link class: alpha with two different all-reduces on it (an intercept needs two sizes, or a
+    size and a slope pinned elsewhere); its own B also when one of them had no cap. The cap efficiency
+    with two different capped all-reduces. Without all-reduces, three or four training points pin the
+    B (and alpha) of the class most of them ran on. Overlap with one training point, overhead with two.
+    """
+    free: list[str] = []
+    for inter in (False, True):
+        alpha, bw = _class_names(inter)
+        if distinct_allreduces(points, inter) >= 2:
+            free.append(alpha)
+            if distinct_allreduces(points, inter, capped=False) >= 1:
+                free.append(bw)
+    if distinct_allreduces(points, capped=True) >= 2:
+        free.append("cap_efficiency")
+    steps = [p for p in points if p.kind == "step"]
+    if not free and len(steps) >= 3:
+        inter = Counter(p.inter for p in steps).most_common(1)[0][0]
+        alpha, bw = _class_names(inter)
+        capped = all(p.cap is not None for p in steps if p.inter == inter)
+        free = ([] if len(steps) == 3 else [alpha]) + ["cap_efficiency" if capped else bw]
+    if steps:
         free.append("overlap")
-    if n_step >= 2:
+    if len(steps) >= 2:
         free.append("overhead_s")
     return tuple(free[: len(points)])
 
 
 def initial_params(points: Sequence[Point]) -> CommParams:
-    """A start for the search: B from the largest all-reduce (busbw), overlap 0.5 when fitted."""
-    bw = 1e9
-    ar = [p for p in points if p.kind == "allreduce"]
-    if ar:
-        big = max(ar, key=lambda p: p.size_bytes)
-        bw = 2 * (big.world_size - 1) / big.world_size * big.size_bytes / big.measured_s
-    return CommParams(alpha_s=20e-6, bandwidth=bw, overlap=0.5, overhead_s=0.0)
+    """A start for the search, per link class: B from the largest uncapped all-reduce (its busbw),
+    alpha a quarter of the smallest all-reduce's time per ring step; efficiency 0.9, overlap 0.5."""
+    start = {"cap_efficiency": 0.9, "overlap": 0.5, "overhead_s": 0.0}
+    for inter in (False, True):
+        alpha, bw = _class_names(inter)
+        ar = [p for p in points if p.kind == "allreduce" and p.inter == inter]
+        if ar:
+            small = min(ar, key=lambda p: p.size_bytes)
+            start[alpha] = small.measured_s / (4 * (small.world_size - 1))
+        free_ar = [p for p in ar if p.cap is None]
+        if free_ar:
+            start[bw] = busbw(max(free_ar, key=lambda p: p.size_bytes))
+        elif any(p.inter == inter and p.cap is None for p in points):  # steps alone measured the path
+            start[bw] = 1e9
+    return CommParams(**start)
 
 
 def fit_points(points: Sequence[Point], free: Sequence[str] | None = None, source: str = "fit") -> FitResult:
@@ -247,10 +204,24 @@ def fit_points(points: Sequence[Point], free: Sequence[str] | None = None, sourc
 
 def fit(records: Sequence[Measurement], profiles: dict[str, ModelProfile] | None = None,
         free: Sequence[str] | None = None, run: str = "run") -> FitResult:
-    """Fit alpha, B, overlap and overhead to a run's points; UserError if none are usable."""
+    """Fit the link, overlap and overhead parameters to a run's points; UserError if none are usable."""
     points, skipped = extract_points(records, profiles)
     if not points:
         why = f" ({skipped[0]}{f'; {len(skipped) - 1} more' if len(skipped) > 1 else ''})" if skipped else ""
         raise UserError(f"{run} has no usable points for calibration: it needs `nnscale allreduce` "
                         f"points or training points at world_size >= 2{why}")
     return fit_points(points, free, source=f"fit to {len(points)} points of {run}")
+
+
+def describe(params: CommParams, free: Sequence[str]) -> str:
+    """The fitted values, in the units people read (us, GB/s, Mbit/s-independent fractions, ms)."""
+    parts = []
+    if "alpha_s" in free or "bandwidth" in free:
+        parts.append(f"intra-node alpha {1e6 * params.alpha_s:.1f} us, B {params.bandwidth / 1e9:.3g} GB/s")
+    if "inter_alpha_s" in free or "inter_bandwidth" in free:
+        bw = f", B {params.inter_bandwidth / 1e9:.3g} GB/s" if "inter_bandwidth" in free else ""
+        parts.append(f"inter-node alpha {1e6 * params.inter_alpha_s:.1f} us{bw}")
+    if "cap_efficiency" in free:
+        parts.append(f"cap efficiency {params.cap_efficiency:.3f}")
+    parts.append(f"overlap {params.overlap:.2f}, overhead {1e3 * params.overhead_s:.2f} ms")
+    return "; ".join(parts)

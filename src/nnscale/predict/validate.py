@@ -1,9 +1,9 @@
 """Leave-one-out validation of the model on a run's measured points.
 
-For each usable point (calibrate.extract_points): fit alpha, B, overlap and overhead to all the other
-points, predict the one left out, and report the error (predicted / measured - 1). The free
-parameters are chosen for each fit from the points it sees (calibrate.default_free), so a fit never
-has more unknowns than points. Single-device points are inputs (the compute), not targets.
+For each usable point (points.extract_points): fit the per-link alpha and B, the cap efficiency, the
+overlap and the overhead (calibrate.py) to all the other points, predict the one left out, and report
+the error (predicted / measured - 1). The free parameters are chosen for each fit from the points it
+sees (calibrate.default_free), so a fit never has more unknowns than points. Single-device points are inputs (the compute), not targets.
 """
 
 from __future__ import annotations

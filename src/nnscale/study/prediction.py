@@ -114,9 +114,31 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
                    optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}")
 
 
-def _link(catalogue: Catalogue, name: str | None, fitted: Link | None) -> Link | None:
-    """The named catalogue link, else the link fitted to the run (None without either)."""
-    return catalogue.link(name) if name else fitted
+def fitted_links(fit: calibrate.FitResult, run: str) -> tuple[Link | None, Link | None, float | None]:
+    """What a fit says about the links of a cluster (docs/prediction.md, "From a fit to a cluster"):
+    the intra-node link class (loopback) as the link inside a node; the inter-node class as the link
+    between nodes when its own uncapped B was measured; and the cap efficiency, the fraction of a
+    capped Ethernet link's rate the measured software's all-reduce payload got, for a named link."""
+    free, p = set(fit.free), fit.params
+    intra = Link(f"fitted:{run}", p.alpha_s, p.bandwidth) if {"alpha_s", "bandwidth"} <= free else None
+    inter = (Link(f"fitted-inter:{run}", p.inter_alpha_s, p.inter_bandwidth)
+             if {"inter_alpha_s", "inter_bandwidth"} <= free else None)
+    return intra, inter, p.cap_efficiency if "cap_efficiency" in free else None
+
+
+def _inter_link(catalogue: Catalogue, name: str | None, fitted: Link | None, efficiency: float | None,
+                notes: list[str]) -> Link | None:
+    """The named catalogue link, at the measured cap efficiency when the run measured one (its alpha
+    stays the catalogue's: a fitted alpha at p = 2 also holds the per-call host cost, which a ring of
+    p ranks pays once, not 2(p-1) times); else the link fitted to the run (None without either)."""
+    if not name:
+        return fitted
+    link = catalogue.link(name)
+    if efficiency is None:
+        return link
+    notes.append(f"inter-node link: {link.name} at the measured cap efficiency {efficiency:.3f} "
+                 f"(catalogue {link.efficiency:g}): {efficiency * link.bandwidth / 1e9:.3g} GB/s")
+    return replace(link, efficiency=efficiency)
 
 
 def prediction_report(args: PredictRequest) -> dict:
@@ -129,7 +151,9 @@ def prediction_report(args: PredictRequest) -> dict:
         raise UserError("predict needs --device (see `nnscale predict --list`) or measured:RUN")
     shape = parse_input_size(args.input_size, model_info(args.model).input_shape) if args.input_size else None
     profile = model_profile(args.model, shape, args.grad_bytes)
-    notes, fitted_link, params = [], None, calibrate.CommParams(overlap=1.0, overhead_s=0.0)
+    notes, params = [], calibrate.CommParams(overlap=1.0, overhead_s=0.0)
+    fitted_intra = fitted_inter = None
+    fitted_efficiency = None
     if args.device.startswith("measured:"):
         run = args.device.split(":", 1)[1]
         records = _open_records(run, args.store)
@@ -144,12 +168,10 @@ def prediction_report(args: PredictRequest) -> dict:
             notes.append(f"communication: catalogue values ({exc})")
         else:
             params = fit.params
-            if {"alpha_s", "bandwidth"} <= set(fit.free):
-                fitted_link = fit.params.link(name=f"fitted:{run}")
-            notes.append(f"communication: {fit.source}, fitted {', '.join(fit.free)}: alpha "
-                         f"{1e6 * params.alpha_s:.1f} us, B {params.bandwidth / 1e9:.3g} GB/s, overlap "
-                         f"{params.overlap:.2f}, overhead {1e3 * params.overhead_s:.2f} ms; residuals "
-                         f"rms {100 * fit.rms:.1f} %, max {100 * fit.max_abs:.1f} %")
+            fitted_intra, fitted_inter, fitted_efficiency = fitted_links(fit, run)
+            notes.append(f"communication: {fit.source}, fitted {', '.join(fit.free)}: "
+                         f"{calibrate.describe(params, fit.free)}; residuals rms {100 * fit.rms:.1f} %, "
+                         f"max {100 * fit.max_abs:.1f} %")
     else:
         device = catalogue.device(args.device)
         batch = args.batch_per_gpu or 32
@@ -171,9 +193,10 @@ def prediction_report(args: PredictRequest) -> dict:
     if not 0 <= params.overlap <= 1 or params.overhead_s < 0:
         raise UserError(f"--overlap must be in [0, 1] and --overhead-ms >= 0, got {params.overlap:g}, "
                         f"{1e3 * params.overhead_s:g}")
-    intra = _link(catalogue, args.intra_link or (None if fitted_link else device.intra_link), fitted_link)
+    intra = (catalogue.link(args.intra_link) if args.intra_link
+             else fitted_intra or (catalogue.link(device.intra_link) if device.intra_link else None))
     nodes = parse_nodes(args.nodes)
-    inter = _link(catalogue, args.inter_link, fitted_link)
+    inter = _inter_link(catalogue, args.inter_link, fitted_inter or fitted_intra, fitted_efficiency, notes)
     if intra is None and args.gpus_per_node > 1:
         raise UserError("give --intra-link for more than one GPU per node; known links: "
                         + ", ".join(sorted(catalogue.links)))

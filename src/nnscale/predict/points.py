@@ -1,0 +1,171 @@
+"""The measured points calibration fits: read from a run's stored records (`extract_points`).
+
+Two kinds of stored points take part (see `records.Measurement`):
+- `nnscale allreduce` points: model "allreduce", stats size_bytes and time_ms, at world_size p.
+- data-parallel training points at world_size >= 2: the measured step time, with the single-device
+  compute (the run's world_size = 1 point of the same model, batch, precision and threads, or else
+  the point's own forward_ms + backward_ms + optimizer_ms) and the bucket layout DDP really used.
+
+Each point also says which link its ring ran over, because points on different links must not share
+one alpha and one B (docs/prediction.md, "Calibration"):
+- `inter`: its ranks were on two or more nodes (stats nnodes, or `nodes=N` in the framework tag),
+  so the ring crossed the inter-node link (in bench/validate_prediction.py: the veth pair between
+  two network namespaces); else every rank was on one node (loopback, or the node's own link);
+- `cap`: the `tc tbf` rate the link was capped at (stats CAP_KEYS, or `tbf=RATE` in the tag).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from nnscale.predict.model import MIB, Bucketing, ModelProfile
+from nnscale.records import Measurement
+
+USABLE = ("ok", "unstable")
+# Stats keys a capped point may carry, and the factor to bytes/s.
+CAP_KEYS = {"bandwidth_cap_bytes_per_s": 1.0, "bandwidth_cap_bit_per_s": 1 / 8, "tc_rate_bit_per_s": 1 / 8}
+STEP_KEYS = ("step_time_ms_median", "step_time_ms", "median_ms")
+_TBF = re.compile(r"\btbf=([0-9.]+)(kbit|mbit|gbit|bit)\b", re.IGNORECASE)
+_NODES = re.compile(r"\bnodes=(\d+)\b")
+_TC_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One measured point the fit can use."""
+
+    kind: str  # "allreduce" or "step"
+    label: str
+    world_size: int
+    measured_s: float
+    size_bytes: float = 0.0  # allreduce
+    cap: float | None = None  # bytes/s
+    profile: ModelProfile | None = None  # step: step_time_s is the single-device compute
+    batch: int = 0
+    bucketing: Bucketing = field(default_factory=Bucketing)
+    inter: bool = False  # the ranks spanned >= 2 nodes: the ring crossed the inter-node link
+
+
+def _cap(m: Measurement) -> float | None:
+    """The point's bandwidth cap in bytes/s: a stats key (CAP_KEYS), or a `tbf=RATE` tag in the
+    workload's framework (e.g. torch-gloo[tbf=200mbit]; the store keys points by workload, so points
+    under different caps must differ there), RATE in tc's units (kbit, mbit, gbit: 1e3, 1e6, 1e9 bit/s)."""
+    for key, factor in CAP_KEYS.items():
+        v = m.stats.get(key)
+        if isinstance(v, (int, float)) and v > 0:
+            return float(v) * factor
+    tag = _TBF.search(m.workload.framework)
+    if tag:
+        return float(tag.group(1)) * _TC_UNITS[tag.group(2).lower()] / 8
+    return None
+
+
+def _inter(m: Measurement) -> bool:
+    """Did the point's ranks span two or more nodes? stats nnodes (what `nnscale scale` and
+    `nnscale allreduce` store), else the `nodes=N` of the framework tag (torch-gloo[nodes=2,...])."""
+    nodes = m.stats.get("nnodes")
+    if isinstance(nodes, (int, float)):
+        return nodes > 1
+    tag = _NODES.search(m.workload.framework)
+    return bool(tag) and int(tag.group(1)) > 1
+
+
+def step_time_s(m: Measurement) -> float | None:
+    for key in STEP_KEYS:
+        v = m.stats.get(key)
+        if isinstance(v, (int, float)) and v > 0:
+            return float(v) / 1e3
+    return statistics.median(m.samples_ms) / 1e3 if m.samples_ms else None
+
+
+def _ref_key(m: Measurement, threads: bool = True) -> tuple:
+    w = m.workload
+    return (w.model, w.batch_size, w.precision, w.threads if threads else None)
+
+
+def _link_text(cap: float | None, inter: bool) -> str:
+    where = "2 nodes " if inter else ""
+    return where + ("no cap" if cap is None else f"{cap * 8 / 1e6:g} Mbit/s")
+
+
+def measured_bucketing(stats: dict) -> Bucketing:
+    """The bucket layout DDP used. Its own log (stats ddp_logging.rebuilt_bucket_sizes, the buckets
+    after DDP rebuilt them in gradient-ready order; else bucket_sizes) says how many all-reduce calls
+    a step made; each call pays the latency once, so a wrong count is a latency error. The model's
+    DDP rule (first bucket closes at first_bucket_mb, the others at bucket_mb) reproduces a layout
+    when first_bucket_mb is the first bucket's size: e.g. torch 2.x built one 1724320-byte bucket for
+    pytorch-mnist-net where the nominal 1 MiB first-bucket cap would give two (1.62 MB + 0.10 MB)."""
+    options = stats.get("ddp_options") if isinstance(stats.get("ddp_options"), dict) else {}
+    bucket_mb = float(options.get("bucket_mb", stats.get("bucket_cap_mb", 25.0)))
+    log = stats.get("ddp_logging") if isinstance(stats.get("ddp_logging"), dict) else {}
+    sizes = [int(x) for x in re.findall(r"\d+", str(log.get("rebuilt_bucket_sizes") or log.get("bucket_sizes") or ""))]
+    if sizes and sizes[0] > 0:
+        return Bucketing(bucket_mb=bucket_mb, first_bucket_mb=sizes[0] / MIB)
+    return Bucketing(bucket_mb=bucket_mb)
+
+
+def extract_points(records: Sequence[Measurement],
+                   profiles: dict[str, ModelProfile] | None = None) -> tuple[list[Point], list[str]]:
+    """The usable points of a run, and one line per point left out saying why."""
+    profiles = profiles or {}
+    usable = [m for m in records if m.status in USABLE]
+    refs: dict[tuple, float] = {}
+    for m in usable:  # single-device compute references
+        w = m.workload
+        if w.model != "allreduce" and w.mode == "training" and w.world_size == 1 and step_time_s(m):
+            refs.setdefault(_ref_key(m), step_time_s(m))
+            refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
+    points, skipped = [], [f"{m.workload.model} p={m.workload.world_size}: status {m.status}"
+                           for m in records if m.status not in USABLE]
+    for m in usable:
+        w, s, cap, inter = m.workload, m.stats, _cap(m), _inter(m)
+        if w.model == "allreduce":
+            size, t = s.get("size_bytes"), s.get("time_ms")
+            if w.world_size >= 2 and isinstance(size, (int, float)) and size > 0 and t and t > 0:
+                points.append(Point("allreduce", f"allreduce {size:g} B p={w.world_size} {_link_text(cap, inter)}",
+                                    w.world_size, t / 1e3, size_bytes=float(size), cap=cap, inter=inter))
+            else:
+                skipped.append(f"allreduce p={w.world_size}: needs world_size >= 2, size_bytes, time_ms")
+            continue
+        if w.mode != "training" or w.world_size < 2:
+            continue
+        label = f"{w.model} b={w.batch_size} p={w.world_size} {_link_text(cap, inter)}"
+        step = step_time_s(m)
+        # Compute: one worker with the same threads; else this point's own breakdown (its workers may
+        # have fewer threads than a lone worker had); else one worker whatever its threads.
+        compute = refs.get(_ref_key(m))
+        if compute is None and all(isinstance(s.get(k), (int, float)) for k in ("forward_ms", "backward_ms")):
+            compute = (s["forward_ms"] + s["backward_ms"] + s.get("optimizer_ms", 0.0)) / 1e3
+        compute = compute or refs.get(_ref_key(m, threads=False))
+        base = profiles.get(w.model)
+        grad_bytes = s.get("bytes_allreduced_per_step")
+        if isinstance(grad_bytes, (int, float)) and grad_bytes > 0:
+            if base is None:
+                base = ModelProfile(w.model, params=max(1, round(grad_bytes / 4)), forward_flops=1.0,
+                                    training_flops=3.0, source="uniform from bytes_allreduced_per_step")
+            else:  # a comm hook (fp16 compression) changes the bytes per gradient element
+                base = replace(base, bytes_per_grad=max(1, round(grad_bytes / base.params)))
+        if step is None or compute is None or base is None:
+            why = ("no step time" if step is None else "no single-device point or forward/backward breakdown"
+                   if compute is None else "no model profile or bytes_allreduced_per_step")
+            skipped.append(f"{label}: {why}")
+            continue
+        profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None)
+        points.append(Point("step", label, w.world_size, step, cap=cap, profile=profile,
+                            batch=w.batch_size, bucketing=measured_bucketing(s), inter=inter))
+    return points, skipped
+
+
+def distinct_allreduces(points: Sequence[Point], inter: bool | None = None, capped: bool | None = None) -> int:
+    """How many different (size, p, cap) all-reduces there are, on one link class and/or capped or not:
+    repeated measurements of one configuration pin one number, not two."""
+    return len({(p.size_bytes, p.world_size, p.cap) for p in points if p.kind == "allreduce"
+                and (inter is None or p.inter == inter) and (capped is None or (p.cap is not None) == capped)})
+
+
+def busbw(point: Point) -> float:
+    """The all-reduce's bus bandwidth, bytes/s (nccl-tests: 2(p-1)/p n / t): a start for B."""
+    return 2 * (point.world_size - 1) / point.world_size * point.size_bytes / point.measured_s
