@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-EXTRAS ?= test
+# `make test` installs and tests every framework backend (extras of pyproject.toml).
+EXTRAS ?= test,tensorflow,jax,onnx
 
 .PHONY: run test venv clean
 

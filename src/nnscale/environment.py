@@ -35,10 +35,14 @@ ENV_VARS = (
     "LD_PRELOAD",
     "MALLOC_CONF",
 )
-ENV_PREFIXES = ("NCCL_", "OMP_", "MKL_", "KMP_", "GOMP_", "TORCH_", "PYTORCH_", "CUDA_", "NVIDIA_")
+ENV_PREFIXES = ("NCCL_", "OMP_", "MKL_", "KMP_", "GOMP_", "TORCH_", "PYTORCH_", "CUDA_", "NVIDIA_",
+                "TF_", "XLA_", "JAX_", "KERAS_", "ORT_")
 # Never store what looks like a secret, whatever its prefix.
 _SECRET = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
-PACKAGES = ("nnscale", "torch", "torchvision", "timm", "numpy", "scipy", "sqlalchemy")
+PACKAGES = ("nnscale", "torch", "torchvision", "timm", "numpy", "scipy", "sqlalchemy",
+            # the other frameworks' (each point also stores the version its worker ran)
+            "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "onnx", "onnxruntime",
+            "onnxruntime-gpu")
 
 
 def _probe(fn: Callable[[], object]) -> object:

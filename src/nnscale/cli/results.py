@@ -12,7 +12,8 @@ from nnscale.records import Measurement, Workload
 from nnscale.stats import knee
 from nnscale.store import open_store
 
-TABLE = (("model", "model"), ("mode", "mode"), ("batch", "batch"), ("config", "config"),
+TABLE = (("model", "model"), ("framework", "framework"), ("mode", "mode"), ("batch", "batch"),
+         ("config", "config"),
          ("status", "status"), ("samples_per_s", "img/s"), ("ci", "±CI"), ("step_ms", "step ms"),
          ("p99_ms", "p99 ms"), ("memory", "peak mem"), ("flops", "FLOP/s"), ("mfu", "MFU"),
          ("iters", "iters"), ("error", "note"))
@@ -51,15 +52,16 @@ def knee_lines(measurements: list[Measurement]) -> list[str]:
     for m in measurements:
         if m.status in ("ok", "unstable") and m.stats.get("samples_per_s"):
             w = m.workload
-            key = (w.model, w.mode, w.device, w.precision, w.channels_last, w.compile)
+            key = (w.model, w.framework, w.mode, w.device, w.precision, w.channels_last, w.compile)
             groups.setdefault(key, []).append(m)
     lines = []
-    for (model, mode, device, precision, cl, comp), ms in groups.items():
+    for (model, framework, mode, device, precision, cl, comp), ms in groups.items():
         if len({m.workload.batch_size for m in ms}) < 2:
             continue
         b = knee([m.workload.batch_size for m in ms], [m.stats["samples_per_s"] for m in ms])
         label = " ".join([precision] + ["cl"] * cl + ["compile"] * comp)
-        lines.append(f"knee {model} {mode} {device} {label}: batch {b} (95 % of the best throughput)")
+        who = model if framework == "torch" else f"{model} {framework}"
+        lines.append(f"knee {who} {mode} {device} {label}: batch {b} (95 % of the best throughput)")
     return lines
 
 
@@ -85,7 +87,11 @@ def handle(args) -> int:
         rows, columns = flat_rows(measurements)
         print(render(rows, columns, "csv"))
         return 0
-    rows = [dict(display_row(m), model=m.workload.model, error=m.error) for m in measurements]
+    # Grouped by framework (in the order first measured), each group in measured order.
+    order = {fw: i for i, fw in enumerate(dict.fromkeys(m.workload.framework for m in measurements))}
+    grouped = sorted(measurements, key=lambda m: order[m.workload.framework])
+    rows = [dict(display_row(m), model=m.workload.model, framework=m.workload.framework,
+                 error=m.error) for m in grouped]
     print(f"run {name}: {len(measurements)} points")
     print(render(rows, TABLE))
     for line in knee_lines(measurements):

@@ -7,6 +7,7 @@ import shlex
 import sys
 
 from nnscale.errors import UserError
+from nnscale.measure.frameworks import FRAMEWORKS
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import TerminalProgress
 from nnscale.measure.recorder import stored_config
@@ -25,6 +26,10 @@ def add_common(p, budget: float) -> None:
     p.add_argument("model", nargs="?", help="zoo name, torchvision:NAME or timm:NAME (see `nnscale models`)")
     p.add_argument("--mode", default="inference", help="inference, training or both (default inference)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--framework", default="torch", choices=FRAMEWORKS,
+                   help="torch (default); tensorflow or jax (the Keras twin of the model; extras "
+                   "nnscale[tensorflow] / nnscale[jax]); onnxruntime (the exported torch model, "
+                   "inference only; extra nnscale[onnx])")
     p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="intra-op threads, set in every worker and recorded (default: all usable cores)")
     p.add_argument("--input-size", help="CxHxW (or HxW, or S); default: the model's own")
@@ -64,6 +69,7 @@ def common_kwargs(args) -> dict:
         "model": args.model, "modes": parse_modes(args.mode), "device": args.device,
         "threads": args.threads, "input_shape": shape, "timeout_s": args.timeout,
         "memory_cap_bytes": None if args.memory_cap is None else parse_size(args.memory_cap),
+        "framework": args.framework,
     }
 
 
@@ -79,7 +85,8 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (compile time is reported apart)")
+                   help="torch: torch.compile; tensorflow: XLA (jit_compile); jax: always jax.jit "
+                   "(compile time is reported apart)")
     p.set_defaults(handle=handle)
 
 

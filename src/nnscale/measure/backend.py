@@ -13,20 +13,29 @@ import os
 import resource
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nnscale.errors import UserError
 from nnscale.measure.methodology import Timer
 from nnscale.records import Workload
 
 # framework name -> "module:class"
-BACKENDS = {"torch": "nnscale.measure.torch_backend:TorchBackend"}
+BACKENDS = {
+    "torch": "nnscale.measure.torch_backend:TorchBackend",
+    "tensorflow": "nnscale.measure.tensorflow_backend:TensorFlowBackend",
+    "jax": "nnscale.measure.jax_backend:JaxBackend",
+    "onnxruntime": "nnscale.measure.onnxruntime_backend:OnnxRuntimeBackend",
+}
 
 # Error texts that mean "out of memory" whatever the exception type: glibc/C++ (ENOMEM,
 # std::bad_alloc), PyTorch's CPU allocator ("DefaultCPUAllocator: can't allocate memory") and CUDA
-# caching allocator ("CUDA out of memory"), cuDNN/cuBLAS workspace failures.
+# caching allocator ("CUDA out of memory"), cuDNN/cuBLAS workspace failures, TensorFlow's
+# ResourceExhaustedError ("OOM when allocating tensor") and XLA's status code RESOURCE_EXHAUSTED
+# (JAX: "RESOURCE_EXHAUSTED: Out of memory while trying to allocate").
 OOM_MARKERS = (
     "out of memory",
+    "OOM when allocating",
+    "RESOURCE_EXHAUSTED",
     "can't allocate memory",
     "cannot allocate memory",
     "bad_alloc",
@@ -47,6 +56,9 @@ class Prepared:
     timer: Timer
     threads: int  # intra-op threads in effect
     device_name: str  # e.g. "AMD EPYC" or "NVIDIA H100 80GB HBM3"
+    # What ran, stored with the point's statistics: framework_version, framework_mode (e.g.
+    # "tf.function+xla"), and framework specifics (onnx_opset, ort_providers, thread settings).
+    info: dict = field(default_factory=dict)
 
 
 class Backend(ABC):
@@ -99,6 +111,59 @@ def get_backend(framework: str) -> Backend:
         raise UserError(f"no backend for framework {framework!r}: available {', '.join(sorted(BACKENDS))}")
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def proc_status_kib(field_name: str) -> int | None:
+    """A field of /proc/self/status in KiB (VmRSS, VmHWM), None when unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "Model", "Hardware")):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "cpu"
+
+
+class HostPeak:
+    """Growth of the process's peak resident set (VmHWM) since `reset`, for CPU points.
+
+    `reset` writes "5" to /proc/self/clear_refs, which resets the peak RSS to the current RSS
+    (proc(5); Linux >= 4.0), and remembers the RSS then: the peak growth counts what the point
+    allocated (model, inputs, activations, gradients, optimizer state), not the interpreter.
+    """
+
+    def __init__(self) -> None:
+        self._base_kib: int | None = None
+
+    def reset(self) -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:  # not Linux, or not allowed: fall back to ru_maxrss, which cannot be reset
+            pass
+        self._base_kib = proc_status_kib("VmRSS")
+
+    def growth_bytes(self) -> int | None:
+        if self._base_kib is None:
+            return None
+        peak = proc_status_kib("VmHWM")
+        if peak is None:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+        return max(0, peak - self._base_kib) * 1024
 
 
 def available_host_memory_bytes() -> int | None:

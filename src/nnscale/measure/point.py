@@ -118,6 +118,7 @@ def measure_point(
         threads=prepared.threads,
         device_name=prepared.device_name,
     )
+    stats.update(prepared.info)  # framework_version, framework_mode and framework specifics
     status = "ok" if timed.stable else "unstable"
     error = "" if timed.stable else unstable_reason(timed, policy)
     return Measurement(workload, status, samples_ms=timed.samples_ms, stats=stats, error=error)

@@ -29,8 +29,15 @@ COLUMNS = (
 _LEFT = {"mode", "config", "status"}
 
 
+# What `compile` is called per framework (docs/methodology.md, "Frameworks").
+COMPILE_WORDS = {"tensorflow": "xla", "jax": "jit"}
+
+
 def config_label(w: Workload) -> str:
-    return " ".join([w.precision] + (["cl"] if w.channels_last else []) + (["compile"] if w.compile else []))
+    """'fp32 cl compile'; other frameworks than torch lead with their name ('jax fp32 jit')."""
+    fw = [] if w.framework == "torch" else [w.framework]
+    comp = [COMPILE_WORDS.get(w.framework, "compile")] if w.compile else []
+    return " ".join(fw + [w.precision] + (["cl"] if w.channels_last else []) + comp)
 
 
 def _num(v, fmt: str) -> str:

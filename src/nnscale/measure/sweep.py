@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from nnscale.errors import UserError
+from nnscale.measure.frameworks import check_framework, check_model
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
@@ -37,8 +38,9 @@ class SweepConfig:
     device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # per framework: torch.compile, TF XLA, always on for JAX (frameworks.py)
     threads: int = 0  # 0: all usable cores, resolved when the sweep starts
+    framework: str = "torch"
     input_shape: tuple[int, ...] | None = None  # (C, H, W); None: the model's own
     policy: MeasurePolicy = field(default_factory=MeasurePolicy)
     timeout_s: float | None = None  # per point; None: start-up + compile + warm-up + 2 × budget
@@ -89,19 +91,25 @@ class SweepResult:
 
 def resolve(config: SweepConfig) -> tuple[SweepConfig, tuple[str, ...]]:
     """Check the config against this machine; (config with defaults filled in, warnings)."""
+    compiled = check_framework(config.framework, config.modes, config.precision, config.channels_last,
+                               config.compile)
     device = check_device(config.device)
     note = check_precision(device, config.precision)
-    shape = tuple(config.input_shape or model_info(config.model).input_shape)
+    default_shape = tuple(model_info(config.model).input_shape)
+    check_model(config.framework, config.model, config.input_shape, default_shape)
+    shape = tuple(config.input_shape or default_shape)
     if config.channels_last and len(shape) != 3:
         raise UserError(f"--channels-last needs image input (C, H, W); {config.model} takes {shape}")
-    resolved = replace(config, device=device, threads=check_threads(config.threads), input_shape=shape)
+    resolved = replace(config, device=device, threads=check_threads(config.threads), input_shape=shape,
+                       compile=compiled)
     return resolved, (note,) if note else ()
 
 
 def workload(config: SweepConfig, mode: str, batch: int) -> Workload:
     return Workload(model=config.model, mode=mode, batch_size=batch, input_shape=config.input_shape,
                     device=config.device, precision=config.precision,
-                    channels_last=config.channels_last, compile=config.compile, threads=config.threads)
+                    channels_last=config.channels_last, compile=config.compile, threads=config.threads,
+                    framework=config.framework)
 
 
 def spec(config: SweepConfig, w: Workload) -> PointSpec:
@@ -153,7 +161,8 @@ def run_sweep(
     recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
     total = None if config.batches is None else len(config.batches) * len(config.modes)
     per_point = STARTUP_S / 4 + config.policy.warmup_max_s + config.policy.budget_s
-    progress.begin(f"sweep {config.model} on {config.device} ({config.precision}) -> run {run_name!r}",
+    on = f"on {config.device}" if config.framework == "torch" else f"with {config.framework} on {config.device}"
+    progress.begin(f"sweep {config.model} {on} ({config.precision}) -> run {run_name!r}",
                    total, per_point)
     for note in notes:
         progress.note(f"note: {note}")

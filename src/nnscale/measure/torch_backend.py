@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import random
-import resource
 
 import torch
 import torch.nn.functional as F
 
-from nnscale.measure.backend import Backend, Prepared
+from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 from nnscale.zoo import create_model, model_info
@@ -102,44 +101,12 @@ def training_loss(out, y):
     return scores.float().square().mean()
 
 
-def _proc_status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("model name", "Model", "Hardware")):
-                    return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "cpu"
-
-
 class TorchBackend(Backend):
     framework = "torch"
 
     def __init__(self) -> None:
         self._device: torch.device | None = None
-        self._rss_base_kib: int | None = None
-
-    def _reset_host_peak(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-        except OSError:  # not Linux, or not allowed: fall back to ru_maxrss, which cannot be reset
-            pass
-        self._rss_base_kib = _proc_status_kib("VmRSS")
+        self._host_peak = HostPeak()
 
     def limit_memory(self, cap_bytes: int, device: str) -> None:
         if device.startswith("cuda"):
@@ -160,7 +127,7 @@ class TorchBackend(Backend):
         device = torch.device(w.device)
         self._device = device
         num_classes = model_info(w.model).num_classes  # loads the zoo's modules: before the probe
-        self._reset_host_peak()
+        self._host_peak.reset()
         if device.type == "cuda":
             torch.cuda.set_device(device)
             torch.backends.cudnn.benchmark = True
@@ -209,17 +176,15 @@ class TorchBackend(Backend):
             timer, name = CudaTimer(device), torch.cuda.get_device_name(device)
         else:
             timer, name = CpuTimer(), cpu_name()
-        return Prepared(step=step, timer=timer, threads=torch.get_num_threads(), device_name=name)
+        info = {"framework_version": torch.__version__,
+                "framework_mode": "torch.compile" if w.compile else "eager"}
+        return Prepared(step=step, timer=timer, threads=torch.get_num_threads(), device_name=name,
+                        info=info)
 
     def peak_memory_bytes(self) -> int | None:
         if self._device is not None and self._device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self._device))
-        peak = _proc_status_kib("VmHWM")
-        if peak is None:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        if self._rss_base_kib is None:
-            return None
-        return max(0, peak - self._rss_base_kib) * 1024
+        return self._host_peak.growth_bytes()
 
     def is_oom(self, exc: BaseException) -> bool:
         return isinstance(exc, TORCH_OOM) or super().is_oom(exc)

@@ -7,6 +7,10 @@ native fp16 is not offered fp16, which it would only emulate), channels-last off
 Triton on CUDA). Each candidate is an ordinary point in its own worker: a compilation that fails or
 runs past `compile_timeout_s` is stored as an error or timeout point and the tuning goes on. The
 baseline (fp32, NCHW, eager) is measured first, so every choice comes with its speed-up over it.
+
+With another framework (`TuneConfig.framework`) the candidates are what it can run
+(docs/methodology.md, "Frameworks"): tensorflow tries XLA off and on; jax only runs jitted, so its
+baseline is fp32 jitted; onnxruntime has one configuration per precision; Keras runs NHWC only.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
 from nnscale.errors import UserError
+from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
@@ -44,6 +49,7 @@ class TuneConfig:
     timeout_s: float | None = None
     compile_timeout_s: float = 300.0
     memory_cap_bytes: int | None = None
+    framework: str = "torch"
 
     def __post_init__(self) -> None:
         if not self.batches:
@@ -88,8 +94,10 @@ class TuneResult:
 
 
 def _is_baseline(m: Measurement) -> bool:
+    """fp32, default layout, uncompiled — compiled for JAX, which only runs compiled."""
     w = m.workload
-    return w.precision == "fp32" and not w.channels_last and not w.compile
+    compiled = framework_spec(w.framework).always_compiled
+    return w.precision == "fp32" and not w.channels_last and w.compile == compiled
 
 
 def compiler_missing(device: str) -> str | None:
@@ -103,30 +111,53 @@ def compiler_missing(device: str) -> str | None:
     return None
 
 
+def _framework_options(config: TuneConfig, device: str, notes: list[str]):
+    """(compile settings, layouts) to try with `config.framework` (docs/methodology.md, Frameworks):
+    torch: torch.compile off/on when a compiler is there, NCHW and channels-last; tensorflow: XLA
+    off/on; jax: jax.jit only; onnxruntime: its one session. Keras runs NHWC only."""
+    spec = framework_spec(config.framework)
+    compiles = config.compile
+    if spec.always_compiled or not spec.compile_allowed:
+        compiles = (spec.always_compiled,)
+    elif compiles is None:
+        missing = compiler_missing(device) if config.framework == "torch" else None
+        compiles = (False,) if missing else (False, True)
+        if missing:
+            notes.append(f"compile not tried: {missing}")
+    layouts = config.channels_last if spec.channels_last_allowed else (False,)
+    return tuple(compiles), tuple(layouts)
+
+
 def candidates(config: TuneConfig) -> tuple[list[SweepConfig], tuple[str, ...]]:
     """The sweep configurations to try, baseline first; and notes about what was left out."""
+    spec_ = framework_spec(config.framework)
     base, notes = resolve(SweepConfig(
         model=config.model, modes=config.modes, batches=config.batches, device=config.device,
         threads=config.threads, input_shape=config.input_shape, policy=config.policy,
         timeout_s=config.timeout_s, compile_timeout_s=config.compile_timeout_s,
-        memory_cap_bytes=config.memory_cap_bytes))
+        memory_cap_bytes=config.memory_cap_bytes, framework=config.framework,
+        compile=spec_.always_compiled))
     notes = list(notes)
-    precisions = config.precisions or default_precisions(base.device)
+    fp16_ok = spec_.fp16_training or "training" not in config.modes
+    precisions = config.precisions or tuple(p for p in default_precisions(base.device)
+                                            if p in spec_.precisions and (p != "fp16" or fp16_ok))
     for p in precisions:
+        if p not in spec_.precisions:
+            raise UserError(f"precision {p} is not supported with framework {config.framework!r}: "
+                            f"use {', '.join(spec_.precisions)}")
+        if p == "fp16" and "training" in config.modes and not spec_.fp16_training:
+            raise UserError(f"fp16 training with framework {config.framework!r} is not supported "
+                            "(it needs loss scaling): leave fp16 out of --precision")
         note = check_precision(base.device, p)  # UserError for one the device cannot run
         if note:
             notes.append(note)
-    compiles = config.compile
-    if compiles is None:
-        missing = compiler_missing(base.device)
-        compiles = (False,) if missing else (False, True)
-        if missing:
-            notes.append(f"compile not tried: {missing}")
-    if len(base.input_shape) != 3 and True in config.channels_last:
+    compiles, layouts = _framework_options(config, base.device, notes)
+    if len(base.input_shape) != 3 and True in layouts:
         notes.append("channels-last not tried: the input is not an image")
-    layouts = config.channels_last if len(base.input_shape) == 3 else (False,)
+        layouts = (False,)
+    plain = ("fp32", False, spec_.always_compiled)
     combos = sorted(itertools.product(precisions, layouts, compiles),
-                    key=lambda c: (c != ("fp32", False, False), c[2], c[1]))
+                    key=lambda c: (c != plain, c[2], c[1]))
     configs = [replace(base, precision=p, channels_last=cl, compile=c) for p, cl, c in combos]
     return configs, tuple(notes)
 

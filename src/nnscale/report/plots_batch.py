@@ -217,8 +217,17 @@ def framework_plot(ms: list[Measurement]) -> list[Plot]:
                 count[m.workload.precision].add(m.workload.framework)
             prec = max(count, key=lambda p: (len(count[p]), p == "fp32"))
             chosen = [m for m in pts if m.workload.precision == prec]
-            plain = [m for m in chosen if not m.workload.channels_last and not m.workload.compile]
-            panels.append((model, mode, prec, plain or chosen))
+            # Per framework its plainest points: default layout, uncompiled where it has them
+            # (JAX runs only jitted, so its points are all compiled and stay in).
+            picked = []
+            for fw in P.frameworks(chosen):
+                own = [m for m in chosen if m.workload.framework == fw]
+                for want in ((False, False), (False, True), (True, False), (True, True)):
+                    sel = [m for m in own if (m.workload.channels_last, m.workload.compile) == want]
+                    if sel:
+                        picked += sel
+                        break
+            panels.append((model, mode, prec, picked or chosen))
     if not panels:
         return []
     fig, axes = new_figure(len(panels))

@@ -6,6 +6,7 @@ A study file lists what to run; every key but `nets` is optional:
     modes: [inference, training]
     batches: [1, 8, 32]        # or "auto"
     precisions: [fp32, bf16]
+    frameworks: [torch, tensorflow, jax, onnxruntime]   # sweeps per framework; default [torch]
     world_sizes: [1, 2]
     budget: 10m                # whole study; seconds or 30s/10m/1h
 """
@@ -17,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnscale.errors import UserError
+from nnscale.measure.frameworks import FRAMEWORKS
 from nnscale.records import MODES, PRECISIONS
 
-FRAMEWORKS = ("torch", "tensorflow", "jax", "onnxruntime")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 

@@ -24,6 +24,11 @@ from nnscale.distributed.allreduce import run_allreduce
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.errors import UserError
+from nnscale.measure.frameworks import (
+    check_installed,
+    framework_spec,
+    keras_model_names,
+)
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.sweep import SweepConfig, run_sweep
 from nnscale.netstats.paper import paper_rows
@@ -65,9 +70,12 @@ def sweep_points(study: StudyConfig) -> int:
     def count(batches) -> int:
         return 6 if batches == "auto" else len(batches)
 
-    per_net = sum(count(study.inference_batches if m == "inference" else study.training_batches)
-                  for m in study.modes)
-    return per_net * len(study.nets) * len(study.precisions)
+    total = 0
+    for framework in study.frameworks:
+        modes = [m for m in study.modes if m in framework_spec(framework).modes]
+        total += sum(count(study.inference_batches if m == "inference" else study.training_batches)
+                     for m in modes) * len(study.nets) * len(study.precisions)
+    return total
 
 
 def point_policy(study: StudyConfig) -> MeasurePolicy:
@@ -101,15 +109,43 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     return run_id, run_name, environment, False
 
 
+def check_frameworks(study: StudyConfig) -> list[str]:
+    """UserError for a framework that is not installed, before anything runs; notes for what a
+    framework leaves out (ONNX Runtime runs no training; Keras has no twin of some nets)."""
+    notes = []
+    for framework in study.frameworks:
+        check_installed(framework)
+        skipped = [m for m in study.modes if m not in framework_spec(framework).modes]
+        if skipped:
+            notes.append(f"{framework}: no {' or '.join(skipped)} (it runs "
+                         f"{' and '.join(framework_spec(framework).modes)} only)")
+        if framework in ("tensorflow", "jax"):
+            missing = [n for n in study.nets if keras_model_names() and n not in keras_model_names()]
+            if missing:
+                notes.append(f"{framework}: no Keras definition of {', '.join(missing)}; skipped")
+    return notes
+
+
 def _sweeps(study, store, run_name, device, policy, progress) -> None:
-    for net in study.nets:
-        for precision in study.precisions:
-            for mode in study.modes:
-                batches = study.inference_batches if mode == "inference" else study.training_batches
-                config = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
-                                     batches=None if batches == "auto" else tuple(batches),
-                                     policy=policy)
-                run_sweep(config, store, progress, run=run_name, resume=True)
+    """Per framework, net, precision and mode, one sweep; what a framework cannot run is skipped
+    (the notes of `check_frameworks` say so)."""
+    for framework in study.frameworks:
+        spec = framework_spec(framework)
+        for net in study.nets:
+            if framework in ("tensorflow", "jax") and keras_model_names() and net not in keras_model_names():
+                continue
+            for precision in study.precisions:
+                for mode in study.modes:
+                    if mode not in spec.modes or precision not in spec.precisions:
+                        continue
+                    if precision == "fp16" and mode == "training" and not spec.fp16_training:
+                        continue
+                    batches = study.inference_batches if mode == "inference" else study.training_batches
+                    config = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
+                                         batches=None if batches == "auto" else tuple(batches),
+                                         policy=policy, framework=framework,
+                                         compile=spec.always_compiled)
+                    run_sweep(config, store, progress, run=run_name, resume=True)
 
 
 def _scaling(study, store, run_id, run_name, device, policy, progress) -> list[str]:
@@ -172,12 +208,13 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
     from nnscale.report import build_report, write_report
 
     device = resolve_device(device)
+    framework_notes = check_frameworks(study)  # a framework not installed: an error before any run
     policy = point_policy(study)
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
                                          study.budget_s)
     command = command_line or shlex.join(["nnscale", *sys.argv[1:]])
-    notes: list[str] = []
+    notes: list[str] = list(framework_notes)
     try:
         progress.step(1, STEPS, "network statistics beside the seed's table")
         table = paper_rows()
@@ -188,6 +225,8 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
                 progress.note(f"resuming run {run_name!r}: finished points are kept")
             progress.step(3, STEPS, f"batch-size sweeps of {', '.join(study.nets)} "
                                     f"({policy.budget_s:.1f} s per point)")
+            for note in framework_notes:
+                progress.note(f"note: {note}")
             _sweeps(study, store, run_name, device, policy, progress)
             progress.step(4, STEPS, f"data-parallel scaling of {study.scaling_net}")
             notes += _scaling(study, store, run_id, run_name, device, policy, progress)

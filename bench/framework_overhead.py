@@ -1,0 +1,251 @@
+"""Benchmark: each framework backend's reported throughput against a minimal native loop of the same
+framework doing the same step on the same model, batch and threads, interleaved A B, B A, ...
+
+A is one `nnscale sweep` point: `run_point` in a fresh worker with the given policy (warm-up until
+steady, then until the CI target or the budget); its median throughput is what nnscale reports.
+B is a fresh process running the loop a user of that framework would write — no nnscale code in the
+step — with A's warm-up and iteration counts, timed as one block with perf_counter:
+throughput = iterations × batch / elapsed.
+
+- torch: `model(x)` under `torch.inference_mode()`; training: forward, cross-entropy, zero_grad,
+  backward, SGD(momentum=0.9).step().
+- tensorflow: the Keras model in a `tf.function` (`--xla`: jit_compile=True), the output or loss
+  fetched with `.numpy()` each step; training: GradientTape + SGD(momentum=0.9).apply.
+- jax: the Keras model through `stateless_call` in `jax.jit`, `block_until_ready` each step;
+  training: value_and_grad + stateless_apply with donated state.
+- onnxruntime: the exported model, `session.run(None, {name: x})` (inference only).
+
+Each framework runs with the same thread settings as its backend (torch.set_num_threads; TF intra-op
+N, inter-op 1; XLA_FLAGS intra_op_parallelism_threads; ORT intra_op_num_threads). The target:
+A >= 0.98 × B for every framework (docs/benchmarks.md).
+
+    python bench/framework_overhead.py                       # tf-mnist-convnet bs 64, both modes
+    python bench/framework_overhead.py --model resnet50-v1 --batch 16 --rounds 3
+    python bench/framework_overhead.py --rounds 1 --budget 1 --model test-tiny-mlp --batch 8  # smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+sys.path.insert(0, SRC)
+
+
+def _keras(framework: str):
+    os.environ["KERAS_BACKEND"] = framework
+    import keras
+
+    return keras
+
+
+def native_step(framework: str, model: str, mode: str, batch: int, threads: int, xla: bool):
+    """The hand-written step of `framework` (module docstring); returns step()."""
+    from nnscale.zoo import model_info
+
+    c, h, w = model_info(model).input_shape
+    if framework == "torch":
+        import torch
+        import torch.nn.functional as F
+
+        from nnscale.zoo import create_model
+
+        torch.manual_seed(0)
+        torch.set_num_threads(threads)
+        net = create_model(model)
+        x = torch.randn(batch, c, h, w)
+        if mode == "inference":
+            net.eval()
+
+            def step():
+                with torch.inference_mode():
+                    return net(x)
+            return step
+        y = torch.randint(0, model_info(model).num_classes, (batch,))
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+
+        def step():
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return step
+    if framework == "onnxruntime":
+        import numpy as np
+        import onnxruntime as ort
+
+        from nnscale.measure.onnxruntime_backend import export_onnx
+        from nnscale.records import Workload
+
+        path = f"/tmp/nnscale-bench-{os.getpid()}.onnx"
+        export_onnx(Workload(model, mode, batch, (c, h, w)), path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        os.unlink(path)
+        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
+            (batch, c, h, w), dtype=np.float32)}
+        return lambda: sess.run(None, feed)
+    if framework == "jax":
+        flags = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"
+        os.environ["XLA_FLAGS"] = f"{flags} intra_op_parallelism_threads={threads}"
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    keras = _keras(framework)
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        # before anything starts TensorFlow's runtime (it refuses afterwards)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    from nnscale.kerasnets import create_keras_model
+
+    keras.utils.set_random_seed(0)
+    net = create_keras_model(model)
+    classes = int(net.outputs[0].shape[-1])
+    xs = keras.random.normal((batch, h, w, c), seed=0)
+    ys = keras.random.randint((batch,), 0, classes, seed=1)
+    opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+
+    def loss_of(out, y):
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True))
+
+    if framework == "tensorflow":
+        if mode == "inference":
+            f = tf.function(lambda x: net(x, training=False), jit_compile=xla)
+            return lambda: f(xs).numpy()
+
+        @tf.function(jit_compile=xla)
+        def train(x, y):
+            with tf.GradientTape() as tape:
+                loss = loss_of(net(x, training=True), y)
+            opt.apply(tape.gradient(loss, net.trainable_variables), net.trainable_variables)
+            return loss
+        return lambda: train(xs, ys).numpy()
+    import jax
+
+    tv = [v.value for v in net.trainable_variables]
+    ntv = [v.value for v in net.non_trainable_variables]
+    if mode == "inference":
+        f = jax.jit(lambda tv, ntv, x: net.stateless_call(tv, ntv, x, training=False)[0])
+        return lambda: jax.block_until_ready(f(tv, ntv, xs))
+    opt.build(net.trainable_variables)
+    state = [tv, ntv, [v.value for v in opt.variables]]
+
+    def loss_fn(tv, ntv, x, y):
+        out, ntv = net.stateless_call(tv, ntv, x, training=True)
+        return loss_of(out, y), ntv
+
+    def train(tv, ntv, ov, x, y):
+        (loss, ntv), grads = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y)
+        tv, ov = opt.stateless_apply(ov, grads, tv)
+        return loss, tv, ntv, ov
+
+    jitted = jax.jit(train, donate_argnums=(0, 1, 2))
+
+    def step():
+        _loss, *state[:] = jax.block_until_ready(jitted(*state, xs, ys))
+    return step
+
+
+def native_main(args) -> None:
+    """B: warm up, then time `iters` steps as one block; print one JSON line."""
+    step = native_step(args.native, args.model, args.mode, args.batch, args.threads, args.xla)
+    for _ in range(args.warmup_iters + 1):  # + the first call (compilation), as A times apart
+        step()
+    start = time.perf_counter()
+    for _ in range(args.iters):
+        step()
+    elapsed = time.perf_counter() - start
+    print(json.dumps({"samples_per_s": args.iters * args.batch / elapsed}))
+
+
+def point(framework, model, mode, batch, threads, xla, policy):
+    from nnscale.measure.runner import PointSpec, run_point
+    from nnscale.records import Workload
+    from nnscale.zoo import model_info
+
+    w = Workload(model, mode, batch, model_info(model).input_shape, threads=threads,
+                 framework=framework, compile=xla or framework == "jax")
+    m = run_point(PointSpec(w, policy, timeout_s=900))
+    if m.status not in ("ok", "unstable"):
+        raise SystemExit(f"{framework} {mode}: {m.status}: {m.error}")
+    return m
+
+
+def native(framework, model, mode, batch, threads, xla, warmup_iters, iters) -> float:
+    from nnscale.measure.runner import worker_env
+
+    cmd = [sys.executable, __file__, "--native", framework, "--model", model, "--mode", mode,
+           "--batch", str(batch), "--threads", str(threads), "--warmup-iters", str(warmup_iters),
+           "--iters", str(iters)] + (["--xla"] if xla else [])
+    env = worker_env(threads, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"native {framework} {mode} failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["samples_per_s"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="tf-mnist-convnet")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--mode", default="both", choices=("inference", "training", "both"))
+    p.add_argument("--frameworks", default="torch,tensorflow,jax,onnxruntime")
+    p.add_argument("--xla", action="store_true", help="tensorflow with jit_compile=True")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--budget", type=float, default=10.0, help="A's measurement budget per point (s)")
+    p.add_argument("--native", help=argparse.SUPPRESS)
+    p.add_argument("--warmup-iters", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--iters", type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.native:
+        native_main(args)
+        return
+    from nnscale.measure.frameworks import SPECS
+    from nnscale.measure.methodology import MeasurePolicy
+
+    policy = MeasurePolicy(budget_s=args.budget, warmup_max_s=min(10.0, args.budget))
+    modes = ("inference", "training") if args.mode == "both" else (args.mode,)
+    print(f"{args.model} bs {args.batch}, {args.threads} threads, {args.rounds} rounds, A budget "
+          f"{args.budget:g} s; ratio = A (nnscale point, median) / B (native loop, block)")
+    for fw in args.frameworks.split(","):
+        if any(importlib.util.find_spec(m) is None for m in SPECS[fw].modules):
+            print(f"{fw}: not installed, skipped")
+            continue
+        for mode in modes:
+            if mode not in SPECS[fw].modes:
+                continue
+            xla = args.xla and fw == "tensorflow"
+            ratios, a_rates, b_rates = [], [], []
+            for r in range(args.rounds):
+                order = ("A", "B") if r % 2 == 0 else ("B", "A")
+                got = {}
+                for which in order:
+                    if which == "A":
+                        got["A"] = point(fw, args.model, mode, args.batch, args.threads, xla, policy)
+                    else:
+                        a = got.get("A")  # B reuses A's counts when A came first, else a fixed guess
+                        warm = a.stats["warmup_iters"] if a else 20
+                        iters = a.stats["iterations"] if a else 50
+                        got["B"] = native(fw, args.model, mode, args.batch, args.threads, xla, warm, iters)
+                a_rate = got["A"].stats["samples_per_s"]
+                a_rates.append(a_rate)
+                b_rates.append(got["B"])
+                ratios.append(a_rate / got["B"])
+            label = f"{fw}{' xla' if xla else ''} {mode}"
+            print(f"{label:28s} A {statistics.median(a_rates):10.1f}/s  B {statistics.median(b_rates):10.1f}/s"
+                  f"  ratio median {statistics.median(ratios):.3f}  (rounds: "
+                  f"{', '.join(f'{x:.3f}' for x in ratios)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
