@@ -111,7 +111,7 @@ def test_study_sweeps_per_framework_skip_what_a_framework_cannot_run(monkeypatch
 
     study = study_from_dict({"nets": ["test-tiny-mlp", "vgg16"], "modes": ["inference", "training"],
                              "batches": [1, 2], "frameworks": ["torch", "jax", "onnxruntime"]}, "s.yaml")
-    notes = runner.check_frameworks(study)
+    study, notes = runner.check_frameworks(study)
     assert any("onnxruntime: no training" in n for n in notes)
     assert any("jax: no Keras definition of vgg16" in n for n in notes)
     seen = []
@@ -123,3 +123,44 @@ def test_study_sweeps_per_framework_skip_what_a_framework_cannot_run(monkeypatch
     assert not [s for s in seen if s[0] == "onnxruntime" and s[2] == "training"]
     assert not [s for s in seen if s[0] == "jax" and s[1] == "vgg16"]
     assert len(seen) == 4 + 2 + 2
+    assert runner.sweep_points(study) == 2 * len(seen)  # two batches per sweep
+
+
+def test_framework_nets_limit_the_other_frameworks_not_torch(monkeypatch):
+    from nnscale.study import runner
+    from nnscale.study.config import study_from_dict
+
+    study = study_from_dict({"nets": ["test-tiny-mlp", "test-tiny-resnet"], "modes": ["inference"],
+                             "batches": [1, 2, 4], "frameworks": ["torch", "onnxruntime"],
+                             "framework_nets": ["test-tiny-resnet"]}, "s.yaml")
+    seen = [(fw, net) for fw, net, *_ in runner.planned_sweeps(study)]
+    assert seen == [("torch", "test-tiny-mlp"), ("torch", "test-tiny-resnet"),
+                    ("onnxruntime", "test-tiny-resnet")]
+    assert runner.sweep_points(study) == 3 * 3
+
+
+def test_framework_nets_must_be_among_the_nets():
+    from nnscale.study.config import study_from_dict
+
+    with pytest.raises(UserError, match="framework_nets 'vgg16' is not in nets"):
+        study_from_dict({"nets": ["test-tiny-mlp"], "framework_nets": ["vgg16"]}, "s.yaml")
+
+
+def test_a_builtin_study_runs_without_a_missing_framework_and_says_so(monkeypatch):
+    """A study file's framework must be installed; `quick` goes on with the ones that are."""
+    from dataclasses import replace
+
+    from nnscale.measure import frameworks
+    from nnscale.study import runner
+    from nnscale.study.config import QUICK, study_from_dict
+
+    real = frameworks.importlib.util.find_spec
+    monkeypatch.setattr(frameworks.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    study, notes = runner.check_frameworks(replace(QUICK, frameworks=("torch", "tensorflow")))
+    assert study.frameworks == ("torch",)
+    assert notes == ["framework 'tensorflow' is not installed: pip install 'nnscale[tensorflow]'; "
+                     "the study runs without it"]
+    strict = study_from_dict({"nets": ["test-tiny-mlp"], "frameworks": ["torch", "tensorflow"]}, "s.yaml")
+    with pytest.raises(UserError, match=r"pip install 'nnscale\[tensorflow\]'"):
+        runner.check_frameworks(strict)

@@ -7,6 +7,7 @@ A study file lists what to run; every key but `nets` is optional:
     batches: [1, 8, 32]        # or "auto"
     precisions: [fp32, bf16]
     frameworks: [torch, tensorflow, jax, onnxruntime]   # sweeps per framework; default [torch]
+    framework_nets: [tf-mnist-convnet]   # the nets the frameworks other than torch run; default all
     world_sizes: [1, 2]
     budget: 10m                # whole study; seconds or 30s/10m/1h
 """
@@ -52,6 +53,12 @@ class StudyConfig:
     training_batches: tuple[int, ...] | str = (1, 2, 4, 8, 16)
     precisions: tuple[str, ...] = ("fp32",)
     frameworks: tuple[str, ...] = ("torch",)
+    # The nets the frameworks other than torch measure (None: all of `nets`): the comparison of
+    # frameworks needs one network in common, not every network in every framework.
+    framework_nets: tuple[str, ...] | None = None
+    # Built-in studies run the frameworks that are installed and say which were left out; a study
+    # file's `frameworks` are required (not installed: an error before anything runs).
+    skip_missing_frameworks: bool = False
     world_sizes: tuple[int, ...] = (1, 2)
     scale_net: str | None = None  # the net of the scaling step; the first net when None
     scale_batch_per_worker: int = 8
@@ -65,6 +72,12 @@ class StudyConfig:
     def scaling_net(self) -> str:
         return self.scale_net or self.nets[0]
 
+    def nets_for(self, framework: str) -> tuple[str, ...]:
+        """The nets `framework` sweeps: all for torch, `framework_nets` (when set) for the others."""
+        if framework == "torch" or self.framework_nets is None:
+            return self.nets
+        return tuple(n for n in self.nets if n in self.framework_nets)
+
 
 # `quick`: the seed's four networks as its framework slides define them (Caffe's convolution, the
 # TensorFlow and PyTorch MNIST nets, MatConvNet's LeNet), every step, sized to finish within 10
@@ -77,6 +90,11 @@ QUICK = StudyConfig(
     inference_batches=(1, 16, 128),
     training_batches=(16, 64, 256),
     world_sizes=(1, 2),
+    # The seed opens by comparing frameworks: TensorFlow's own MNIST net in each framework that is
+    # installed (`make run` installs them all), one network in common so the comparison is cheap.
+    frameworks=("torch", "tensorflow", "jax", "onnxruntime"),
+    framework_nets=("tf-mnist-convnet",),
+    skip_missing_frameworks=True,
     scale_net="pytorch-mnist-net",
     scale_batch_per_worker=64,
     budget_s=480.0,
@@ -98,7 +116,7 @@ PAPER = StudyConfig(
 BUILTIN = {"quick": QUICK, "paper": PAPER}
 
 _KEYS = {"nets", "modes", "batches", "inference_batches", "training_batches", "precisions",
-         "frameworks", "world_sizes", "scale_net", "scale_batch_per_worker", "budget",
+         "frameworks", "framework_nets", "world_sizes", "scale_net", "scale_batch_per_worker", "budget",
          "point_budget", "target_rel_ci", "predict_gpus", "name"}
 
 
@@ -155,6 +173,12 @@ def study_from_dict(data: object, where: str, check_net=None) -> StudyConfig:
         kw["precisions"] = _choices(_list(data, "precisions", str, where), PRECISIONS, "precision", where)
     if "frameworks" in data:
         kw["frameworks"] = _choices(_list(data, "frameworks", str, where), FRAMEWORKS, "framework", where)
+    if "framework_nets" in data:
+        kw["framework_nets"] = _list(data, "framework_nets", str, where)
+        outside = [n for n in kw["framework_nets"] if n not in kw["nets"]]
+        if outside:
+            raise UserError(f"{where}: framework_nets {outside[0]!r} is not in nets; accepted: "
+                            f"{', '.join(kw['nets'])}")
     for key in ("world_sizes", "predict_gpus"):
         if key in data:
             values = _list(data, key, int, where)

@@ -65,17 +65,28 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def planned_sweeps(study: StudyConfig):
+    """(framework, net, precision, mode, batches) of every sweep the study runs, in order: what a
+    framework cannot run is left out (the notes of `check_frameworks` say so)."""
+    for framework in study.frameworks:
+        spec = framework_spec(framework)
+        keras_names = keras_model_names() if framework in ("tensorflow", "jax") else ()
+        for net in study.nets_for(framework):
+            if keras_names and net not in keras_names:
+                continue
+            for precision in study.precisions:
+                for mode in study.modes:
+                    if mode not in spec.modes or precision not in spec.precisions:
+                        continue
+                    if precision == "fp16" and mode == "training" and not spec.fp16_training:
+                        continue
+                    batches = study.inference_batches if mode == "inference" else study.training_batches
+                    yield framework, net, precision, mode, batches
+
+
 def sweep_points(study: StudyConfig) -> int:
     """Planned sweep points (an "auto" batch search counts as six)."""
-    def count(batches) -> int:
-        return 6 if batches == "auto" else len(batches)
-
-    total = 0
-    for framework in study.frameworks:
-        modes = [m for m in study.modes if m in framework_spec(framework).modes]
-        total += sum(count(study.inference_batches if m == "inference" else study.training_batches)
-                     for m in modes) * len(study.nets) * len(study.precisions)
-    return total
+    return sum(6 if batches == "auto" else len(batches) for *_, batches in planned_sweeps(study))
 
 
 def point_policy(study: StudyConfig) -> MeasurePolicy:
@@ -109,43 +120,43 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     return run_id, run_name, environment, False
 
 
-def check_frameworks(study: StudyConfig) -> list[str]:
-    """UserError for a framework that is not installed, before anything runs; notes for what a
-    framework leaves out (ONNX Runtime runs no training; Keras has no twin of some nets)."""
-    notes = []
+def check_frameworks(study: StudyConfig) -> tuple[StudyConfig, list[str]]:
+    """The study with the frameworks it can run, and notes for what it leaves out.
+
+    A framework that is not installed is a UserError before anything runs, except in a built-in
+    study (`skip_missing_frameworks`), which runs without it and says so. Notes also say what a
+    framework cannot run (ONNX Runtime runs no training; Keras has no twin of some nets).
+    """
+    notes, present = [], []
     for framework in study.frameworks:
-        check_installed(framework)
+        try:
+            check_installed(framework)
+        except UserError as exc:
+            if not study.skip_missing_frameworks:
+                raise
+            notes.append(f"{exc}; the study runs without it")
+            continue
+        present.append(framework)
         skipped = [m for m in study.modes if m not in framework_spec(framework).modes]
         if skipped:
             notes.append(f"{framework}: no {' or '.join(skipped)} (it runs "
                          f"{' and '.join(framework_spec(framework).modes)} only)")
         if framework in ("tensorflow", "jax"):
-            missing = [n for n in study.nets if keras_model_names() and n not in keras_model_names()]
+            names = keras_model_names()
+            missing = [n for n in study.nets_for(framework) if names and n not in names]
             if missing:
                 notes.append(f"{framework}: no Keras definition of {', '.join(missing)}; skipped")
-    return notes
+    return replace(study, frameworks=tuple(present)), notes
 
 
 def _sweeps(study, store, run_name, device, policy, progress) -> None:
-    """Per framework, net, precision and mode, one sweep; what a framework cannot run is skipped
-    (the notes of `check_frameworks` say so)."""
-    for framework in study.frameworks:
-        spec = framework_spec(framework)
-        for net in study.nets:
-            if framework in ("tensorflow", "jax") and keras_model_names() and net not in keras_model_names():
-                continue
-            for precision in study.precisions:
-                for mode in study.modes:
-                    if mode not in spec.modes or precision not in spec.precisions:
-                        continue
-                    if precision == "fp16" and mode == "training" and not spec.fp16_training:
-                        continue
-                    batches = study.inference_batches if mode == "inference" else study.training_batches
-                    config = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
-                                         batches=None if batches == "auto" else tuple(batches),
-                                         policy=policy, framework=framework,
-                                         compile=spec.always_compiled)
-                    run_sweep(config, store, progress, run=run_name, resume=True)
+    """One sweep per framework, net, precision and mode (`planned_sweeps`)."""
+    for framework, net, precision, mode, batches in planned_sweeps(study):
+        config = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
+                             batches=None if batches == "auto" else tuple(batches),
+                             policy=policy, framework=framework,
+                             compile=framework_spec(framework).always_compiled)
+        run_sweep(config, store, progress, run=run_name, resume=True)
 
 
 def _scaling(study, store, run_id, run_name, device, policy, progress) -> list[str]:
@@ -208,7 +219,7 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
     from nnscale.report import build_report, write_report
 
     device = resolve_device(device)
-    framework_notes = check_frameworks(study)  # a framework not installed: an error before any run
+    study, framework_notes = check_frameworks(study)  # not installed: an error before any run
     policy = point_policy(study)
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
