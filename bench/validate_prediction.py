@@ -1,14 +1,19 @@
 """Leave-one-out validation of the performance model on real measured runs (issue 5).
 
 Measures into one store:
-- run `local`: `nnscale scale MODEL --nproc 1,2` and `nnscale allreduce --nproc 2` on this machine
-  (gloo over loopback, no cap); the world_size = 1 point is the compute reference;
+- run `local`: `nnscale scale MODEL --nproc 1,2` at each batch per worker (--batch, default 8,32; one
+  `nnscale scale` per batch, `--batch-per-worker` takes one number) and `nnscale allreduce --nproc 2`
+  (--sizes, default 16K,64K,256K,1M,4M) on this machine (gloo over loopback, no cap); the
+  world_size = 1 points are the compute references;
 - run `caps`: two "nodes" in two network namespaces joined by a veth pair (10.213.0.1/24 and
   10.213.0.2/24, nothing else, no route off the pair), one worker each on its own share of the
-  cores, `tc tbf` on both ends at each cap; `nnscale allreduce` and `nnscale scale` with
-  `--bandwidth-cap RATE`, so every point carries its cap (framework tag `tbf=RATE`).
+  cores, `tc tbf` on both ends at each cap (bucket: 1 ms of tokens, at least 32 kbit); `nnscale
+  allreduce` and `nnscale scale` (each batch) with `--bandwidth-cap RATE --bandwidth-cap-burst
+  BURST`, so every point carries its cap (framework tag `tbf=RATE`) and its bucket (stats
+  bandwidth_cap_burst_bits).
 Then runs `validate_stored_run(["local", "caps"], DB)` (leave-one-out over both runs pooled) and
-prints the Markdown table of nnscale.predict.validate.markdown.
+prints the Markdown of nnscale.predict.validate.markdown: the configurations (the training steps,
+held to the 10 % target) and the calibration inputs (the all-reduce points, a diagnostic).
 
 Needs root and iproute2 (ip, tc). The namespaces (and with them the veth pair and its qdiscs) are
 deleted in a finally block, and every process this script started is killed if still alive.
@@ -104,9 +109,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--db", default="/tmp/nnscale-validate.db")
     ap.add_argument("--model", default="pytorch-mnist-net")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch", default="8,32", help="batches per worker, one `nnscale scale` each")
     ap.add_argument("--caps", default="1000mbit,200mbit,50mbit")
-    ap.add_argument("--sizes", default="16K,256K,1M", help="all-reduce sizes")
+    ap.add_argument("--sizes", default="16K,64K,256K,1M,4M", help="all-reduce sizes")
     ap.add_argument("--budget", type=float, default=3.0)
     ap.add_argument("--reuse-db", metavar="PATH",
                     help="measure nothing: validate the runs local and caps already stored in PATH")
@@ -121,10 +126,16 @@ def main() -> int:
         raise SystemExit(f"{args.db} exists; give a new --db")  # one fresh store per validation
     db = os.path.abspath(args.db)
     budget = str(args.budget)
+    try:
+        batches = [str(int(b)) for b in args.batch.split(",") if b.strip()]
+    except ValueError:
+        raise SystemExit(f"--batch {args.batch!r}: give batches per worker like 8,32") from None
 
-    log(f"local: scale {args.model} --nproc 1,2 and allreduce --nproc 2")
-    finish([spawn(nnscale("scale", args.model, "--nproc", "1,2", "--batch-per-worker", str(args.batch),
-                          "--budget", budget, "--db", db, "--run", "local"))], 600)
+    for batch in batches:
+        log(f"local: scale {args.model} --nproc 1,2 --batch-per-worker {batch}")
+        finish([spawn(nnscale("scale", args.model, "--nproc", "1,2", "--batch-per-worker", batch,
+                              "--budget", budget, "--db", db, "--run", "local"))], 600)
+    log("local: allreduce --nproc 2")
     finish([spawn(nnscale("allreduce", "--nproc", "2", "--sizes", args.sizes, "--budget", budget,
                           "--db", db, "--run", "local"))], 600)
 
@@ -149,13 +160,14 @@ def main() -> int:
             for side in "ab":  # tbf shapes what leaves an interface: cap both directions
                 sh("ip", "netns", "exec", ns[side], "tc", "qdisc", "replace", "dev", dev[side], "root",
                    "tbf", "rate", rate, "burst", burst(rate), "latency", "400ms")
-            for what in (["allreduce", "--sizes", args.sizes],
-                         ["scale", args.model, "--batch-per-worker", str(args.batch)]):
+            jobs = [["allreduce", "--sizes", args.sizes]]
+            jobs += [["scale", args.model, "--batch-per-worker", batch] for batch in batches]
+            for what in jobs:
                 port += 1
-                log(f"{rate}: {what[0]} on two nodes")
-                common = [*what, "--nproc", "1", "--nnodes", "2", "--bandwidth-cap", rate, "--budget",
-                          budget, "--timeout", "240", "--rdzv-endpoint", f"{ADDR['a']}:{port}",
-                          "--db", db, "--run", "caps"]
+                log(f"{rate}: {' '.join(what)} on two nodes")
+                common = [*what, "--nproc", "1", "--nnodes", "2", "--bandwidth-cap", rate,
+                          "--bandwidth-cap-burst", burst(rate), "--budget", budget, "--timeout", "240",
+                          "--rdzv-endpoint", f"{ADDR['a']}:{port}", "--db", db, "--run", "caps"]
                 procs = [spawn(["ip", "netns", "exec", ns[side], *nnscale(*common, "--node-rank", str(rank))],
                                share[rank]) for rank, side in enumerate("ab")]
                 finish(procs, 300)
@@ -168,13 +180,14 @@ def main() -> int:
 
 
 def validate(db: str) -> int:
-    """Leave-one-out over runs local and caps pooled, then each alone; 0 if the pooled one passes."""
+    """Leave-one-out over runs local and caps pooled, then each alone; 0 if the pooled configurations
+    (the training steps) pass."""
     sys.path.insert(0, SRC)
     from nnscale.predict.validate import markdown
     from nnscale.study.prediction import validate_stored_run
 
     v = validate_stored_run(["local", "caps"], db)
-    print(markdown(v))
+    print(markdown(v))  # the configurations (held to the target), then the calibration inputs
     if v.skipped:
         print("\nskipped: " + "; ".join(v.skipped))
     for run in ("local", "caps"):  # each setup alone: loopback and the veth pair differ in alpha and B

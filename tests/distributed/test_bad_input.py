@@ -50,6 +50,15 @@ BASE = ["scale", "test-tiny-mlp", "--nproc", "1,2"]
     (["scale", "no-such-model", "--batch-per-worker", "4"], ["no-such-model"]),
     (["allreduce", "--sizes", "8K..1K"], ["--sizes"]),
     (["allreduce", "--bandwidth-cap", "fast"], ["--bandwidth-cap 'fast'"]),
+    (["allreduce", "--bandwidth-cap", "200mbit", "--bandwidth-cap-burst", "lots"],
+     ["--bandwidth-cap-burst 'lots'", "tc size"]),
+    (["allreduce", "--bandwidth-cap", "200mbit", "--bandwidth-cap-burst", "0kbit"],
+     ["--bandwidth-cap-burst '0kbit'"]),
+    (["allreduce", "--bandwidth-cap-burst", "200kbit"], ["--bandwidth-cap-burst needs --bandwidth-cap"]),
+    (BASE + ["--batch-per-worker", "4", "--bandwidth-cap", "1gbit", "--bandwidth-cap-burst", "1000 kbit"],
+     ["--bandwidth-cap-burst '1000 kbit'"]),
+    (BASE + ["--batch-per-worker", "4", "--bandwidth-cap-burst", "1000kbit"],
+     ["--bandwidth-cap-burst needs --bandwidth-cap"]),
 ])
 def test_bad_options(capsys, db, argv, needles):
     one_line(capsys, argv + ["--db", db], *needles)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnscale.distributed.config import rate_bit_per_s, tbf_burst
+from nnscale.distributed.config import Launching, burst_bits, rate_bit_per_s, tbf_burst
 from nnscale.errors import UserError
 
 
@@ -28,3 +28,32 @@ def test_bucket_holds_a_millisecond_of_tokens(rate, burst):
 def test_bad_rate_is_a_user_error(bad):
     with pytest.raises(UserError, match="expected a tc rate"):
         tbf_burst(bad)
+
+
+@pytest.mark.parametrize(("size", "bits"), [
+    ("1000kbit", 1000 * 1024),      # tc reads kbit in a size as 1024 bits (iproute2 tc_util.c get_size)
+    ("32kbit", 32 * 1024),
+    ("125kb", 125 * 1024 * 8),       # kb, k: KiB
+    ("2mbit", 2 * 1024**2),
+    ("1m", 8 * 1024**2),
+    ("1500", 1500 * 8),              # a bare number is bytes
+    ("1500b", 1500 * 8),
+])
+def test_burst_in_bits_as_tc_reads_it(size, bits):
+    assert burst_bits(size) == pytest.approx(bits)
+
+
+@pytest.mark.parametrize("bad", ["lots", "0kbit", "-1kb", "10 kbit", "5kbps", ""])
+def test_bad_burst_is_a_user_error(bad):
+    with pytest.raises(UserError, match="expected a tc size"):
+        burst_bits(bad)
+
+
+def test_the_point_records_the_cap_and_its_bucket():
+    cap = Launching(nproc=(1,), bandwidth_cap="200MBIT", bandwidth_cap_burst=" 200KBIT ")
+    assert cap.cap_stats() == {"bandwidth_cap_bit_per_s": 2e8, "bandwidth_cap_burst_bits": 200 * 1024}
+    assert cap.tags == ["tbf=200mbit"]  # the bucket is in the stats, not in the workload's key
+    assert Launching(nproc=(1,), bandwidth_cap="1gbit").cap_stats() == {"bandwidth_cap_bit_per_s": 1e9}
+    assert Launching(nproc=(1,)).cap_stats() == {}
+    with pytest.raises(UserError, match="needs --bandwidth-cap"):
+        Launching(nproc=(1,), bandwidth_cap_burst="200kbit")

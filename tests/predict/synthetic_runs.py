@@ -42,9 +42,10 @@ def _framework(cap) -> str:
     return f"torch-gloo[nodes=2,tbf={cap / 1e6:g}mbit]" if cap else "torch-gloo"
 
 
-def _ar(size: int, t: float, cap) -> Measurement:
+def _ar(size: int, t: float, cap, extra: dict | None = None) -> Measurement:
     w = Workload("allreduce", "training", 1, (size // 4,), world_size=2, threads=1, framework=_framework(cap))
-    stats = {"size_bytes": size, "time_ms": 1e3 * t, "step_time_ms": 1e3 * t, "nnodes": 2 if cap else 1}
+    stats = {"size_bytes": size, "time_ms": 1e3 * t, "step_time_ms": 1e3 * t, "nnodes": 2 if cap else 1,
+             **(extra or {})}
     return Measurement(w, "ok", stats=stats)
 
 
@@ -57,22 +58,27 @@ def _step(model: str, batch: int, p: int, t: float, cap, extra: dict) -> Measure
 
 
 def synthetic_records(truth: CommParams = TRUTH, noise: float = 0.02, seed: int = 0,
-                      net: ModelProfile | None = None) -> list[Measurement]:
+                      net: ModelProfile | None = None, burst_s: float | None = None) -> list[Measurement]:
     """A run of `net` (default: small_net): one-worker points, then at each cap four all-reduce
-    sizes and two DDP training points at world size 2, each time the truth's times x lognormal noise."""
+    sizes and two DDP training points at world size 2, each time the truth's times x lognormal noise.
+    With `burst_s`, every capped point records a tbf bucket of burst_s seconds of tokens (stats
+    bandwidth_cap_burst_bits, as `--bandwidth-cap-burst` stores it) and the truth includes it."""
     rng = np.random.default_rng(seed)
     net = net or small_net()
     jitter = lambda: float(np.exp(rng.normal(0.0, noise)))  # noqa: E731
     out = [_step(net.name, b, 1, c * jitter(), None, {}) for b, c in COMPUTE_S.items()]
     for cap in CAPS_BIT:
         cap_b = cap / 8 if cap else None
+        burst = {"bandwidth_cap_burst_bits": burst_s * cap} if cap and burst_s else {}
+        burst_b = burst_s * cap_b if burst else None
         for size in SIZES:
-            t = predict_point(truth, Point("allreduce", "", 2, 1.0, size_bytes=size, cap=cap_b, inter=bool(cap)))
-            out.append(_ar(size, t * jitter(), cap))
+            t = predict_point(truth, Point("allreduce", "", 2, 1.0, size_bytes=size, cap=cap_b, burst=burst_b,
+                                           inter=bool(cap)))
+            out.append(_ar(size, t * jitter(), cap, burst))
         for b, c in COMPUTE_S.items():
             prof = replace(net, step_time_s=c, measured_batch=b)
-            t = predict_point(truth, Point("step", "", 2, 1.0, cap=cap_b, profile=prof, batch=b,
+            t = predict_point(truth, Point("step", "", 2, 1.0, cap=cap_b, burst=burst_b, profile=prof, batch=b,
                                            bucketing=Bucketing(), inter=bool(cap)))
-            extra = {"bytes_allreduced_per_step": net.grad_bytes, "ddp_options": {"bucket_mb": 25.0}}
+            extra = {"bytes_allreduced_per_step": net.grad_bytes, "ddp_options": {"bucket_mb": 25.0}, **burst}
             out.append(_step(net.name, b, 2, t * jitter(), cap, extra))
     return out

@@ -76,9 +76,21 @@ def test_validate_a_stored_run(capsys, store_path):
     code, out, err = run(capsys, "--validate", "synth", "--store", store_path)
     assert code == 0, err
     first = out.splitlines()[0]
-    assert first.startswith("leave-one-out over run synth: max |error|") and "24 points" in first
+    assert first.startswith("leave-one-out over run synth: max |error|") and "8 configurations" in first
     worst = float(first.split("max |error| ")[1].split(" %")[0])
-    assert worst <= 10.0
+    assert worst <= 10.0 and "within the 10 % target" in first
+    # The all-reduce points are shown too, after the configurations, with their own max and mean.
+    head, inputs = out.split("calibration inputs (all-reduce points")
+    assert "pytorch-mnist-net" in head and "allreduce" not in head
+    assert "a diagnostic, not the target): max |error|" in inputs and "over 16 points" in inputs
+    assert inputs.count("allreduce ") == 16
+
+
+def test_validate_as_json_says_each_rows_role(capsys, store_path):
+    code, out, err = run(capsys, "--validate", "synth", "--store", store_path, "--format", "json")
+    assert code == 0, err
+    roles = [r["role"] for r in json.loads(out)]
+    assert roles.count("configuration") == 8 and roles.count("calibration input") == 16
 
 
 def test_list(capsys):

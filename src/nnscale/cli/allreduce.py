@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bandwidth-cap", metavar="RATE",
                    help="record that the link is capped at RATE (tc units, e.g. 200mbit); "
                         "nnscale does not set it")
+    p.add_argument("--bandwidth-cap-burst", metavar="SIZE",
+                   help="record the cap's tbf bucket (tc size units, e.g. 1000kbit = 1,024,000 bits, "
+                        "125kb); needs --bandwidth-cap")
     p.add_argument("--local-addr")
     p.add_argument("--device", choices=DEVICES, default="cpu")
     p.add_argument("--threads-per-worker", type=int, help="CPU: threads per worker")
@@ -46,7 +49,8 @@ def handle(args) -> int:
                           rdzv_endpoint=endpoint_option(args.rdzv_endpoint),
                           local_addr=args.local_addr, timeout_s=args.timeout,
                           threads_per_worker=args.threads_per_worker,
-                          bandwidth_cap=args.bandwidth_cap)
+                          bandwidth_cap=args.bandwidth_cap,
+                          bandwidth_cap_burst=args.bandwidth_cap_burst)
     policy = MeasurePolicy(budget_s=args.budget, warmup_max_s=min(2.0, args.budget))
     cfg = AllreduceConfig(launching, sizes_option(args.sizes), args.dtype, policy)
     sink = open_sink(args, launching.node_rank)

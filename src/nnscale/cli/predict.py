@@ -120,13 +120,21 @@ def handle(args) -> int:
         if args.model:
             raise UserError("give either MODEL or --validate RUN, not both")
         v = validate_stored_run(args.validate, args.store)
-        rows = [r.to_dict() for r in v.rows]
-        if fmt == "table":
-            print(f"leave-one-out over run {v.run}: max |error| {100 * v.max_abs_error:.1f} %, "
-                  f"mean {100 * v.mean_abs_error:.1f} % ({len(rows)} points, {len(v.skipped)} left out)")
-            rows = [dict(r, measured_ms=f"{r['measured_ms']:.3f}", predicted_ms=f"{r['predicted_ms']:.3f}",
-                         error=f"{100 * r['error']:+.1f} %") for r in rows]
-        print(render(rows, LOO_COLUMNS, fmt))
+        if fmt != "table":  # one list; each row says its role (configuration / calibration input)
+            print(render([r.to_dict() for r in v.rows], LOO_COLUMNS + (("role", "role"),), fmt))
+            return 0
+
+        def table(rows) -> str:
+            return render([dict(r.to_dict(), measured_ms=f"{r.measured_ms:.3f}",
+                                predicted_ms=f"{r.predicted_ms:.3f}", error=f"{100 * r.error:+.1f} %")
+                           for r in rows], LOO_COLUMNS, fmt)
+
+        print(f"{v.headline()}; {len(v.skipped)} point(s) left out")
+        if v.configurations:
+            print(table(v.configurations))
+        print(f"\n{v.inputs_line()}")
+        if v.calibration_inputs:
+            print(table(v.calibration_inputs))
         return 0
     if not args.model:
         raise UserError("predict needs a MODEL, or --validate RUN, --published or --list")

@@ -70,6 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bandwidth-cap", metavar="RATE",
                    help="record that the link is capped at RATE (tc units, e.g. 200mbit); "
                         "nnscale does not set it")
+    p.add_argument("--bandwidth-cap-burst", metavar="SIZE",
+                   help="record the cap's tbf bucket (tc size units, e.g. 1000kbit = 1,024,000 bits, "
+                        "125kb); needs --bandwidth-cap")
     p.add_argument("--local-addr", help="this node's address for the others (default: the one "
                                         "routing to the endpoint)")
     p.add_argument("--device", choices=DEVICES, default="cpu")
@@ -104,7 +107,8 @@ def config_from_args(args) -> ScaleConfig:
                           rdzv_endpoint=endpoint_option(args.rdzv_endpoint),
                           local_addr=args.local_addr, timeout_s=args.timeout,
                           threads_per_worker=getattr(args, "threads_per_worker", None),
-                          bandwidth_cap=getattr(args, "bandwidth_cap", None))
+                          bandwidth_cap=getattr(args, "bandwidth_cap", None),
+                          bandwidth_cap_burst=getattr(args, "bandwidth_cap_burst", None))
     policy = MeasurePolicy(budget_s=args.budget, target_rel_ci=args.target_rel_ci,
                            warmup_max_s=min(MeasurePolicy().warmup_max_s, args.budget))
     return ScaleConfig(args.model, launching, batch_per_worker=args.batch_per_worker,

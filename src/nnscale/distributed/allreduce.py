@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from nnscale.distributed.config import AllreduceConfig, check_workers, rate_bit_per_s
+from nnscale.distributed.config import AllreduceConfig, check_workers
 from nnscale.distributed.ddp_step import collective_flag
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
 from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
@@ -118,8 +118,7 @@ def run_allreduce(cfg: AllreduceConfig, sink: Sink = Sink()) -> list[Measurement
             raise ScaleFailed(failed.error, points + [failed]) from None
         for r in result["sizes"]:
             stats = {k: v for k, v in r.items() if k not in ("samples_ms", "stable", "numel")}
-            if cfg.launching.bandwidth_cap:
-                stats["bandwidth_cap_bit_per_s"] = rate_bit_per_s(cfg.launching.bandwidth_cap)
+            stats.update(cfg.launching.cap_stats())
             stats.update(step_time_ms=r["time_ms"], backend=result["backend"],
                          nnodes=cfg.launching.nnodes, nproc_per_node=nproc,
                          bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nnscale.distributed.config import ScaleConfig, check_workers, rate_bit_per_s
+from nnscale.distributed.config import ScaleConfig, check_workers
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
@@ -115,8 +115,7 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         "torch": result.get("torch"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
     }
-    if cfg.launching.bandwidth_cap:  # as nnscale.predict reads it: 1/B_point = 1/B + 1/cap
-        stats["bandwidth_cap_bit_per_s"] = rate_bit_per_s(cfg.launching.bandwidth_cap)
+    stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket, as nnscale.predict reads them
     return stats
 
 

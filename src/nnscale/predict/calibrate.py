@@ -16,6 +16,25 @@ copy and the qdisc's dequeue overlap), so the slower one sets the rate:
     B_point = min(B_class, cap_efficiency x cap)
 not the series 1/B + 1/cap, which charged 1 MB at 1000 Mbit/s 24 % too much with loopback's B.
 
+The tbf bucket (tc-tbf(8), ALGORITHM: "On creation, the TBF is stocked with tokens which correspond
+to the amount of traffic that can be burst in one go. Tokens arrive at a steady rate, until the
+bucket is full"). A bucket holding k bytes of tokens at the start of a transfer of W wire bytes, rate
+r, path rate B: the sender runs at B while tokens last, tokens(t) = k + r t - B t, then at r, so
+    T = max(W / B, (W - k) / r)
+(the first bytes at path speed, the rest at the cap; the tokens arriving during the burst included).
+For payload m (W = m / cap_efficiency) that is today's m / min(B, eff r) less a credit
+    min(k / r, m / (eff r) - m / B),   k / r = min(b / r, idle)   (tbf_credit_s)
+where b is the bucket and idle the time the link had to refill it. Whether the bucket is full
+depends on the gap before the transfer:
+- a training step's first all-reduce follows the optimizer, the forward and part of backward, with
+  the link idle (pytorch-mnist-net: 15-20 ms against b / r = 1 ms in bench/validate_prediction.py):
+  full, so its call gets the credit once per step (model.ddp_step_time's first_call_credit_s);
+- `nnscale allreduce` times calls back to back (measure's loop, a few microseconds between calls).
+  In steady state each call starts with the tokens of that gap only, and over a call plus its gap
+  the bucket cannot give more than r (call + gap): T = max(T_path, W / r - gap), the bucket size
+  drops out and the credit is the gap (microseconds). So all-reduce points keep the plain model.
+Points without a recorded bucket (stats bandwidth_cap_burst_bits) keep the plain model too.
+
 Predicted times: all-reduce points by the ring formula 2(p-1) alpha + 2(p-1)/p n / B (comm.py); step
 points by `ddp_step_time` with the shared overlap and overhead. Residuals are relative
 (predicted / measured - 1), so a 16 KB all-reduce and a 1 s step weigh alike. alpha and B are
@@ -95,14 +114,35 @@ class FitResult:
         return max((abs(r) for r in self.residuals), default=0.0)
 
 
+def tbf_credit_s(payload_bytes: float, cap: float, burst_bytes: float, efficiency: float,
+                 path_bandwidth: float, idle_s: float) -> float:
+    """Seconds a transfer of `payload_bytes` through a tbf of rate `cap` (bytes/s) saves against
+    payload / min(path, efficiency x cap), when the bucket (`burst_bytes`) had `idle_s` to refill
+    (module docstring): min(k / r, m / (eff r) - m / B) with k / r = min(b / r, idle), >= 0.
+    E.g. 1.72 MB at 1000 Mbit/s (r = 125e6 B/s), eff 0.956, b = 128000 B, long idle, B = inf:
+    min(128000 / 125e6, 1.72e6 / (0.956 x 125e6)) = min(1.02 ms, 14.4 ms) = 1.02 ms."""
+    slow_s = payload_bytes / (efficiency * cap)
+    fast_s = payload_bytes / path_bandwidth
+    return max(0.0, min(burst_bytes / cap, idle_s, slow_s - fast_s))
+
+
 def predict_point(params: CommParams, point: Point) -> float:
     """Seconds the model gives for `point` under `params`."""
     link = params.link(point.cap, inter=point.inter)
-    if point.kind == "allreduce":
+    if point.kind == "allreduce":  # back-to-back calls: no bucket credit (module docstring)
         return allreduce_time_s(point.size_bytes, point.world_size, link, "ring")
+    credit = None
+    if point.cap is not None and point.burst is not None:
+        path = params.inter_bandwidth if point.inter else params.bandwidth
+        p = point.world_size
+
+        def credit(size: float, idle_s: float) -> float:  # a ring sends 2(p-1)/p of the bucket
+            return tbf_credit_s(2 * (p - 1) / p * size, point.cap, point.burst, params.cap_efficiency,
+                                path, idle_s)
     cluster = Cluster(MEASURED, gpus_per_node=point.world_size, nodes=1, intra=link)
     return ddp_step_time(point.profile, cluster, point.batch, bucketing=point.bucketing,
-                         overlap=params.overlap, overhead_s=params.overhead_s).step_s
+                         overlap=params.overlap, overhead_s=params.overhead_s,
+                         first_call_credit_s=credit).step_s
 
 
 # Each parameter <-> its coordinate in the search space, with bounds.

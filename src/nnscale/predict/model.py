@@ -16,6 +16,7 @@ communication that falls inside backward is really hidden: 1 = the timeline abov
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from nnscale.errors import UserError
@@ -241,8 +242,15 @@ def fusion_calls(arrivals: list[tuple[float, float]], bucketing: Bucketing, cost
 
 def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precision: str = "fp32",
                   bucketing: Bucketing = DDP, overlap: float = 1.0, overhead_s: float = 0.0,
-                  efficiency: float = DEFAULT_EFFICIENCY) -> StepBreakdown:
-    """One data-parallel step of `batch` samples per device on `cluster` (see the module's docstring)."""
+                  efficiency: float = DEFAULT_EFFICIENCY,
+                  first_call_credit_s: Callable[[float, float], float] | None = None) -> StepBreakdown:
+    """One data-parallel step of `batch` samples per device on `cluster` (see the module's docstring).
+
+    `first_call_credit_s(bytes, idle_s)`, if given (DDP bucketing only): seconds the step's first
+    all-reduce is shorter than the link's alpha-beta cost, given how long the link idled before it:
+    the previous step's optimizer, this step's forward, and backward up to the first bucket (a
+    lower bound: the per-step overhead is left out). Calibration uses it for a `tc tbf` cap whose
+    token bucket refills during that idle time (calibrate.tbf_credit_s)."""
     if not 0 <= overlap <= 1 or overhead_s < 0:
         raise UserError(f"overlap must be in [0, 1] and overhead >= 0, got {overlap}, {overhead_s}")
     fwd, bwd, opt = compute_times(profile, cluster.device, batch, precision, efficiency)
@@ -255,13 +263,17 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
                                        cluster.inter, cluster.nics_per_node, cluster.algorithm))
         return costs[-1].total_s
 
-    end = 0.0
+    end, saved = 0.0, 0.0
     if bucketing.policy == "ddp":
-        for size, ready in buckets(profile, bwd, bucketing):
-            end = max(end, ready) + cost(size)  # waits for its gradients and the previous bucket
+        for i, (size, ready) in enumerate(buckets(profile, bwd, bucketing)):
+            call = cost(size)
+            if i == 0 and first_call_credit_s is not None:
+                saved = min(call, max(0.0, first_call_credit_s(size, opt + fwd + ready)))
+                call -= saved
+            end = max(end, ready) + call  # waits for its gradients and the previous bucket
     else:
         end = fusion_calls(gradient_arrivals(profile, bwd), bucketing, cost)
-    comm = sum(c.total_s for c in costs)
+    comm = sum(c.total_s for c in costs) - saved
     timeline_exposed = max(0.0, end - bwd)
     # With overlap < 1 only that fraction of the communication inside backward is really hidden.
     exposed = timeline_exposed + (1 - overlap) * (comm - timeline_exposed)

@@ -11,7 +11,9 @@ one alpha and one B (docs/prediction.md, "Calibration"):
 - `inter`: its ranks were on two or more nodes (stats nnodes, or `nodes=N` in the framework tag),
   so the ring crossed the inter-node link (in bench/validate_prediction.py: the veth pair between
   two network namespaces); else every rank was on one node (loopback, or the node's own link);
-- `cap`: the `tc tbf` rate the link was capped at (stats CAP_KEYS, or `tbf=RATE` in the tag).
+- `cap`: the `tc tbf` rate the link was capped at (stats CAP_KEYS, or `tbf=RATE` in the tag);
+- `burst`: that tbf's bucket, when the point recorded it (stats `bandwidth_cap_burst_bits`, what
+  `nnscale scale/allreduce --bandwidth-cap-burst` store); None for older points.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from nnscale.records import Measurement
 USABLE = ("ok", "unstable")
 # Stats keys a capped point may carry, and the factor to bytes/s.
 CAP_KEYS = {"bandwidth_cap_bytes_per_s": 1.0, "bandwidth_cap_bit_per_s": 1 / 8, "tc_rate_bit_per_s": 1 / 8}
+BURST_KEY = "bandwidth_cap_burst_bits"  # the tbf bucket, bits (as tc read the `burst` given to it)
 STEP_KEYS = ("step_time_ms_median", "step_time_ms", "median_ms")
 _TBF = re.compile(r"\btbf=([0-9.]+)(kbit|mbit|gbit|bit)\b", re.IGNORECASE)
 _NODES = re.compile(r"\bnodes=(\d+)\b")
@@ -43,6 +46,7 @@ class Point:
     measured_s: float
     size_bytes: float = 0.0  # allreduce
     cap: float | None = None  # bytes/s
+    burst: float | None = None  # bytes: the cap's tbf bucket, when recorded
     profile: ModelProfile | None = None  # step: step_time_s is the single-device compute
     batch: int = 0
     bucketing: Bucketing = field(default_factory=Bucketing)
@@ -61,6 +65,12 @@ def _cap(m: Measurement) -> float | None:
     if tag:
         return float(tag.group(1)) * _TC_UNITS[tag.group(2).lower()] / 8
     return None
+
+
+def _burst(m: Measurement, cap: float | None) -> float | None:
+    """The cap's tbf bucket in bytes (stats BURST_KEY, bits / 8); None without a cap or a record."""
+    v = m.stats.get(BURST_KEY)
+    return float(v) / 8 if cap is not None and isinstance(v, (int, float)) and v > 0 else None
 
 
 def _inter(m: Measurement) -> bool:
@@ -122,11 +132,13 @@ def extract_points(records: Sequence[Measurement],
                            for m in records if m.status not in USABLE]
     for m in usable:
         w, s, cap, inter = m.workload, m.stats, _cap(m), _inter(m)
+        burst = _burst(m, cap)
         if w.model == "allreduce":
             size, t = s.get("size_bytes"), s.get("time_ms")
             if w.world_size >= 2 and isinstance(size, (int, float)) and size > 0 and t and t > 0:
                 points.append(Point("allreduce", f"allreduce {size:g} B p={w.world_size} {_link_text(cap, inter)}",
-                                    w.world_size, t / 1e3, size_bytes=float(size), cap=cap, inter=inter))
+                                    w.world_size, t / 1e3, size_bytes=float(size), cap=cap, burst=burst,
+                                    inter=inter))
             else:
                 skipped.append(f"allreduce p={w.world_size}: needs world_size >= 2, size_bytes, time_ms")
             continue
@@ -154,7 +166,7 @@ def extract_points(records: Sequence[Measurement],
             skipped.append(f"{label}: {why}")
             continue
         profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None)
-        points.append(Point("step", label, w.world_size, step, cap=cap, profile=profile,
+        points.append(Point("step", label, w.world_size, step, cap=cap, burst=burst, profile=profile,
                             batch=w.batch_size, bucketing=measured_bucketing(s), inter=inter))
     return points, skipped
 
