@@ -1,11 +1,18 @@
 """Benchmark: each framework backend's reported throughput against a minimal native loop of the same
 framework doing the same step on the same model, batch and threads, interleaved A B, B A, ...
 
-A is one `nnscale sweep` point: `run_point` in a fresh worker with the given policy (warm-up until
-steady, then until the CI target or the budget); its median throughput is what nnscale reports.
-B is a fresh process running the loop a user of that framework would write — no nnscale code in the
-step — with A's warm-up and iteration counts, timed as one block with perf_counter:
-throughput = iterations × batch / elapsed.
+Two levels, as bench/harness_overhead.py does for torch:
+
+1. In-process (the harness's own cost): in one fresh process per framework, A = `measure()` timing
+   the step the nnscale backend builds, every iteration timed, throughput from the median; B = the
+   native step below on a second model, timed as one block. Blocks alternate A B, B A, ... The
+   model built first can be faster or slower by itself (memory placement), so each case runs in
+   two processes, A built first and B built first, and the geometric mean of the two is quoted.
+2. End to end (what `nnscale sweep` reports): A is one `run_point` in a fresh worker with the given
+   policy (warm-up until steady, then until the CI target or the budget), median throughput; B is a
+   fresh process running the native loop with A's warm-up and iteration counts, timed as one block:
+   throughput = iterations × batch / elapsed. Process-to-process variance (±10 % for small steps
+   here) dominates this level; it shows nothing is lost between the worker and the store.
 
 - torch: `model(x)` under `torch.inference_mode()`; training: forward, cross-entropy, zero_grad,
   backward, SGD(momentum=0.9).step().
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -174,6 +182,62 @@ def native_main(args) -> None:
     print(json.dumps({"samples_per_s": args.iters * args.batch / elapsed}))
 
 
+def inproc_main(args) -> None:
+    """In one fresh process for the framework (the harness's own cost, process-to-process variance
+    cancelled): A = `measure()` timing the step the nnscale backend builds, every iteration timed,
+    throughput from the median; B = `native_step` on a second model of the same framework, timed as
+    one block. Blocks of ~`--block` seconds alternate A B, B A, ...; one JSON line of ratios."""
+    from nnscale.measure.backend import get_backend
+    from nnscale.measure.methodology import MeasurePolicy, measure
+    from nnscale.measure.runner import worker_env
+    from nnscale.records import Workload
+    from nnscale.zoo.registry import model_info
+
+    os.environ.update(worker_env(args.threads, {"TF_CPP_MIN_LOG_LEVEL": "2"}))
+    w = Workload(args.model, args.mode, args.batch, model_info(args.model).input_shape,
+                 threads=args.threads, framework=args.inproc,
+                 compile=args.xla or args.inproc == "jax")
+    # Which model is built first matters by itself (a torch training step of the model built
+    # first ran 19 % slower here, timed the same way — memory placement, not the harness), so the
+    # caller runs both orders and takes the geometric mean of the two medians.
+    if args.first == "A":
+        prepared = get_backend(args.inproc).prepare(w)
+        native = native_step(args.inproc, args.model, args.mode, args.batch, args.threads, args.xla)
+    else:
+        native = native_step(args.inproc, args.model, args.mode, args.batch, args.threads, args.xla)
+        prepared = get_backend(args.inproc).prepare(w)
+    for _ in range(3):  # both compiled and warm
+        prepared.step()
+        native()
+    policy = MeasurePolicy(target_rel_ci=1e-9, budget_s=args.block, warmup_max_iters=0, min_iters=2)
+    ratios, mean_ratios = [], []
+    for k in range(args.blocks):
+        for side in ("AB" if k % 2 == 0 else "BA"):
+            if side == "A":
+                timed = measure(prepared.step, prepared.timer, policy)
+                n = len(timed.samples_ms)
+                a_median = args.batch * 1e3 / statistics.median(timed.samples_ms)
+                a_mean = args.batch * 1e3 / statistics.fmean(timed.samples_ms)
+            else:  # the first pair is A B, so n (A's iteration count) is known here
+                start = time.perf_counter()
+                for _ in range(n):
+                    native()
+                b = n * args.batch / (time.perf_counter() - start)
+        ratios.append(a_median / b)
+        mean_ratios.append(a_mean / b)
+    print(json.dumps({"ratios": ratios, "mean_ratios": mean_ratios, "b_samples_per_s": b}))
+
+
+def inproc(framework, model, mode, batch, threads, xla, blocks, block_s, first) -> dict:
+    cmd = [sys.executable, __file__, "--inproc", framework, "--model", model, "--mode", mode,
+           "--batch", str(batch), "--threads", str(threads), "--blocks", str(blocks),
+           "--block", str(block_s), "--first", first] + (["--xla"] if xla else [])
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"in-process {framework} {mode} failed: {out.stderr.strip().splitlines()[-3:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def point(framework, model, mode, batch, threads, xla, policy):
     from nnscale.measure.runner import PointSpec, run_point
     from nnscale.records import Workload
@@ -210,12 +274,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--budget", type=float, default=10.0, help="A's measurement budget per point (s)")
+    p.add_argument("--blocks", type=int, default=8, help="in-process A/B block pairs (0: skip)")
+    p.add_argument("--block", type=float, default=4.0, help="seconds per in-process block")
+    p.add_argument("--inproc", help=argparse.SUPPRESS)
+    p.add_argument("--first", default="A", choices=("A", "B"), help=argparse.SUPPRESS)
     p.add_argument("--native", help=argparse.SUPPRESS)
     p.add_argument("--warmup-iters", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--iters", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.native:
         native_main(args)
+        return
+    if args.inproc:
+        inproc_main(args)
         return
     from nnscale.measure.frameworks import SPECS
     from nnscale.measure.methodology import MeasurePolicy
@@ -232,6 +303,23 @@ def main() -> None:
             if mode not in SPECS[fw].modes:
                 continue
             xla = args.xla and fw == "tensorflow"
+            label = f"{fw}{' xla' if xla else ''} {mode}"
+            if args.blocks:
+                med, mean_med, lo, hi = {}, {}, [], []
+                for first in ("A", "B"):
+                    got = inproc(fw, args.model, mode, args.batch, args.threads, xla, args.blocks,
+                                 args.block, first)
+                    med[first] = statistics.median(got["ratios"])
+                    mean_med[first] = statistics.median(got["mean_ratios"])
+                    lo.append(min(got["ratios"]))
+                    hi.append(max(got["ratios"]))
+                print(f"{label:28s} in-process, {args.blocks} A/B block pairs of ~{args.block:g} s, "
+                      f"each build order: ratio {math.sqrt(med['A'] * med['B']):.3f} (A built first "
+                      f"{med['A']:.3f}, B first {med['B']:.3f}; mean-based "
+                      f"{math.sqrt(mean_med['A'] * mean_med['B']):.3f}; pairs {min(lo):.3f}.."
+                      f"{max(hi):.3f})", flush=True)
+            if not args.rounds:
+                continue
             ratios, mean_ratios, a_rates, b_rates = [], [], [], []
             for r in range(args.rounds):
                 order = ("A", "B") if r % 2 == 0 else ("B", "A")
@@ -251,8 +339,7 @@ def main() -> None:
                 # like for like with B's block timing: batch / mean step time
                 a_mean = args.batch * 1e3 / statistics.fmean(got["A"].samples_ms)
                 mean_ratios.append(a_mean / got["B"])
-            label = f"{fw}{' xla' if xla else ''} {mode}"
-            print(f"{label:28s} A {statistics.median(a_rates):10.1f}/s  B {statistics.median(b_rates):10.1f}/s"
+            print(f"{label:28s} end-to-end A {statistics.median(a_rates):10.1f}/s  B {statistics.median(b_rates):10.1f}/s"
                   f"  ratio median {statistics.median(ratios):.3f} (mean-based "
                   f"{statistics.median(mean_ratios):.3f}; rounds: "
                   f"{', '.join(f'{x:.3f}' for x in ratios)})", flush=True)

@@ -6,7 +6,9 @@ takes to reach its CI target.
    `measure()` timing the very step closure nnscale's torch backend builds, every iteration timed,
    throughput from the median; B is a plain loop over a second copy of the model (same seed) timed as
    one block with perf_counter: throughput = iterations × batch / elapsed. Blocks of ~`--block`
-   seconds alternate A B, B A, ... so a slow drift of the machine favours neither.
+   seconds alternate A B, B A, ... so a slow drift of the machine favours neither. Which model is
+   built first matters by itself (memory placement), so this runs in two fresh processes, A built
+   first and B built first, and quotes the geometric mean of their medians.
 2. End to end (what `nnscale sweep` reports): A is one point in a fresh worker process
    (`run_point`) with the default policy (warm-up until steady, then until ±2 % CI of the mean or
    30 s); B is a fresh process running the plain loop with A's warm-up and iteration counts and the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -77,15 +80,23 @@ def rates(batch: int, samples_ms) -> tuple[float, float]:
     return batch * 1000 / statistics.median(samples_ms), batch * 1000 / statistics.fmean(samples_ms)
 
 
-def in_process(model: str, mode: str, batch: int, threads: int, blocks: int, block_s: float) -> None:
+def in_process(model: str, mode: str, batch: int, threads: int, blocks: int, block_s: float,
+               first: str = "A") -> tuple[float, float]:
     from nnscale.measure.backend import get_backend
     from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
     from nnscale.records import Workload
     from nnscale.zoo import model_info
 
     w = Workload(model, mode, batch, model_info(model).input_shape, threads=threads)
-    step = get_backend("torch").prepare(w).step
-    run = bare_loop(model, mode, batch, threads)
+    # The model built first can be faster or slower by itself (memory placement: a torch training
+    # step of the model built first ran up to 19 % slower here, both timed as blocks), so main()
+    # runs both orders and quotes the geometric mean.
+    if first == "A":
+        step = get_backend("torch").prepare(w).step
+        run = bare_loop(model, mode, batch, threads)
+    else:
+        run = bare_loop(model, mode, batch, threads)
+        step = get_backend("torch").prepare(w).step
     timer = CpuTimer()
     for _ in range(3):  # both warm
         step()
@@ -103,9 +114,10 @@ def in_process(model: str, mode: str, batch: int, threads: int, blocks: int, blo
                 b = n * batch / run(n)
         ratios.append(a_median / b)
         mean_ratios.append(a_mean / b)
-    print(f"  in-process, {blocks} A/B block pairs of ~{block_s:g} s: median ratio nnscale/bare "
-          f"{statistics.median(ratios):.4f} (mean-based {statistics.median(mean_ratios):.4f}; "
-          f"pairs {min(ratios):.3f}..{max(ratios):.3f})", flush=True)
+    print(f"  in-process, {first} built first, {blocks} A/B block pairs of ~{block_s:g} s: median "
+          f"ratio nnscale/bare {statistics.median(ratios):.4f} (mean-based "
+          f"{statistics.median(mean_ratios):.4f}; pairs {min(ratios):.3f}..{max(ratios):.3f})", flush=True)
+    return statistics.median(ratios), statistics.median(mean_ratios)
 
 
 def harness(model: str, mode: str, batch: int, threads: int, budget: float) -> dict:
@@ -174,6 +186,12 @@ def end_to_end(model: str, mode: str, batch: int, threads: int, rounds: int, bud
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--bare":
         return bare_main(sys.argv[2])
+    if len(sys.argv) == 3 and sys.argv[1] == "--inproc":
+        a = json.loads(sys.argv[2])
+        got = in_process(a["model"], a["mode"], a["batch"], a["threads"], a["blocks"], a["block"],
+                         a["first"])
+        print(json.dumps(got))
+        return None
     from nnscale.measure.validate import usable_cores
 
     p = argparse.ArgumentParser()
@@ -189,8 +207,20 @@ def main() -> None:
     for case in args.cases.split(","):
         mode, batch = case.split(":")
         print(f"{mode} bs {batch}:", flush=True)
-        if args.blocks:
-            in_process(args.model, mode, int(batch), args.threads, args.blocks, args.block)
+        if args.blocks:  # each build order in its own fresh process (in_process's comment)
+            got = {}
+            for first in ("A", "B"):
+                arg = json.dumps({"model": args.model, "mode": mode, "batch": int(batch),
+                                  "threads": args.threads, "blocks": args.blocks,
+                                  "block": args.block, "first": first})
+                out = subprocess.run([sys.executable, __file__, "--inproc", arg], check=True,
+                                     capture_output=True, text=True)
+                lines = out.stdout.rstrip().splitlines()
+                print(lines[0], flush=True)
+                got[first] = json.loads(lines[-1])
+            print(f"  in-process, both build orders: ratio nnscale/bare "
+                  f"{math.sqrt(got['A'][0] * got['B'][0]):.4f} (geometric mean; mean-based "
+                  f"{math.sqrt(got['A'][1] * got['B'][1]):.4f})", flush=True)
         if args.rounds:
             end_to_end(args.model, mode, int(batch), args.threads, args.rounds, args.budget)
 
