@@ -228,6 +228,40 @@ def inproc_main(args) -> None:
     print(json.dumps({"ratios": ratios, "mean_ratios": mean_ratios, "b_samples_per_s": b}))
 
 
+def same_timing_main(args) -> None:
+    """A cross-check of the in-process level: the backend's step and the native step timed the same
+    way (alternating blocks of `--calls` calls, each call timed, as a block and by its median), so a
+    difference between A and B is the steps', not the two timing methods'."""
+    from nnscale.measure.backend import get_backend
+    from nnscale.records import Workload
+    from nnscale.zoo.registry import (
+        model_info,  # torchvision before TensorFlow (kerasnets' conftest)
+    )
+
+    w = Workload(args.model, args.mode, args.batch, model_info(args.model).input_shape,
+                 threads=args.threads, framework=args.same_timing,
+                 compile=args.xla or args.same_timing == "jax")
+    steps = {"A": get_backend(args.same_timing).prepare(w).step,
+             "B": native_step(args.same_timing, args.model, args.mode, args.batch, args.threads, args.xla)}
+    for _ in range(5):
+        steps["A"](), steps["B"]()
+    block = {"A": [], "B": []}
+    median = {"A": [], "B": []}
+    for r in range(args.blocks):
+        for side in ("AB" if r % 2 == 0 else "BA"):
+            calls_ns = []
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                t = time.perf_counter_ns()
+                steps[side]()
+                calls_ns.append(time.perf_counter_ns() - t)
+            block[side].append(args.calls * args.batch / (time.perf_counter() - start))
+            median[side].append(args.batch * 1e9 / statistics.median(calls_ns))
+    print(f"{args.same_timing} {args.mode}: same timing for both, {args.blocks} blocks of {args.calls} "
+          f"calls: A/B block {statistics.median(block['A']) / statistics.median(block['B']):.3f}, "
+          f"median {statistics.median(median['A']) / statistics.median(median['B']):.3f}")
+
+
 def inproc(framework, model, mode, batch, threads, xla, blocks, block_s, first) -> dict:
     cmd = [sys.executable, __file__, "--inproc", framework, "--model", model, "--mode", mode,
            "--batch", str(batch), "--threads", str(threads), "--blocks", str(blocks),
@@ -277,6 +311,9 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=8, help="in-process A/B block pairs (0: skip)")
     p.add_argument("--block", type=float, default=4.0, help="seconds per in-process block")
     p.add_argument("--inproc", help=argparse.SUPPRESS)
+    p.add_argument("--same-timing", metavar="FRAMEWORK",
+                   help="cross-check: time the backend's and the native step the same way")
+    p.add_argument("--calls", type=int, default=200, help="calls per block for --same-timing")
     p.add_argument("--first", default="A", choices=("A", "B"), help=argparse.SUPPRESS)
     p.add_argument("--native", help=argparse.SUPPRESS)
     p.add_argument("--warmup-iters", type=int, default=0, help=argparse.SUPPRESS)
@@ -287,6 +324,9 @@ def main() -> None:
         return
     if args.inproc:
         inproc_main(args)
+        return
+    if args.same_timing:
+        same_timing_main(args)
         return
     from nnscale.measure.frameworks import SPECS
     from nnscale.measure.methodology import MeasurePolicy
