@@ -241,8 +241,11 @@ def same_timing_main(args) -> None:
     w = Workload(args.model, args.mode, args.batch, model_info(args.model).input_shape,
                  threads=args.threads, framework=args.same_timing,
                  compile=args.xla or args.same_timing == "jax")
-    steps = {"A": get_backend(args.same_timing).prepare(w).step,
-             "B": native_step(args.same_timing, args.model, args.mode, args.batch, args.threads, args.xla)}
+    steps = {}
+    for side in (args.first + ("B" if args.first == "A" else "A")):  # build order: --first
+        steps[side] = (get_backend(args.same_timing).prepare(w).step if side == "A" else
+                       native_step(args.same_timing, args.model, args.mode, args.batch, args.threads,
+                                   args.xla))
     for _ in range(5):
         steps["A"](), steps["B"]()
     block = {"A": [], "B": []}
@@ -257,7 +260,8 @@ def same_timing_main(args) -> None:
                 calls_ns.append(time.perf_counter_ns() - t)
             block[side].append(args.calls * args.batch / (time.perf_counter() - start))
             median[side].append(args.batch * 1e9 / statistics.median(calls_ns))
-    print(f"{args.same_timing} {args.mode}: same timing for both, {args.blocks} blocks of {args.calls} "
+    print(f"{args.same_timing} {args.mode}: same timing for both, {args.first} built first, "
+          f"{args.blocks} blocks of {args.calls} "
           f"calls: A/B block {statistics.median(block['A']) / statistics.median(block['B']):.3f}, "
           f"median {statistics.median(median['A']) / statistics.median(median['B']):.3f}")
 

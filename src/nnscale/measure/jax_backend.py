@@ -92,7 +92,10 @@ class JaxBackend(Backend):
             name = device.device_kind
             jax.config.update("jax_default_matmul_precision",
                               "tensorfloat32" if w.precision == "tf32" else "highest")
-        jax.config.update("jax_default_device", device)
+            # Weights and inputs must be made on the point's GPU. Not on the CPU, where there is one
+            # device anyway: with the option set, the jitted ResNet-50 v1 step of the model built
+            # first ran 7 % slower here than an identical one (docs/benchmarks.md, frameworks).
+            jax.config.update("jax_default_device", device)
         self._device = device
         from nnscale.kerasnets import keras_model_info
 
