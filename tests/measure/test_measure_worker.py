@@ -20,6 +20,7 @@ from pathlib import Path
 from measure_helpers import SHORT
 from nnscale.measure.runner import PointSpec, run_point
 from nnscale.measure.sweep import SweepConfig, run_sweep
+from nnscale.errors import UserError
 from nnscale.records import Workload
 from nnscale.store import open_store
 
@@ -81,7 +82,13 @@ def stored_points(db: Path) -> dict[str, dict]:
     """The run's stored points by workload key, read while the sweep may be writing (WAL)."""
     if not db.exists():
         return {}
-    with open_store(str(db), create=False) as store:
+    try:
+        store = open_store(str(db), create=False)
+    except UserError as e:  # the sweep has created the file but not yet its tables
+        if "holds no nnscale results" in str(e):
+            return {}
+        raise
+    with store:
         return {m.workload.key(): m.to_dict() for m in store.measurements("k")} if store.runs() else {}
 
 
