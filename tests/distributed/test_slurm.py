@@ -36,7 +36,9 @@ def test_script_runs_one_task_per_node_with_c10d_on_the_first_host(tmp_path):
     assert "#SBATCH --exclusive" in text and "--gpus-per-node=4 bash -c" in text
     assert "for n in 1 2 4 8; do" in text
     assert 'head=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n1)' in text
-    assert '--node-rank "$SLURM_NODEID" --rdzv-endpoint "$head:29400"' in text
+    assert '--node-rank "$SLURM_NODEID" --rdzv-endpoint "$head:$NNSCALE_PORT"' in text
+    assert f"export NNSCALE_PORT={job.port} " in text and job.port != 29400
+    assert "<<" not in text  # no here-document: a value cannot end it (test_slurm_injection.py)
     assert "--device cuda --db postgresql://u@h/db --run r1 --batch-per-worker 32" in text
     assert "NNSCALE_NPROC=1,2,4; else export NNSCALE_NPROC=4" in text
     assert subprocess.run(["bash", "-n"], input=text, text=True).returncode == 0

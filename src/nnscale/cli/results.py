@@ -11,6 +11,7 @@ from nnscale.measure.progress import display_row
 from nnscale.records import Measurement, Workload
 from nnscale.stats import knee
 from nnscale.store import open_store
+from nnscale.store.url import redact_command_line
 
 TABLE = (("model", "model"), ("framework", "framework"), ("mode", "mode"), ("batch", "batch"),
          ("config", "config"),
@@ -69,7 +70,8 @@ def handle(args) -> int:
     with open_store(args.db, create=False) as store:
         if args.runs:
             rows = [{"name": r.name, "created_utc": r.created_utc[:19], "n_measurements": r.n_measurements,
-                     "command_line": r.command_line} for r in store.runs()]
+                     # runs stored before passwords were hidden may still hold one
+                     "command_line": redact_command_line(r.command_line)} for r in store.runs()]
             print(render(rows, RUNS, args.format))
             return 0
         name = args.run

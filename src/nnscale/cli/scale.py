@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 
 from nnscale.distributed.config import (BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_TIMEOUT_S, DEVICES,
@@ -126,9 +125,10 @@ def open_sink(args, node_rank: int, on_point=None) -> Sink:
     if node_rank != 0:  # node rank 0 stores; the others only take part
         return Sink(on_point=on_point, on_warning=warn)
     from nnscale.store import capture_environment, open_store
+    from nnscale.store.url import redact_command
 
     store = open_store(args.db)
-    command = shlex.join(["nnscale", *sys.argv[1:]])
+    command = redact_command(["nnscale", *sys.argv[1:]])
     env = capture_environment()
     run_id = (store.get_or_create_run(args.run, command, env) if args.run
               else store.create_run(None, command, env))

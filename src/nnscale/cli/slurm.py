@@ -8,10 +8,11 @@ from pathlib import Path
 
 from nnscale.cli.scale import add_workload_options, config_from_args, print_points, workload_argv
 from nnscale.distributed.config import parse_nproc
-from nnscale.distributed.slurm import (DEFAULT_PORT, SlurmJob, check_store, default_run_name,
-                                       follow, submit, write_script)
+from nnscale.distributed.slurm import (SlurmJob, check_store, default_run_name, follow, submit,
+                                       write_script)
 from nnscale.errors import UserError
 from nnscale.store import DEFAULT_URL, open_store, resolve_url
+from nnscale.store.url import without_password
 
 
 def add_parser(sub) -> None:
@@ -28,9 +29,11 @@ def add_parser(sub) -> None:
     p.add_argument("--account")
     p.add_argument("--sbatch-arg", action="append", default=[], metavar="OPT",
                    help="another sbatch option, e.g. --sbatch-arg=--exclusive (repeatable)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="rendezvous port on the first node")
+    p.add_argument("--port", type=int, help="c10d rendezvous port on each step's first node "
+                                             "(default: a random free port per job)")
     add_workload_options(p)
-    p.add_argument("--db", help="results store; PostgreSQL on clusters (default sqlite:///nnscale.db)")
+    p.add_argument("--db", help="results store; PostgreSQL on clusters (default sqlite:///nnscale.db);"
+                                " a password is passed as PGPASSWORD, never written")
     p.add_argument("--run", help="run name (default: slurm-MODEL-TIME-PID)")
     p.add_argument("--output-dir", default=".", help="where the script and the job's log go")
     p.add_argument("--submit", action="store_true", help="submit with sbatch and follow the job")
@@ -63,10 +66,9 @@ def make_job(args) -> tuple[SlurmJob, list[str], object]:
                           nnodes=nodes, node_rank=0, local_addr=None,
                           rdzv_endpoint="127.0.0.1:1" if nodes > 1 else None)
         cfg = config_from_args(probe)
-    db = args.db or DEFAULT_URL
-    target = resolve_url(db)
-    if target.sqlite_path is not None:
-        db = f"sqlite:///{target.sqlite_path}"  # absolute: the job runs elsewhere
+    # Without its password (handed on as PGPASSWORD), an SQLite path made absolute: the job runs
+    # elsewhere.
+    db, _password = without_password(resolve_url(args.db or DEFAULT_URL))
     warnings = check_store(db)
     out = Path(args.output_dir)
     if not out.is_dir():
@@ -83,17 +85,22 @@ def handle(args) -> int:
     job, warnings, cfg = make_job(args)
     for message in warnings:
         print(f"nnscale: warning: {message}", file=sys.stderr)
-    open_store(job.db).close()  # the store must open here too, before anything is submitted
+    _, password = without_password(resolve_url(args.db or DEFAULT_URL))
+    full_db = args.db or DEFAULT_URL  # with its password: for this process only
+    open_store(full_db).close()  # the store must open here too, before anything is submitted
     script = write_script(job)
     print(f"wrote {script}")
+    if password is not None:
+        print("the --db password is not in the script: --submit hands it to the job as "
+              "PGPASSWORD; to submit by hand, export PGPASSWORD or use ~/.pgpass first")
     if not args.submit:
         print(f"submit it with: sbatch {script}")
         return 0
-    job_id = submit(script)
+    job_id = submit(script, password)
     print(f"submitted job {job_id}; run {job.run!r} in {job.db}; following (Ctrl-C stops "
           "following, not the job)")
     state = follow(job_id, job.output_dir / f"nnscale-{job_id}.out")
-    with open_store(job.db, create=False) as store:
+    with open_store(full_db, create=False) as store:
         points = store.measurements(job.run) if job.run in {r.name for r in store.runs()} else []
     if points:
         print()

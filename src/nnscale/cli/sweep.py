@@ -3,7 +3,6 @@ every point the moment it is measured (`nnscale.measure.sweep.run_sweep` does th
 
 from __future__ import annotations
 
-import shlex
 import sys
 
 from nnscale.errors import UserError
@@ -16,6 +15,7 @@ from nnscale.measure.validate import parse_batches, parse_modes, parse_size
 from nnscale.netstats import parse_input_size
 from nnscale.records import PRECISIONS
 from nnscale.store import open_store
+from nnscale.store.url import redact_command
 from nnscale.zoo import model_info
 
 DEFAULT_BATCHES = "1,2,4,8,16,32"
@@ -74,7 +74,8 @@ def common_kwargs(args) -> dict:
 
 
 def command_line() -> str:
-    return shlex.join(["nnscale", *sys.argv[1:]])
+    """This process's command line as stored with a run: a password in a --db URL hidden."""
+    return redact_command(["nnscale", *sys.argv[1:]])
 
 
 def add_parser(sub) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import ipaddress
+import secrets
 import socket
 import struct
 import time
@@ -27,6 +28,12 @@ from dataclasses import dataclass
 from nnscale.errors import UserError
 
 _SIOCGIFADDR = 0x8915  # Linux <linux/sockios.h>: get an interface's IPv4 address
+# Rendezvous ports for batch jobs are drawn from below Linux's ephemeral range (net.ipv4.
+# ip_local_port_range, 32768-60999 by default, Documentation/networking/ip-sysctl.rst), so no
+# outgoing connection of the node holds one by chance, and above the registered ports most
+# services use; never torchrun's well-known default 29400.
+JOB_PORT_RANGE = (20000, 32768)
+TORCHRUN_DEFAULT_PORT = 29400
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +66,27 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def choose_port(host: str = "0.0.0.0", tries: int = 50) -> int:
+    """A random port from JOB_PORT_RANGE that nothing listens on here now, for a job whose first
+    node is not known yet: random (secrets, not a guessable sequence), so two jobs that share a
+    node do not meet on one port. Where the job's first node is another host, the port is checked
+    again there when torchrun starts (`check_port_free`)."""
+    low, high = JOB_PORT_RANGE
+    port = low
+    for _ in range(tries):
+        port = low + secrets.randbelow(high - low)
+        if port == TORCHRUN_DEFAULT_PORT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+                return port
+            except OSError:
+                continue
+    return port
 
 
 def _resolve(ep: Endpoint, option: str) -> list[tuple]:

@@ -11,11 +11,21 @@ Store: PostgreSQL is the store for clusters. SQLite needs every process that ope
 host with working POSIX locks: WAL mode "does not work over a network filesystem"
 (https://www.sqlite.org/wal.html, §"Disadvantages"), so an SQLite file on NFS, Lustre, GPFS … is
 refused, and one on a local disk is accepted with a warning (the job's first node must be this host).
+
+Script safety: every value written into the script is checked first (no control characters, the
+run name by the store's rule, `nnscale.store.names`), and no value shapes the script: the task is a
+fixed `bash -c` text and the command it runs is a bash array of `shlex.quote`d words, so a value is
+always one word, whatever it holds. The script is written mode 0600: it names the store.
+Passwords: a password in a --db URL is not written; `nnscale slurm --submit` hands it to sbatch as
+PGPASSWORD, which the job and its steps inherit (sbatch --export=ALL, srun likewise).
+Rendezvous port: a random free port per job unless --port is given (docs/distributed.md,
+"What the rendezvous exposes").
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,13 +35,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnscale.distributed.launch import SRC_DIR
+from nnscale.distributed.netutil import choose_port
 from nnscale.errors import UserError
 from nnscale.store import resolve_url
+from nnscale.store.names import check_no_control, check_run_name
 
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "ceph",
               "glusterfs", "fuse.glusterfs", "fuse.sshfs", "fuse.beegfs", "9p", "afs", "panfs",
               "wekafs", "orangefs", "pvfs2")
-DEFAULT_PORT = 29400  # torchrun's default c10d port
+# The fixed text each task runs: `bash -c TASK_SCRIPT nnscale-task WORD…` runs the words with the
+# task's own node rank and its step's first host (expanded by the task's shell, not the batch one).
+TASK_SCRIPT = ('head=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n1); '
+               'exec "$@" --nproc "$NNSCALE_NPROC" --nnodes "$SLURM_STEP_NUM_NODES" '
+               '--node-rank "$SLURM_NODEID" --rdzv-endpoint "$head:$NNSCALE_PORT"')
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
                 "PREEMPTED", "BOOT_FAIL", "DEADLINE")
 
@@ -49,7 +65,7 @@ class SlurmJob:
     time: str | None = None
     account: str | None = None
     cpus_per_node: int | None = None
-    port: int = DEFAULT_PORT
+    port: int | None = None  # None: a random free port (netutil.choose_port), fixed at creation
     sbatch_args: tuple[str, ...] = ()
     output_dir: Path = Path(".")
 
@@ -61,8 +77,19 @@ class SlurmJob:
         if self.gpus_per_node and max(self.nproc_per_node) > self.gpus_per_node:
             raise UserError(f"--nproc-per-node {max(self.nproc_per_node)} is more than "
                             f"--gpus-per-node {self.gpus_per_node}: one worker per GPU")
+        if self.port is None:
+            object.__setattr__(self, "port", choose_port())
         if not 1 <= self.port <= 65535:
             raise UserError(f"--port {self.port}: expected 1 to 65535")
+        check_run_name(self.run, "--run")
+        values = [("MODEL", self.model), ("--db", self.db), ("--partition", self.partition),
+                  ("--time", self.time), ("--account", self.account),
+                  ("--output-dir", self.output_dir)]
+        values += [("--sbatch-arg", a) for a in self.sbatch_args]
+        values += [("option", a) for a in self.scale_args]
+        for option, value in values:
+            if value is not None:
+                check_no_control(option, value)
 
     @property
     def device(self) -> str:
@@ -124,8 +151,9 @@ def _directive(option: str, value) -> str:
 
 
 def render_script(job: SlurmJob) -> str:
-    """The sbatch script. The per-task command is a quoted here-document, expanded by each task's
-    own shell, so that $SLURM_NODEID and the step's node list are the task's, not the batch shell's."""
+    """The sbatch script. Each task runs the fixed TASK_SCRIPT with the command's words as its
+    arguments, so $SLURM_NODEID and the step's node list are the task's, not the batch shell's, and
+    no value can change what the script does (module doc)."""
     lines = ["#!/bin/bash", _directive("--job-name", f"nnscale-{job.model}"),
              f"#SBATCH --nodes={job.nodes}", "#SBATCH --ntasks-per-node=1",
              _directive("--output", job.output_dir.resolve() / "nnscale-%j.out")]
@@ -146,18 +174,18 @@ def render_script(job: SlurmJob) -> str:
         lines.append(f"#SBATCH {arg}")
     inner = [sys.executable, "-m", "nnscale", "scale", job.model, "--device", job.device,
              "--db", job.db, "--run", job.run, *job.scale_args]
+    for what, value in (("python", sys.executable), ("source directory", SRC_DIR),
+                        ("working directory", Path.cwd())):
+        check_no_control(what, value)
     lines += [
         "# Written by `nnscale slurm` (docs/distributed.md): one job step per node count, one task",
         "# per node, each task running `nnscale scale`, which starts torchrun (c10d rendezvous).",
         "set -euo pipefail",
         f"export PYTHONPATH={_q(SRC_DIR)}${{PYTHONPATH:+:$PYTHONPATH}}",
         f"cd {_q(Path.cwd())}",
-        "read -r -d '' TASK <<'NNSCALE_TASK' || true",
-        'head=$(scontrol show hostnames "$SLURM_STEP_NODELIST" | head -n1)',
-        f"exec {' '.join(_q(a) for a in inner)} --nproc \"$NNSCALE_NPROC\" \\",
-        '  --nnodes "$SLURM_STEP_NUM_NODES" --node-rank "$SLURM_NODEID" '
-        f'--rdzv-endpoint "$head:{job.port}"',
-        "NNSCALE_TASK",
+        f"export NNSCALE_PORT={int(job.port)}  # the c10d rendezvous port on each step's first host",
+        f"TASK_SCRIPT={_q(TASK_SCRIPT)}",
+        f"TASK=({' '.join(_q(a) for a in inner)})",
         f"for n in {' '.join(map(str, job.node_counts()))}; do",
         "  if [ \"$n\" -eq 1 ]; then export NNSCALE_NPROC="
         f"{','.join(map(str, job.nproc_per_node))}; "
@@ -166,16 +194,27 @@ def render_script(job: SlurmJob) -> str:
         '  srun --nodes="$n" --ntasks="$n" --ntasks-per-node=1 --kill-on-bad-exit=1 \\',
         '    --cpus-per-task="${SLURM_CPUS_PER_TASK:-$SLURM_CPUS_ON_NODE}"'
         + (f" --gpus-per-node={job.gpus_per_node}" if job.gpus_per_node else "")
-        + ' bash -c "$TASK"',
+        + ' bash -c "$TASK_SCRIPT" nnscale-task "${TASK[@]}"',
         "done",
     ]
     return "\n".join(lines) + "\n"
 
 
+def script_path(job: SlurmJob) -> Path:
+    """Where the script goes: the run name made a plain file name (no "/", no "..")."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", job.run).lstrip(".") or "run"
+    return job.output_dir / f"nnscale-{safe}.sbatch"
+
+
 def write_script(job: SlurmJob) -> Path:
-    path = job.output_dir / f"nnscale-{job.run}.sbatch"
+    """Write the script, readable by its owner only (0600, whatever the umask): it names the store."""
+    path = script_path(job)
+    text = render_script(job)
     try:
-        path.write_text(render_script(job))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)  # an existing file keeps its mode through O_CREAT
+            f.write(text)
     except OSError as e:
         raise UserError(f"cannot write the sbatch script {path}: {e.strerror}") from None
     return path
@@ -189,17 +228,19 @@ def _tool(name: str) -> str:
     return path
 
 
-def _run(cmd: list[str], what: str) -> subprocess.CompletedProcess:
+def _run(cmd: list[str], what: str, env: dict | None = None) -> subprocess.CompletedProcess:
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
     except subprocess.TimeoutExpired:
         raise UserError(f"{what} did not answer within 120 s: is slurmctld running and "
                         "reachable?") from None
 
 
-def submit(script: Path) -> str:
-    """Submit with sbatch; the job id, or UserError with sbatch's own message."""
-    out = _run([_tool("sbatch"), "--parsable", str(script)], "sbatch")
+def submit(script: Path, password: str | None = None) -> str:
+    """Submit with sbatch; the job id, or UserError with sbatch's own message. A store password
+    goes to the job as PGPASSWORD in sbatch's environment (never in a file or an argv)."""
+    env = None if password is None else dict(os.environ, PGPASSWORD=password)
+    out = _run([_tool("sbatch"), "--parsable", str(script)], "sbatch", env)
     if out.returncode != 0:
         lines = [line for line in out.stderr.strip().splitlines() if line.strip()]
         raise UserError(f"sbatch rejected the job: {lines[-1] if lines else f'exit {out.returncode}'}")

@@ -35,7 +35,9 @@ import sqlalchemy as sa
 from nnscale.errors import UserError
 from nnscale.records import STATUSES, Measurement
 from nnscale.store import schema
-from nnscale.store.url import ACCEPTED, StoreURL, check_sqlite_path, resolve_url
+from nnscale.store.names import check_run_name as _check_run_name
+from nnscale.store.url import (ACCEPTED, StoreURL, check_sqlite_path, redact_command_line,
+                               resolve_url)
 
 FINISHED_STATUSES = ("ok", "unstable", "oom")
 BUSY_TIMEOUT_S = 30
@@ -82,10 +84,6 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0].strip()
 
 
-def _check_run_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
-        raise UserError(f"bad run name {name!r}: a run name is 1 to 200 printable characters")
-    return name
 
 
 def _sqlite_on_connect(dbapi_conn, _record) -> None:
@@ -212,7 +210,7 @@ class Store:
             candidates = [base] + [f"{base}-{i}" for i in range(2, 1000)]
         values = {
             "created_utc": _now_utc(),
-            "command_line": command_line,
+            "command_line": redact_command_line(command_line),  # no caller stores a password
             "environment": json.dumps(environment or {}, sort_keys=True, default=str),
             "notes": notes,
         }

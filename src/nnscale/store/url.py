@@ -5,8 +5,15 @@ Accepted (anything else is a `UserError` naming what is wrong and what is accept
 - a file path (`results.db`, `~/bench/results.db`): an SQLite file;
 - `sqlite:///PATH` (relative to the current directory), `sqlite:////ABSOLUTE/PATH`, or
   `sqlite://` / `sqlite:///:memory:` for a throwaway in-memory store;
-- `postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE` (also `postgres://`), which uses the psycopg
-  (version 3) driver; `postgresql+DRIVER://` picks another installed SQLAlchemy driver.
+- `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (also `postgres://`), which uses the psycopg
+  (version 3) driver; `postgresql+DRIVER://` picks another installed SQLAlchemy driver;
+  `postgresql:///?service=NAME` takes everything from a libpq service file.
+
+Passwords (docs/distributed.md, "Passwords"): a URL without one lets libpq find it the usual ways,
+PGPASSWORD, the password file (~/.pgpass or PGPASSFILE) or a service file (PGSERVICEFILE)
+(https://www.postgresql.org/docs/current/libpq-envars.html, libpq-pgpass.html, libpq-pgservice.html).
+A password that is in the URL never leaves this process in text: `redact_url` / `redact_command`
+hide it in everything stored or printed, `without_password` takes it out of URLs handed on.
 
 URL syntax is SQLAlchemy's (RFC 1738 style): https://docs.sqlalchemy.org/en/20/core/engines.html#database-urls
 The checks on an SQLite path only read: a file that exists must start with the 16-byte SQLite
@@ -18,6 +25,8 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +43,10 @@ SQLITE_HEADER = b"SQLite format 3\x00"  # https://www.sqlite.org/fileformat.html
 _SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _BACKEND_ALIASES = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}
 _DEFAULT_DRIVER = {"postgresql": "psycopg", "sqlite": "pysqlite"}
+_URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+# libpq connection parameters that carry a secret (libpq-connect.html#LIBPQ-PARAMKEYWORDS)
+SECRET_PARAMS = frozenset({"password", "sslpassword"})
+HIDDEN = "***"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +62,7 @@ class StoreURL:
         """Where the store is, for messages: the file path, or the URL with its password hidden."""
         if self.sqlite_path is not None:
             return str(self.sqlite_path)
-        return self.url.render_as_string(hide_password=True)
+        return redact_url(self.url.render_as_string(hide_password=False))
 
 
 def resolve_url(url: str | os.PathLike | None = None) -> StoreURL:
@@ -66,18 +79,26 @@ def resolve_url(url: str | os.PathLike | None = None) -> StoreURL:
         parsed = sa.make_url(text)
         _ = parsed.port  # parsing a bad port raises on some versions only when read
     except (sa.exc.ArgumentError, ValueError) as e:
-        raise UserError(f"malformed store URL {_redact(text)!r} ({e}); {ACCEPTED}") from None
+        raise UserError(f"malformed store URL {redact_url(text)!r} ({redact_url(str(e))}); "
+                        f"{ACCEPTED}") from None
     backend_name, _, driver = parsed.drivername.partition("+")
     backend = _BACKEND_ALIASES.get(backend_name.lower())
     if backend is None:
         raise UserError(
-            f"unsupported store URL scheme {backend_name!r} in {_redact(text)!r}; {ACCEPTED}"
+            f"unsupported store URL scheme {backend_name!r} in {redact_url(text)!r}; {ACCEPTED}"
         )
     parsed = parsed.set(drivername=f"{backend}+{driver or _DEFAULT_DRIVER[backend]}")
     if backend == "postgresql":
-        if not parsed.database:
+        if parsed.host and "@" in parsed.host:
+            # SQLAlchemy splits USER:PASSWORD@HOST at the first "@", libpq too; a raw "@" in a
+            # password would leave its tail in the host name (and in every message naming it).
             raise UserError(
-                f"store URL {_redact(text)!r} names no database (…/DATABASE at the end); {ACCEPTED}"
+                f"store URL {redact_url(text)!r}: more than one '@' before the host; write an '@' "
+                "in a password as %40 (or leave the password out and set PGPASSWORD / ~/.pgpass)"
+            )
+        if not parsed.database and "service" not in parsed.query:
+            raise UserError(
+                f"store URL {redact_url(text)!r} names no database (…/DATABASE at the end); {ACCEPTED}"
             )
         return StoreURL(url=parsed, backend=backend, sqlite_path=None)
     if parsed.database in (None, "", ":memory:"):
@@ -91,9 +112,78 @@ def _sqlite_file(path: Path, driver: str = "sqlite+pysqlite", query=None) -> Sto
     return StoreURL(url=url, backend="sqlite", sqlite_path=path)
 
 
-def _redact(text: str) -> str:
-    """The URL text with any password replaced, for messages about URLs that did not parse."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+def redact_url(text: str) -> str:
+    """The URL `text` with every secret replaced by ***: the password between USER: and the last
+    "@" (a password holding "/", "?" or "@" is hidden whole: everything before the last "@" is the
+    user part, as WHATWG URL parsing takes it), and ?password= / ?sslpassword= values. Any text
+    without "SCHEME://" is returned as it is. When the result still parses to a secret, everything
+    after the scheme is hidden."""
+    m = _URL_START.match(text)
+    if m is None:
+        return text
+    scheme, rest = m.group(), text[m.end():]
+    at = rest.rfind("@")
+    head = scheme
+    if at >= 0:
+        userinfo, rest = rest[:at], rest[at + 1:]
+        user = re.match(r"[^:/?#]*", userinfo).group()
+        head += user + (f":{HIDDEN}" if userinfo != user else "") + "@"
+    base, q, query = rest.partition("?")
+    if q:
+        items = []
+        for item in query.split("&"):
+            key, eq, _ = item.partition("=")
+            items.append(f"{key}={HIDDEN}" if eq and _is_secret(key) else item)
+        rest = base + "?" + "&".join(items)
+    out = head + rest
+    try:  # the check: what SQLAlchemy would read from the result holds no secret
+        parsed = sa.make_url(out)
+        leaks = parsed.password not in (None, HIDDEN) or any(
+            _is_secret(k) and v != HIDDEN for k, v in parsed.query.items())
+    except Exception:  # noqa: BLE001 - text that does not parse holds nothing SQLAlchemy reads
+        leaks = False
+    return f"{scheme}{HIDDEN}" if leaks else out
+
+
+def _is_secret(key: str) -> bool:
+    from urllib.parse import unquote_plus
+
+    return unquote_plus(key).strip().lower() in SECRET_PARAMS
+
+
+def redact_arg(arg: str) -> str:
+    """One command-line argument with the secrets of a URL in it hidden (`--db=URL` too)."""
+    m = _URL_START.search(arg)
+    return arg if m is None else arg[:m.start()] + redact_url(arg[m.start():])
+
+
+def redact_command(argv: Sequence[str]) -> str:
+    """The command line to store or print: shell-quoted, every URL's secrets hidden."""
+    return shlex.join(redact_arg(str(a)) for a in argv)
+
+
+def redact_command_line(text: str) -> str:
+    """A command line already joined (a stored one): its URLs' secrets hidden."""
+    try:
+        return redact_command(shlex.split(text))
+    except ValueError:  # unbalanced quotes: all from the first URL to the last "@" is hidden
+        return redact_arg(text)
+
+
+def without_password(target: StoreURL) -> tuple[str, str | None]:
+    """(the store URL as text without its password, the password or None): what is handed to
+    other processes (an sbatch script, a node's argv) and what goes to them by PGPASSWORD."""
+    url = target.url
+    password = url.password or url.query.get("password")
+    if isinstance(password, tuple):
+        password = password[-1]
+    if target.sqlite_path is not None:
+        return f"sqlite:///{target.sqlite_path}", None
+    # URL.set(password=None) keeps the password (None there means "unchanged"): build anew.
+    clean = sa.URL.create(url.drivername, username=url.username, host=url.host, port=url.port,
+                          database=url.database,
+                          query={k: v for k, v in url.query.items() if k != "password"})
+    return clean.render_as_string(hide_password=False), password
 
 
 def check_sqlite_path(target: StoreURL, create: bool) -> None:
