@@ -8,6 +8,39 @@ import json
 from collections.abc import Sequence
 
 FORMATS = ("table", "json", "csv")
+# Cells a spreadsheet reads as a formula (or, after a tab / carriage return, may): OWASP "CSV
+# Injection" (https://owasp.org/www-community/attacks/CSV_Injection) says prefix them with a single
+# quote, which spreadsheets show as text. Numbers stay numbers: -3.5 stored as a float is written as
+# it is; only text (error messages, names, notes) is neutralised. A carriage return in text becomes
+# a line feed: Python's csv module quotes a field only for the characters of its line terminator
+# ("\n" here), so a bare CR would end the row for most readers.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def csv_cell(value: object) -> object:
+    """A value for a CSV cell: text that a spreadsheet would take for a formula gets a leading '."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(_FORMULA_START):
+        value = "'" + value
+    return value.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def csv_rows(rows, keys: Sequence[str]) -> str:
+    """The CSV text of `rows` (dicts) with a header of `keys`: the one writer for every CSV nnscale
+    writes (`render`, points.csv). None is an empty cell, a list or tuple is joined with "x" (shapes),
+    formula-like text is neutralised (`csv_cell`)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([csv_cell(k) for k in keys])
+    for r in rows:
+        cells = []
+        for v in (r.get(k) for k in keys):
+            if isinstance(v, (tuple, list)):
+                v = "x".join(map(str, v))
+            cells.append("" if v is None else csv_cell(v))
+        writer.writerow(cells)
+    return buf.getvalue()
 
 
 def si(value: float | int | None, digits: int = 3) -> str:
@@ -39,13 +72,7 @@ def render(rows: Sequence[dict], columns: Sequence[tuple[str, str]], fmt: str = 
     if fmt == "json":
         return json.dumps([{k: r.get(k) for k, _ in columns} for r in rows], indent=2, default=list)
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([k for k, _ in columns])
-        for r in rows:
-            writer.writerow(["x".join(map(str, v)) if isinstance(v, (tuple, list)) else v
-                             for v in (r.get(k) for k, _ in columns)])
-        return buf.getvalue().rstrip("\n")
+        return csv_rows(rows, [k for k, _ in columns]).rstrip("\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
     cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns]

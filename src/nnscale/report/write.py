@@ -8,14 +8,13 @@ renamed, so an interrupted write never leaves half a report that looks complete.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
 from pathlib import Path
 
 from nnscale.errors import UserError
+from nnscale.format import csv_rows
 from nnscale.report.html import render_html
 from nnscale.report.model import Report, Table
 
@@ -90,13 +89,9 @@ def render_json(report: Report) -> str:
 
 
 def render_csv(report: Report) -> str:
-    buf = io.StringIO()
+    """points.csv: raw values; text a spreadsheet would run as a formula neutralised (csv_rows)."""
     keys = list(report.points[0]) if report.points else ["model", "mode", "status"]
-    writer = csv.DictWriter(buf, keys, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in report.points:
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
-    return buf.getvalue()
+    return csv_rows(report.points, keys)
 
 
 def _write(path: Path, text: str) -> None:
