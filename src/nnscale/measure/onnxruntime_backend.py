@@ -109,7 +109,9 @@ class OnnxRuntimeBackend(Backend):
 
         torch.set_num_threads(threads)  # for the export
         with tempfile.TemporaryDirectory(prefix="nnscale-onnx-") as tmp:
-            path = os.path.join(tmp, f"{w.model.replace(':', '_')}.onnx")
+            # A fixed name in a directory of its own: the model name can be an absolute or a
+            # ../ prototxt path, and os.path.join would put the export next to it.
+            path = os.path.join(tmp, "model.onnx")
             exported = export_onnx(w, path, seed)
             import gc
 
