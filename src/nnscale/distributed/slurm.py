@@ -134,7 +134,7 @@ def check_store(db: str) -> list[str]:
     if fstype in NETWORK_FS or (fstype or "").startswith("nfs"):
         raise UserError(f"--db {target.sqlite_path} is on a network file system ({fstype}); SQLite's "
                         "locking and WAL do not work across hosts (sqlite.org/wal.html): use "
-                        "PostgreSQL, --db postgresql://USER:PASSWORD@HOST/DATABASE")
+                        "PostgreSQL, --db postgresql://USER@HOST/DATABASE")
     return [f"SQLite store {target.sqlite_path}: the job's first node writes it, so it must be this "
             "host (a one-host cluster); on a real cluster use PostgreSQL (--db postgresql://…)"]
 

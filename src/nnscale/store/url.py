@@ -37,7 +37,7 @@ from nnscale.errors import UserError
 DEFAULT_URL = "sqlite:///nnscale.db"
 ACCEPTED = (
     "accepted: a file path (results.db), sqlite:///PATH, "
-    "or postgresql://USER:PASSWORD@HOST[:PORT]/DATABASE"
+    "or postgresql://USER@HOST[:PORT]/DATABASE (password from ~/.pgpass or PGPASSWORD)"
 )
 SQLITE_HEADER = b"SQLite format 3\x00"  # https://www.sqlite.org/fileformat.html §1.3
 _SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
