@@ -34,8 +34,8 @@ def _job(tmp_path: Path, **kw) -> SlurmJob:
 
 def _hostile(marker: Path) -> str:
     """A value that ends the old here-document and runs `touch`, plus quote and $() tricks."""
-    return (f"x'\"$(touch {marker}-subst)`touch {marker}-tick`\nNNSCALE_TASK\ntouch {marker}\n"
-            f"echo pwned > {marker}-echo\n: ")
+    return (f"x\nNNSCALE_TASK\ntouch {marker}\necho pwned > {marker}-echo\n"
+            f": '\"$(touch {marker}-subst)`touch {marker}-tick`\n")
 
 
 def _cluster() -> None:
@@ -55,12 +55,12 @@ def test_a_hostile_value_runs_nothing_under_slurm(tmp_path, field):
     object.__setattr__(job, field, _hostile(marker) + ("r.db" if field == "db" else ""))
     script = tmp_path / "hostile.sbatch"
     script.write_text(render_script(job))
-    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     out = subprocess.run(["sbatch", "--parsable", "--wait", str(script)], capture_output=True,
                          text=True, timeout=220)
     job_id = out.stdout.strip().split(";")[0]
     log = (tmp_path / f"nnscale-{job_id}.out").read_text(errors="replace")
     assert not list(tmp_path.glob("pwned*")), (list(tmp_path.glob("pwned*")), log)
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     # The value reached `nnscale scale` whole, as one argument, and was refused there (exit 2).
     assert out.returncode != 0, log
     if field == "run":
