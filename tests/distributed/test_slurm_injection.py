@@ -136,3 +136,23 @@ def test_each_job_gets_its_own_random_port_unless_one_is_given(tmp_path, monkeyp
     assert code == 0
     text = (tmp_path / "nnscale-given.sbatch").read_text()
     assert _port(text) == 29555 and '--rdzv-endpoint "$head:$NNSCALE_PORT"' in text
+
+
+def test_the_rendezvous_store_listens_on_every_interface_as_documented():
+    """docs/distributed.md ("What the rendezvous exposes") says torch's TCPStore binds the wildcard
+    address whatever host it is given; this keeps that sentence true for the installed torch."""
+    from datetime import timedelta
+
+    from torch.distributed import TCPStore
+
+    store = TCPStore("127.0.0.1", 0, 1, True, timeout=timedelta(seconds=5), wait_for_workers=False,
+                     multi_tenant=True)
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, port = local.split(":")
+            if state == "0A" and int(port, 16) == store.port:  # 0A: TCP_LISTEN
+                listening.add(address)
+    del store
+    assert listening and all(set(a) == {"0"} for a in listening), listening

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from nnscale.cli import main
 from nnscale.errors import UserError
 from nnscale.store import capture_environment, open_store, resolve_url
 from nnscale.store.url import redact_command, redact_command_line, redact_url, without_password
