@@ -58,6 +58,23 @@ def test_the_store_never_keeps_a_password_in_a_command_line(tmp_path):
         assert store.run("r").command_line == "nnscale sweep m --db 'postgresql://u:***@h/db'"
 
 
+def test_results_runs_hides_a_password_stored_before_the_fix(tmp_path, capsys):
+    from nnscale.cli import main
+    from nnscale.store import schema
+
+    db = tmp_path / "old.db"
+    with open_store(str(db)) as store:
+        store.create_run("old")
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:  # as an older nnscale wrote it: the password verbatim
+        conn.execute(sa.update(schema.runs).values(
+            command_line="nnscale sweep m --db postgresql://u:hunter2@h/db?password=hunter3"))
+    engine.dispose()
+    assert main(["results", "--runs", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "hunter" not in out and "postgresql://u:***@h/db?password=***" in out
+
+
 def test_environment_capture_keeps_no_password(monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "env-secret-1")
     monkeypatch.setenv("TORCH_SECRET_X", "env-secret-2")
