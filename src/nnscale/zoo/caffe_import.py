@@ -86,8 +86,9 @@ class _Layer:
 
     def float(self, p: Message, field: str, default: float) -> float:
         value = p.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(f"{field} must be a number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            shown = "a message" if isinstance(value, Message) else repr(value)
+            raise self.fail(f"{field} must be a finite number, not {shown}")
         return float(value)
 
     def flag(self, p: Message, field: str, default: bool) -> bool:
@@ -188,7 +189,7 @@ def _concat(lay: _Layer, shapes: list[Shape]) -> tuple[nn.Module, Shape]:
 def _eltwise(lay: _Layer, shapes: list[Shape]) -> tuple[nn.Module, Shape]:
     p = lay.param("eltwise_param")
     op = _ELTWISE.get(p.get("operation"), p.get("operation", "SUM"))
-    coeffs = tuple(float(c) for c in p.getall("coeff"))
+    coeffs = tuple(lay.float(Message({"coeff": [c]}), "coeff", 1.0) for c in p.getall("coeff"))
     if op not in ("SUM", "PROD", "MAX") or (coeffs and (op != "SUM" or len(coeffs) != len(shapes))):
         raise lay.fail(f"operation {op} with {len(coeffs)} coefficients is not valid")
     if len(set(shapes)) > 1 or len(shapes) < 2:
@@ -356,11 +357,20 @@ def convert(net: Message, source: str, input_shape: Shape | None = None) -> Impo
 
 @functools.lru_cache(maxsize=16)
 def _parse_file(path: str, _mtime_ns: int) -> Message:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return parse(f.read(), path)
+    # Bytes that are not UTF-8 become U+FFFD, which the tokenizer then names with line and column.
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:  # unreadable: permissions, a sysfs write-only file, an I/O error
+        raise UserError(f"cannot read Caffe prototxt {path}: {e.strerror or type(e).__name__}; "
+                        "expected a readable text file") from None
+    return parse(text, path)
 
 
 def _read(path: str) -> Message:
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise UserError(f"Caffe prototxt {path!r} is not a regular file (a directory, FIFO or "
+                        "device); expected a readable text file")
     if not os.path.isfile(path):
         raise UserError(f"no such Caffe prototxt file: {path!r}")
     return _parse_file(path, os.stat(path).st_mtime_ns)

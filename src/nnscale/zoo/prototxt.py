@@ -46,6 +46,12 @@ _SPECIAL = {"true": True, "True": True, "false": False, "False": False, "inf": f
             "nan": float("nan")}
 
 
+# protobuf's own parsers stop at 100 nested messages (io::CodedInputStream's default recursion
+# limit, google/protobuf/io/coded_stream.h); Caffe's deepest is 3 (layer { param { filler {} } }).
+# Without a limit a hostile file ends in Python's RecursionError.
+MAX_DEPTH = 100
+
+
 class PrototxtError(UserError):
     """A text that is not valid protobuf text format; the message names file, line and column."""
 
@@ -143,7 +149,10 @@ class _Parser:
             return True
         return False
 
-    def message(self, close: str | None, start: _Tok | None = None) -> Message:
+    def message(self, close: str | None, start: _Tok | None = None, depth: int = 0) -> Message:
+        if depth > MAX_DEPTH:
+            raise self._error(start or self._peek(), f"messages nested deeper than {MAX_DEPTH} "
+                              "levels (Caffe nets nest a few)")
         msg = Message(line=start.line if start else 1, column=start.column if start else 1)
         while True:
             tok = self._peek()
@@ -160,7 +169,7 @@ class _Parser:
             opener = self._peek()
             if opener.kind == "punct" and opener.text in "{<":
                 self.pos += 1
-                msg.add(tok.text, self.message("}" if opener.text == "{" else ">", tok))
+                msg.add(tok.text, self.message("}" if opener.text == "{" else ">", tok, depth + 1))
             elif not colon:
                 raise self._error(opener, f"expected ':' or '{{' after field {tok.text!r}")
             elif self._accept("["):
