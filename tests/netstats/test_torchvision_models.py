@@ -23,7 +23,7 @@ import torchvision
 from torch import nn
 
 from nnscale.cli import main
-from nnscale.netstats.counting import count_forward
+from nnscale.netstats.counting import _conv_linear_macs_of, _macs_of, count_forward
 from nnscale.netstats.fallback import build_on_meta, count_anywhere
 from nnscale.zoo import create_model, model_info
 
@@ -46,7 +46,7 @@ def test_counts_match_torchvisions_published_metadata(name):
     assert all(p.device.type == "meta" for p in model.parameters())  # nothing was materialised
     ops, rows, _ = count_forward(model, torch.empty((1, *info.input_shape), device="meta"))
     params, gmacs = published(name)
-    macs = sum(ops.values()) // 2
+    macs = _macs_of(ops)
     assert sum(p.numel() for p in model.parameters()) == params
     assert abs(macs / 1e9 - gmacs) <= 0.0005 + 1e-9, (macs, gmacs)
     assert sum(r.macs for r in rows) == macs  # the per-layer table adds up to the total
@@ -62,26 +62,34 @@ CONV_LINEAR = {"vit_b_16": (16.849, 17.564), "swin_t": (4.350, 4.491), "maxvit_t
 
 
 @pytest.mark.parametrize("name", sorted(CONV_LINEAR))
-def test_conv_linear_macs_are_their_own_column(capsys, name):
+def test_conv_linear_macs_are_their_own_figure(name):
     conv_linear, every = CONV_LINEAR[name]
-    assert main(["stats", f"torchvision:{name}", "--format", "json"]) == 0
+    model, _ = build_on_meta(lambda: create_model(f"torchvision:{name}"))
+    ops, _, _ = count_forward(model, torch.empty((1, 3, 224, 224), device="meta"))
+    assert round(_macs_of(ops) / 1e9, 3) == every
+    assert round(_conv_linear_macs_of(ops) / 1e9, 3) == conv_linear
+
+
+def test_stats_prints_both_figures(capsys):
+    assert main(["stats", "torchvision:vit_b_16", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert round(data["macs"] / 1e9, 3) == every and round(data["macs_conv_linear"] / 1e9, 3) == conv_linear
+    assert round(data["macs"] / 1e9, 3) == 17.564 and round(data["macs_conv_linear"] / 1e9, 3) == 16.849
     assert data["forward_flops"] == 2 * data["macs"] and data["notes"] == []
 
 
-@pytest.mark.parametrize("name", ["regnet_y_400mf", "regnet_x_8gf"])
-def test_stats_of_the_regnets_says_how_they_were_counted(capsys, name):
-    assert main(["stats", f"torchvision:{name}"]) == 0
+def test_stats_of_the_regnets_says_how_they_were_counted(capsys):
+    assert main(["stats", "torchvision:regnet_y_400mf"]) == 0
     out = capsys.readouterr().out
-    params, gmacs = published(name)
     assert "note: built on the CPU with its weights moved to meta" in out
     assert "Cannot copy out of meta tensor" in out  # the reason, as torch gives it
-    assert main(["stats", f"torchvision:{name}", "--format", "json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["params_total"] == params and round(data["macs"] / 1e9, 3) == gmacs
-    assert data["training_flops"] > data["forward_flops"] > 0 and data["conv_depth"] > 0
-    assert len(data["notes"]) == 1
+    assert "MACs per image, conv + linear layers only" in out
+    for name in ("regnet_y_400mf", "regnet_x_8gf"):
+        assert main(["stats", f"torchvision:{name}", "--format", "json"]) == 0
+        data = json.loads(capsys.readouterr().out)
+        params, gmacs = published(name)
+        assert data["params_total"] == params and round(data["macs"] / 1e9, 3) == gmacs
+        assert data["training_flops"] > data["forward_flops"] > 0 and data["conv_depth"] > 0
+        assert len(data["notes"]) == 1
 
 
 class NeedsValues(nn.Module):
