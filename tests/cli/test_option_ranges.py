@@ -50,6 +50,13 @@ SECONDS_OPTIONS = [
 ]
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "0", "-1", "3601"])
+def test_device_seconds_per_test(capsys, value):
+    # `--seconds inf` measured for ever (no error, no end) before the check.
+    err = one_line_error(capsys, ["device", "--refresh", f"--seconds={value}"], "--seconds")
+    assert "expected seconds > 0 and at most 3600" in err
+
+
 @pytest.mark.parametrize("argv", SECONDS_OPTIONS, ids=lambda a: " ".join(a[:1] + a[-1:]))
 @pytest.mark.parametrize("value", ["inf", "-inf", "nan", "0", "-5", "1e300", "soon"])
 def test_seconds_out_of_range(capsys, store, argv, value):

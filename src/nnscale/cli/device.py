@@ -9,7 +9,7 @@ from dataclasses import asdict
 from nnscale.errors import UserError
 from nnscale.format import render, si
 from nnscale.measure.device import cache_path, measure_device
-from nnscale.measure.validate import check_thread_option
+from nnscale.measure.validate import check_seconds, check_thread_option
 from nnscale.records import PRECISIONS
 
 COLUMNS = (("what", "measured"), ("n", "size"), ("value", "peak"))
@@ -36,8 +36,7 @@ def handle(args) -> int:
             raise UserError(f"unknown precision {bad[0]!r}: expected a list of {', '.join(PRECISIONS)}")
         if args.device == "cpu" and "tf32" in precisions:
             raise UserError("tf32 is a format of NVIDIA GPUs; on cpu measure fp32, bf16 or fp16")
-    if not args.seconds > 0:
-        raise UserError(f"bad --seconds {args.seconds!r}: expected a positive number")
+    check_seconds(args.seconds, "--seconds", maximum=3600.0)  # inf would measure for ever
     check_thread_option(args.threads, "--threads")
     profile, cached = measure_device(args.device, args.threads or 0, precisions, args.seconds, args.refresh)
     if args.format == "json":

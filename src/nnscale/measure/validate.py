@@ -87,8 +87,8 @@ def check_seconds(value: float, option: str = "--timeout", maximum: float = MAX_
     """A finite positive number of seconds, at most `maximum`: UserError otherwise."""
     if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
             or not 0 < value <= maximum):
-        raise UserError(f"bad {option} {value!r}: expected seconds > 0 and at most {maximum:g} "
-                        f"({maximum / 86400:g} days)")
+        days = f" ({maximum / 86400:g} days)" if maximum >= 86400 else ""
+        raise UserError(f"bad {option} {value!r}: expected seconds > 0 and at most {maximum:g}{days}")
     return float(value)
 
 
