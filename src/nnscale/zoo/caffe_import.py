@@ -40,7 +40,7 @@ from torch import nn
 from nnscale.errors import UserError
 from nnscale.zoo.import_layers import (Concat, Eltwise, ImportedNet, Scale, make_pool,
                                        pool_output_size, sanitise)
-from nnscale.zoo.prototxt import Message, parse
+from nnscale.zoo.prototxt import Message, parse, parse_file
 from nnscale.zoo.registry import ModelInfo
 
 SUPPORTED = ("Input", "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "LRN",
@@ -357,21 +357,11 @@ def convert(net: Message, source: str, input_shape: Shape | None = None) -> Impo
 
 @functools.lru_cache(maxsize=16)
 def _parse_file(path: str, _mtime_ns: int) -> Message:
-    # Bytes that are not UTF-8 become U+FFFD, which the tokenizer then names with line and column.
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError as e:  # unreadable: permissions, a sysfs write-only file, an I/O error
-        raise UserError(f"cannot read Caffe prototxt {path}: {e.strerror or type(e).__name__}; "
-                        "expected a readable text file") from None
-    return parse(text, path)
+    return parse_file(path, "Caffe prototxt")
 
 
 def _read(path: str) -> Message:
-    if os.path.exists(path) and not os.path.isfile(path):
-        raise UserError(f"Caffe prototxt {path!r} is not a regular file (a directory, FIFO or "
-                        "device); expected a readable text file")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserError(f"no such Caffe prototxt file: {path!r}")
     return _parse_file(path, os.stat(path).st_mtime_ns)
 

@@ -22,6 +22,7 @@ with the line and column of the offending token.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -209,3 +210,18 @@ class _Parser:
 def parse(text: str, source: str = "<prototxt>") -> Message:
     """Parse protobuf text format into nested `Message`s; errors name `source`, line and column."""
     return _Parser(text, source).message(None)
+
+
+def parse_file(path: str, what: str = "prototxt") -> Message:
+    """`parse` of a file: one-line errors for a path that is no regular file or cannot be read."""
+    if not os.path.isfile(path):  # a FIFO would block reading, a directory cannot be read
+        raise PrototxtError(f"{what} {path!r} is not a regular file (a directory, FIFO or "
+                            "device); expected a readable text file")
+    # Bytes that are not UTF-8 become U+FFFD, which the tokenizer then names with line and column.
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:  # permissions, a write-only sysfs file, an I/O error
+        raise PrototxtError(f"cannot read {what} {path}: {e.strerror or type(e).__name__}; "
+                            "expected a readable text file") from None
+    return parse(text, path)
