@@ -258,3 +258,67 @@ def test_imported_net_is_rebuilt_for_another_input_size():
     at_227 = network_stats(fixture)
     at_255 = network_stats(fixture, (3, 255, 255))
     assert at_255.params_total - at_227.params_total == (7 * 7 - 6 * 6) * 256 * 4096
+
+
+# Hostile prototxt: each is one line and exit code 2 from `nnscale stats FILE`. Before the checks
+# an unreadable file ended in PermissionError, a non-numeric coeff in ValueError/TypeError and deep
+# nesting in RecursionError.
+ELTWISE = ("input: 'data'\ninput_dim: 1\ninput_dim: 3\ninput_dim: 8\ninput_dim: 8\n"
+           'layer { name: "d" type: "Eltwise" bottom: "data" bottom: "data" top: "d"\n'
+           "  eltwise_param { %s } }\n")
+
+
+def stats_error(capsys, path) -> str:
+    assert main(["stats", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+@pytest.mark.parametrize("coeff, shown", [
+    ('coeff: "one" coeff: 1', "'one'"), ("coeff: one coeff: 1", "'one'"),
+    ("coeff { x: 1 } coeff: 1", "a message"), ("coeff: inf coeff: 1", "inf"),
+    ("coeff: nan coeff: 1", "nan"),
+])
+def test_non_numeric_coeff(tmp_path, capsys, coeff, shown):
+    path = tmp_path / "coeff.prototxt"
+    path.write_text(ELTWISE % coeff)
+    err = stats_error(capsys, path)
+    assert f"layer 'd' (Eltwise): coeff must be a finite number, not {shown}" in err, err
+
+
+def test_deep_nesting_stops_at_a_limit(tmp_path, capsys):
+    from nnscale.zoo.prototxt import MAX_DEPTH
+
+    path = tmp_path / "deep.prototxt"
+    path.write_text("a { " * 50_000 + "}" * 50_000)
+    err = stats_error(capsys, path)
+    assert f"{path}:1:" in err and f"nested deeper than {MAX_DEPTH} levels" in err
+    parse("a { " * MAX_DEPTH + "b: 1" + " }" * MAX_DEPTH)  # at the limit: parses
+
+
+def test_unreadable_files(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        # Root reads any file whatever its mode; a write-only sysfs attribute refuses even root
+        # (kernfs: no read method -> EACCES), so this is a real PermissionError. The link gives
+        # it the extension that makes `stats` read it as a prototxt.
+        assert os.path.isfile("/sys/bus/pci/rescan"), "this test needs Linux sysfs"
+        unreadable = tmp_path / "rescan.prototxt"
+        unreadable.symlink_to("/sys/bus/pci/rescan")
+    else:
+        unreadable = tmp_path / "locked.prototxt"
+        unreadable.write_text(Path(fixture("conv")).read_text())
+        unreadable.chmod(0)
+    err = stats_error(capsys, unreadable)
+    assert f"cannot read Caffe prototxt {unreadable}: Permission denied" in err, err
+    fifo = tmp_path / "pipe.prototxt"
+    os.mkfifo(fifo)
+    assert "is not a regular file" in stats_error(capsys, fifo)  # and does not block reading it
+    folder = tmp_path / "dir.prototxt"
+    folder.mkdir()
+    assert "is not a regular file" in stats_error(capsys, folder)
+    binary = tmp_path / "binary.prototxt"  # not UTF-8: the replaced byte is named with its place
+    binary.write_bytes(b'name: "x"\n\xff\xfe layer {}\n')
+    assert f"{binary}:2:1: unexpected character" in stats_error(capsys, binary)

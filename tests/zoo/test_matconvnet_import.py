@@ -147,3 +147,58 @@ def test_unsupported_layer_and_cli_exit_code(tmp_path, capsys, lenet):
                                      "meta": {"inputSize": np.array([8.0, 8, 1])}}})
     assert main(["stats", str(small)]) == 2
     assert "layer 3: the 5x5 conv does not fit its 2x2 input" in capsys.readouterr().err
+
+
+# Hostile files: each is one line and exit code 2 from `nnscale stats FILE`. Before the checks a
+# stride of 0 ended in ZeroDivisionError, text in stride/pad in ValueError, Inf in OverflowError.
+
+
+def net_file(tmp_path, *layers, **extra) -> str:
+    path = tmp_path / "hostile.mat"
+    scipy.io.savemat(path, {"net": {"layers": cell(*layers), **extra}})
+    return str(path)
+
+
+INF = float("inf")
+HOSTILE = {
+    "conv stride 0": ((conv(5, 5, 1, 20, stride=0),), "`stride` must be 1 or 2 >= 1 integers"),
+    "pool stride 0": ((conv(5, 5, 1, 8), pool(stride=np.array([0.0, 2]))), "`stride` must be"),
+    "pool size 0": ((conv(5, 5, 1, 8), pool(pool=0)), "`pool` must be 1 or 2 >= 1 integers"),
+    "dilate 0": ((conv(3, 3, 1, 8, dilate=0),), "`dilate` must be 1 or 2 >= 1 integers"),
+    "text stride": ((conv(5, 5, 1, 20, stride="2"),), "`stride` must be numeric, not '2'"),
+    "text pad": ((conv(5, 5, 1, 20, pad="same"),), "`pad` must be numeric, not 'same'"),
+    "inf stride": ((conv(5, 5, 1, 20, stride=INF),), "`stride` must be 1 or 2 >= 1 integers"),
+    "inf pad": ((conv(5, 5, 1, 20, pad=np.array([1.0, INF, 1, 1])),), "`pad` must be 1 or 4"),
+    "nan pad": ((conv(5, 5, 1, 20, pad=float("nan")),), "`pad` must be 1 or 4 non-negative"),
+    "huge pad": ((conv(5, 5, 1, 20, pad=1e30),), "at most 1048576"),
+    "inf pool": ((conv(5, 5, 1, 8), pool(pool=INF)), "`pool` must be"),
+    "text lrn": ((conv(5, 5, 1, 8), {"type": "lrn", "param": "five"}), "`param` must be numeric"),
+    "inf lrn": ((conv(5, 5, 1, 8), {"type": "lrn", "param": np.array([INF, 1, 1e-4, 0.75])}),
+                "`param` must be [N kappa alpha beta], finite"),
+    "text leak": ((conv(5, 5, 1, 8), {"type": "relu", "leak": "lots"}), "`leak` must be numeric"),
+    "inf leak": ((conv(5, 5, 1, 8), {"type": "relu", "leak": INF}), "`leak` must be a number"),
+    "rate 2": ((conv(5, 5, 1, 8), {"type": "dropout", "rate": 2.0}),
+               "`rate` must be a number from 0 to 1"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE, ids=str)
+def test_hostile_layer_fields(tmp_path, capsys, case):
+    layers, needle = HOSTILE[case]
+    path = net_file(tmp_path, *layers)
+    assert main(["stats", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    assert err[0].startswith(f"nnscale: error: {path}: ") and needle in err[0], err
+
+
+@pytest.mark.parametrize("size,needle", [
+    (np.array([INF, 28, 1]), "the input size [H W C] must be positive integers"),
+    (np.array([28, 0, 1]), "the input size [H W C] must be positive integers"),
+    ("28x28", "`inputSize` must be numeric, not '28x28'"),
+])
+def test_hostile_input_size(tmp_path, capsys, size, needle):
+    path = net_file(tmp_path, conv(5, 5, 1, 8), meta={"inputSize": size})
+    assert main(["stats", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err

@@ -13,6 +13,7 @@ from nnscale.distributed.config import (ALLREDUCE_DTYPES, DEFAULT_TIMEOUT_S, DEV
 from nnscale.distributed.scaling import ScaleFailed
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.validate import check_seconds, check_thread_option
 
 COLUMNS = (("world", "workers"), ("size", "size"), ("time", "time ms"), ("algbw", "algbw GB/s"),
            ("busbw", "busbw GB/s"), ("n", "samples"), ("status", "status"))
@@ -44,6 +45,8 @@ def add_parser(sub) -> None:
 
 
 def handle(args) -> int:
+    check_seconds(args.timeout, "--timeout")
+    check_thread_option(args.threads_per_worker, "--threads-per-worker")
     launching = Launching(nproc=parse_nproc(args.nproc or default_nproc(args.device)),
                           device=args.device, nnodes=args.nnodes, node_rank=args.node_rank,
                           rdzv_endpoint=endpoint_option(args.rdzv_endpoint),

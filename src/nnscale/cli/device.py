@@ -9,6 +9,7 @@ from dataclasses import asdict
 from nnscale.errors import UserError
 from nnscale.format import render, si
 from nnscale.measure.device import cache_path, measure_device
+from nnscale.measure.validate import check_seconds, check_thread_option
 from nnscale.records import PRECISIONS
 
 COLUMNS = (("what", "measured"), ("n", "size"), ("value", "peak"))
@@ -17,7 +18,8 @@ COLUMNS = (("what", "measured"), ("n", "size"), ("value", "peak"))
 def add_parser(sub) -> None:
     p = sub.add_parser("device", help="measure (once, then cached) the device's GEMM peak and bandwidth")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads (default: all usable)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads, 1 to 1024 (default: all usable cores)")
     p.add_argument("--precision", metavar="LIST", help="precisions to measure (default: all the device has)")
     p.add_argument("--seconds", type=float, default=1.0, help="time per test (default 1)")
     p.add_argument("--refresh", action="store_true", help="measure again even if cached")
@@ -34,11 +36,9 @@ def handle(args) -> int:
             raise UserError(f"unknown precision {bad[0]!r}: expected a list of {', '.join(PRECISIONS)}")
         if args.device == "cpu" and "tf32" in precisions:
             raise UserError("tf32 is a format of NVIDIA GPUs; on cpu measure fp32, bf16 or fp16")
-    if not args.seconds > 0:
-        raise UserError(f"bad --seconds {args.seconds!r}: expected a positive number")
-    if args.threads < 0:
-        raise UserError(f"bad --threads {args.threads}: expected a positive integer (0 = all usable cores)")
-    profile, cached = measure_device(args.device, args.threads, precisions, args.seconds, args.refresh)
+    check_seconds(args.seconds, "--seconds", maximum=3600.0)  # inf would measure for ever
+    check_thread_option(args.threads, "--threads")
+    profile, cached = measure_device(args.device, args.threads or 0, precisions, args.seconds, args.refresh)
     if args.format == "json":
         print(json.dumps(dict(asdict(profile), cached=cached, cache=str(cache_path())), indent=2))
         return 0

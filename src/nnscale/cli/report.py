@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from nnscale.errors import UserError
+from nnscale.report.predictions import check_rows
 from nnscale.study.reporting import prediction_rows, write_run_report
 
 
@@ -41,7 +42,9 @@ def load_predictions(path: str | None) -> list[dict] | None:
     if any(p is None for p in parts):
         raise UserError(f"predictions {path}: expected the JSON of `nnscale predict --format json`"
                         " (or a list of them, or a list of row objects)")
-    return [r for p in parts for r in p]
+    rows = [r for p in parts for r in p]
+    check_rows(rows, f"predictions {path}")
+    return rows
 
 
 def handle(args) -> int:

@@ -11,6 +11,7 @@ from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.validate import check_seconds, check_thread_option
 from nnscale.netstats import parse_input_size
 from nnscale.records import PRECISIONS
 from nnscale.zoo import model_info
@@ -96,6 +97,8 @@ def default_nproc(device: str) -> str:
 
 
 def config_from_args(args) -> ScaleConfig:
+    check_seconds(args.timeout, "--timeout")
+    check_thread_option(getattr(args, "threads_per_worker", None), "--threads-per-worker")
     shape = None
     if args.input_size:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from nnscale.errors import UserError
 from nnscale.format import FORMATS, binary_bytes, render, si
 from nnscale.netstats import network_stats, parse_input_size
@@ -12,7 +14,8 @@ SUMMARY = (
     ("params_total", "parameters"),
     ("params_trainable", "trainable parameters"),
     ("params_weights", "weights (conv+linear, no biases; Sze et al.)"),
-    ("macs", "MACs per image (conv + linear)"),
+    ("macs", "MACs per image (every matmul: conv, linear, attention)"),
+    ("macs_conv_linear", "MACs per image, conv + linear layers only"),
     ("forward_flops", "forward FLOPs per image"),
     ("training_flops", "training FLOPs per image (forward + backward)"),
     ("conv_layers", "conv layers"),
@@ -65,6 +68,9 @@ def handle(args) -> int:
 
         print(json.dumps(data, indent=2))
         return 0
+    if args.format == "csv":  # the notes (how it was counted) stay out of the CSV itself
+        for note in stats.notes:
+            print(f"nnscale: note: {note}", file=sys.stderr)
     if args.format == "csv" and args.per_layer:
         print(render(data["layers"], LAYERS, "csv"))
         return 0
@@ -72,6 +78,8 @@ def handle(args) -> int:
         print(render([data], [("model", "model"), ("input_shape", "input")] + list(SUMMARY), "csv"))
         return 0
     print(f"{stats.model} at {'x'.join(map(str, stats.input_shape))}")
+    for note in stats.notes:
+        print(f"note: {note}")
     pretty = {k: si(v) if isinstance(v, int) and v >= 10_000 else v for k, v in data.items()}
     pretty["activation_bytes"] = binary_bytes(stats.activation_bytes)
     pretty["conv_depth"] = "n/a (not traceable)" if stats.conv_depth is None else stats.conv_depth

@@ -11,7 +11,8 @@ from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import TerminalProgress
 from nnscale.measure.recorder import stored_config
 from nnscale.measure.sweep import SweepConfig, resolve, run_sweep
-from nnscale.measure.validate import parse_batches, parse_modes, parse_size
+from nnscale.measure.validate import (check_seconds, check_thread_option, parse_batches,
+                                      parse_modes, parse_size)
 from nnscale.netstats import parse_input_size
 from nnscale.records import PRECISIONS
 from nnscale.store import open_store
@@ -30,8 +31,9 @@ def add_common(p, budget: float) -> None:
                    help="torch (default); tensorflow or jax (the Keras twin of the model; extras "
                    "nnscale[tensorflow] / nnscale[jax]); onnxruntime (the exported torch model, "
                    "inference only; extra nnscale[onnx])")
-    p.add_argument("--threads", type=int, default=0, metavar="N",
-                   help="intra-op threads, set in every worker and recorded (default: all usable cores)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="intra-op threads, 1 to 1024, set in every worker and recorded (default: "
+                   "all usable cores)")
     p.add_argument("--input-size", help="CxHxW (or HxW, or S); default: the model's own")
     p.add_argument("--budget", type=float, default=budget, metavar="SECONDS",
                    help=f"measurement time per point (default {budget:g})")
@@ -63,11 +65,12 @@ def common_kwargs(args) -> dict:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
     else:
         model_info(args.model)  # unknown model: a one-line error now
-    if args.threads < 0:
-        raise UserError(f"bad --threads {args.threads}: expected a positive integer (0 = all usable cores)")
+    check_thread_option(args.threads, "--threads")
+    if args.timeout is not None:
+        check_seconds(args.timeout, "--timeout")
     return {
         "model": args.model, "modes": parse_modes(args.mode), "device": args.device,
-        "threads": args.threads, "input_shape": shape, "timeout_s": args.timeout,
+        "threads": args.threads or 0, "input_shape": shape, "timeout_s": args.timeout,
         "memory_cap_bytes": None if args.memory_cap is None else parse_size(args.memory_cap),
         "framework": args.framework,
     }

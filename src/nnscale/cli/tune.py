@@ -9,7 +9,7 @@ from nnscale.format import render
 from nnscale.measure.progress import TerminalProgress, config_label, rate
 from nnscale.measure.recorder import stored_config
 from nnscale.measure.tune import TuneConfig, candidates, run_tune
-from nnscale.measure.validate import parse_batches
+from nnscale.measure.validate import check_seconds, parse_batches
 from nnscale.records import PRECISIONS
 from nnscale.store import open_store
 
@@ -41,8 +41,7 @@ def config_from(args) -> TuneConfig:
         if bad:
             raise UserError(f"unknown precision {bad[0]!r} in --precision: expected a list of "
                             f"{', '.join(PRECISIONS)}")
-    if not args.compile_timeout > 0:
-        raise UserError(f"bad --compile-timeout {args.compile_timeout!r}: expected seconds > 0")
+    check_seconds(args.compile_timeout, "--compile-timeout")
     return TuneConfig(**common_kwargs(args), batches=batches, precisions=precisions,
                       compile=(False,) if args.no_compile else None,
                       compile_timeout_s=args.compile_timeout, policy=policy_from(args, 5.0))

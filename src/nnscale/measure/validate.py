@@ -7,6 +7,7 @@ back as notes the command line prints as warnings.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from functools import cache
@@ -15,6 +16,12 @@ from nnscale.errors import UserError
 from nnscale.records import MODES, PRECISIONS
 
 MAX_BATCH = 1 << 24
+# A week: longer than any point or world size should take, and far below the limits of what
+# consumes a timeout (subprocess.communicate's select() and c10d's timedelta overflow near 1e9 s).
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+# More intra-op threads than the largest CPU nodes have hardware threads (2 x 192 cores x 2 SMT)
+# only oversubscribes; the cap turns a typo such as 10000 into an error, not 10000 OS threads.
+MAX_THREADS = 1024
 _DEVICE = re.compile(r"^(cpu|cuda)(?::(\d+))?$")
 
 # CPU instruction-set flags (Linux /proc/cpuinfo names) that give native low-precision arithmetic:
@@ -65,11 +72,34 @@ def parse_modes(text: str) -> tuple[str, ...]:
     return (text,)
 
 
-def check_threads(threads: int) -> int:
-    """Intra-op threads: 0 means all usable cores of this process (its CPU affinity)."""
-    if not isinstance(threads, int) or threads < 0:
-        raise UserError(f"bad --threads {threads!r}: expected a positive integer (0 = all usable cores)")
-    return threads or usable_cores()
+def check_threads(threads: int | None) -> int:
+    """Intra-op threads, 1 to MAX_THREADS; None (and 0, the library's old spelling of it) means
+    all usable cores of this process (its CPU affinity)."""
+    if threads is None or (threads == 0 and not isinstance(threads, bool)):
+        return usable_cores()
+    if not isinstance(threads, int) or isinstance(threads, bool) or not 1 <= threads <= MAX_THREADS:
+        raise UserError(f"bad --threads {threads!r}: expected an integer from 1 to {MAX_THREADS} "
+                        f"(omit it for all usable cores, {usable_cores()} here)")
+    return threads
+
+
+def check_seconds(value: float, option: str = "--timeout", maximum: float = MAX_TIMEOUT_S) -> float:
+    """A finite positive number of seconds, at most `maximum`: UserError otherwise."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not 0 < value <= maximum):
+        days = f" ({maximum / 86400:g} days)" if maximum >= 86400 else ""
+        raise UserError(f"bad {option} {value!r}: expected seconds > 0 and at most {maximum:g}{days}")
+    return float(value)
+
+
+def check_thread_option(value: int | None, option: str = "--threads") -> int | None:
+    """A thread-count option as given: None (omitted: all usable cores) or 1 to MAX_THREADS.
+    0 is refused: it used to mean "all cores" without saying so; omitting the option says it."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or not 1 <= value <= MAX_THREADS):
+        raise UserError(f"bad {option} {value!r}: expected an integer from 1 to {MAX_THREADS} "
+                        f"(omit it for all usable cores, {usable_cores()} here)")
+    return value
 
 
 def usable_cores() -> int:

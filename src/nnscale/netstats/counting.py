@@ -5,9 +5,15 @@ FLOPs come from `torch.utils.flop_counter.FlopCounterMode`, which intercepts the
 live on the meta device, so nothing is computed: a ResNet-152 is counted in a fraction of a second.
 
 Conventions (written down because the published tables disagree on them):
-- MACs: multiply-accumulates of convolution and linear layers (aten.convolution, aten.mm, aten.addmm)
-  for one image; FlopCounterMode counts 2 FLOPs per MAC, so MACs = those FLOPs / 2. This is what the
-  seed's table and torchvision's published "GFLOPS" (which are really GMACs) count.
+- MACs: multiply-accumulates of every matrix operation FlopCounterMode counts in one image's forward
+  pass: convolutions, linear layers (mm, addmm), batched matmuls (bmm, baddbmm: attention's
+  Q @ K^T and A @ V, einsum through its decomposition) and scaled_dot_product_attention. Every one
+  of them is a multiply-accumulate kernel counted as 2 FLOPs per MAC, so MACs = forward FLOPs / 2.
+  This is what torchvision's published "GFLOPS" (really GMACs, its weights' meta `_ops`) count:
+  vit_b_16 17.564 G, swin_t 4.491 G.
+- conv+linear MACs: the same for aten.convolution, aten.mm and aten.addmm only, the convention of
+  the seed's table (Sze et al.) and of counters that hook nn.Conv2d/nn.Linear: without attention's
+  activation-by-activation matmuls (vit_b_16 16.849 G). Equal to MACs for a CNN.
 - forward FLOPs: everything FlopCounterMode counts in a forward pass (matrix ops, convolutions,
   attention); elementwise operations, pooling and normalisation are not counted by it.
 - training FLOPs: forward + backward of one image, counted the same way (the backward is about twice
@@ -28,7 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 _aten = torch.ops.aten
-_MAC_OPS = (_aten.convolution, _aten.mm, _aten.addmm)
+_CONV_LINEAR_OPS = (_aten.convolution, _aten.mm, _aten.addmm)
 _LAYER_TYPES = (nn.modules.conv._ConvNd, nn.Linear)
 
 
@@ -47,6 +53,7 @@ class Counts:
     params_trainable: int
     params_weights: int
     macs: int
+    macs_conv_linear: int
     forward_flops: int
     training_flops: int
     conv_layers: int
@@ -65,7 +72,12 @@ def _first_tensor(out) -> torch.Tensor:
 
 
 def _macs_of(op_counts: dict) -> int:
-    return sum(op_counts.get(op, 0) for op in _MAC_OPS) // 2
+    """Every op FlopCounterMode counts is a matrix multiply-accumulate at 2 FLOPs per MAC."""
+    return sum(op_counts.values()) // 2
+
+
+def _conv_linear_macs_of(op_counts: dict) -> int:
+    return sum(op_counts.get(op, 0) for op in _CONV_LINEAR_OPS) // 2
 
 
 def count_forward(model: nn.Module, x: torch.Tensor) -> tuple[dict, list[LayerCount], int]:
@@ -156,6 +168,7 @@ def count(model: nn.Module, x: torch.Tensor) -> Counts:
         params_trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
         params_weights=weights,
         macs=_macs_of(forward_ops),
+        macs_conv_linear=_conv_linear_macs_of(forward_ops),
         forward_flops=sum(forward_ops.values()),
         training_flops=training_flops,
         conv_layers=conv,

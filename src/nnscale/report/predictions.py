@@ -6,12 +6,24 @@ exposed_ms (the part not hidden behind backward), time_to_train_s, limited_by â€
 adds to say which configuration was predicted: model, batch_size (per worker), precision. Also
 accepted: world_size or nodes Ã— gpus_per_node for gpus, time_to_train_min, comm_exposed_ms,
 limiting. Unknown keys are kept in report.json and ignored here.
+
+`check_rows` says, before anything is drawn, what is wrong with a row read from a file: a worker
+count that is not a whole number >= 1 (`gpus` 0.5, `world_size` 0 divided by zero), a number that
+is a list or a string, a name that is not a string.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+
+from nnscale.errors import UserError
+
+# What each key read here may hold (None/null is always allowed: the key is then absent).
+_COUNTS = ("gpus", "world_size", "nodes", "gpus_per_node", "batch_size", "global_batch", "buckets")
+_AMOUNTS = ("samples_per_s", "speedup", "efficiency", "time_to_train_min", "time_to_train_s",
+            "compute_ms", "comm_ms", "exposed_ms", "comm_exposed_ms", "step_ms", "overhead_ms")
+_NAMES = ("model", "precision", "limiting", "limited_by")
 
 
 def _number(v) -> float | None:
@@ -24,6 +36,36 @@ def _number(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _bad(where: str, key: str, value, accepted: str) -> UserError:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return UserError(f"{where}: {key} = {shown} is not {accepted}")
+
+
+def check_rows(rows: list, source: str = "predictions") -> None:
+    """UserError (one line: which row, which key, what is accepted) for the first bad row."""
+    for i, r in enumerate(rows):
+        where = f"{source}: row {i + 1}"
+        if not isinstance(r, dict):
+            raise UserError(f"{where} is a {type(r).__name__}, not an object of predicted values")
+        for k in _COUNTS:
+            v = r.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v != int(v) or v < 1):
+                raise _bad(where, k, v, "a whole number >= 1")
+        for k in _AMOUNTS:
+            v = r.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not math.isfinite(v) or v < 0):
+                raise _bad(where, k, v, "a finite number >= 0 (or null)")
+        for k in _NAMES:
+            v = r.get(k)
+            if v is not None and not isinstance(v, str):
+                raise _bad(where, k, v, "a string")
+        if all(r.get(k) is None for k in ("gpus", "world_size", "nodes")):
+            raise UserError(f"{where} has no worker count: give gpus, world_size or nodes "
+                            "(whole numbers >= 1)")
+
+
 def normalize(rows: list[dict] | None) -> list[dict]:
     """Rows with `gpus` filled in and numbers as floats; rows with no worker count are dropped."""
     out = []
@@ -33,7 +75,7 @@ def normalize(rows: list[dict] | None) -> list[dict]:
         nodes = _number(r.get("nodes"))
         if gpus is None and nodes is not None:
             gpus = nodes * (_number(r.get("gpus_per_node")) or 1)
-        if gpus is None:
+        if gpus is None or gpus < 1:  # no worker count (check_rows refuses these from a file)
             continue
         r["gpus"] = int(gpus)
         r["nodes"] = int(nodes) if nodes is not None else None

@@ -40,7 +40,7 @@ from torch import nn
 from nnscale.errors import UserError
 from nnscale.zoo.import_layers import (Concat, Eltwise, ImportedNet, Scale, make_pool,
                                        pool_output_size, sanitise)
-from nnscale.zoo.prototxt import Message, parse
+from nnscale.zoo.prototxt import Message, parse, parse_file
 from nnscale.zoo.registry import ModelInfo
 
 SUPPORTED = ("Input", "Convolution", "Pooling", "InnerProduct", "ReLU", "Sigmoid", "TanH", "LRN",
@@ -86,8 +86,9 @@ class _Layer:
 
     def float(self, p: Message, field: str, default: float) -> float:
         value = p.get(field, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(f"{field} must be a number, not {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            shown = "a message" if isinstance(value, Message) else repr(value)
+            raise self.fail(f"{field} must be a finite number, not {shown}")
         return float(value)
 
     def flag(self, p: Message, field: str, default: bool) -> bool:
@@ -188,7 +189,7 @@ def _concat(lay: _Layer, shapes: list[Shape]) -> tuple[nn.Module, Shape]:
 def _eltwise(lay: _Layer, shapes: list[Shape]) -> tuple[nn.Module, Shape]:
     p = lay.param("eltwise_param")
     op = _ELTWISE.get(p.get("operation"), p.get("operation", "SUM"))
-    coeffs = tuple(float(c) for c in p.getall("coeff"))
+    coeffs = tuple(lay.float(Message({"coeff": [c]}), "coeff", 1.0) for c in p.getall("coeff"))
     if op not in ("SUM", "PROD", "MAX") or (coeffs and (op != "SUM" or len(coeffs) != len(shapes))):
         raise lay.fail(f"operation {op} with {len(coeffs)} coefficients is not valid")
     if len(set(shapes)) > 1 or len(shapes) < 2:
@@ -356,12 +357,11 @@ def convert(net: Message, source: str, input_shape: Shape | None = None) -> Impo
 
 @functools.lru_cache(maxsize=16)
 def _parse_file(path: str, _mtime_ns: int) -> Message:
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return parse(f.read(), path)
+    return parse_file(path, "Caffe prototxt")
 
 
 def _read(path: str) -> Message:
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UserError(f"no such Caffe prototxt file: {path!r}")
     return _parse_file(path, os.stat(path).st_mtime_ns)
 

@@ -29,6 +29,7 @@ classifier's size for nets that end in convolutions acting as fully connected la
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +45,7 @@ from nnscale.zoo.registry import ModelInfo
 SUPPORTED = ("conv", "pool", "relu", "lrn", "normalize", "bnorm", "dropout", "softmax",
              "softmaxloss")
 _LOSSES = ("softmaxloss",)
+_MAX_INT = 1 << 20  # sizes, strides and pads beyond a million pixels are no image network's
 Spec = dict[str, Any]
 
 
@@ -61,17 +63,44 @@ def _str(x: Any) -> str:
     return x if isinstance(x, str) else ""
 
 
-def _ints(x: Any, n: int, what: str, where: str) -> tuple[int, ...]:
-    """A MATLAB scalar or vector as `n` integers (a scalar applies to all of them)."""
-    values = np.asarray(_one(x), dtype=float).ravel() if x is not None else np.array([])
+def _numbers(x: Any, what: str, where: str) -> np.ndarray:
+    """A MATLAB numeric value as a flat float array; UserError for text, structs or cells."""
+    x = _one(x)
+    arr = np.asarray(x if x is not None else [])
+    if arr.dtype.kind not in "biuf":  # a char array ('2'), a cell or a struct: not a number
+        raise UserError(f"{where}: `{what}` must be numeric, not {_shown(x)}")
+    return arr.astype(float).ravel()
+
+
+def _shown(x: Any) -> str:
+    text = repr(_str(x)) if _str(x) else repr(np.asarray(x).tolist())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _ints(x: Any, n: int, what: str, where: str, minimum: int = 0) -> tuple[int, ...]:
+    """A MATLAB scalar or vector as `n` integers >= `minimum` (a scalar applies to all of them).
+
+    Strides, pool sizes and dilations must be >= 1 (a stride of 0 divides by zero in the output
+    size); pads >= 0. Inf and NaN are refused before int() would overflow."""
+    values = _numbers(x, what, where)
     if values.size == 1:
         values = np.repeat(values, n)
     if n == 4 and values.size == 2:  # pad [py px] -> [top bottom left right]
         values = np.repeat(values, 2)
-    if values.size != n or not np.all(values == np.round(values)) or np.any(values < 0):
-        raise UserError(f"{where}: `{what}` must be 1 or {n} non-negative integers, "
+    if (values.size != n or not np.all(np.isfinite(values)) or not np.all(values == np.round(values))
+            or np.any(values < minimum) or np.any(values > _MAX_INT)):
+        kind = "non-negative" if minimum == 0 else f">= {minimum}"
+        raise UserError(f"{where}: `{what}` must be 1 or {n} {kind} integers (at most {_MAX_INT}), "
                         f"not {values.tolist()}")
     return tuple(int(v) for v in values)
+
+
+def _float(x: Any, default: float, what: str, where: str, low: float, high: float) -> float:
+    values = _numbers(default if x is None else x, what, where)
+    value = float(values[0]) if values.size else default
+    if not (math.isfinite(value) and low <= value <= high):
+        raise UserError(f"{where}: `{what}` must be a number from {low:g} to {high:g}, not {value}")
+    return value
 
 
 def _fields(s: Any) -> dict[str, Any]:
@@ -109,24 +138,25 @@ def _layer_spec(i: int, raw: Any, path: str) -> Spec:
         # MATLAB drops trailing singleton dimensions: 3x3x1x1 filters are saved as 3x3.
         spec["filters"] = tuple(filters.shape) + (1,) * (4 - filters.ndim)
         spec["bias"] = biases.size > 0
-        spec["dilate"] = _ints(f.get("dilate", 1), 2, "dilate", where)
+        spec["dilate"] = _ints(f.get("dilate", 1), 2, "dilate", where, minimum=1)
     if kind in ("conv", "pool"):
-        spec["stride"] = _ints(f.get("stride", 1), 2, "stride", where)
+        spec["stride"] = _ints(f.get("stride", 1), 2, "stride", where, minimum=1)
         spec["pad"] = _ints(f.get("pad", 0), 4, "pad", where)
     if kind == "pool":
-        spec["pool"] = _ints(f.get("pool"), 2, "pool", where)
+        spec["pool"] = _ints(f.get("pool"), 2, "pool", where, minimum=1)
         spec["method"] = _str(f.get("method")) or "max"
         if spec["method"] not in ("max", "avg"):
             raise UserError(f"{where}: pool method {spec['method']!r} is not 'max' or 'avg'")
     if kind in ("lrn", "normalize"):
-        param = np.asarray(_one(f.get("param", [5, 1, 1e-4, 0.75])), dtype=float).ravel()
-        if param.size != 4:
-            raise UserError(f"{where}: `param` must be [N kappa alpha beta]")
+        param = _numbers(f.get("param", [5, 1, 1e-4, 0.75]), "param", where)
+        if param.size != 4 or not np.all(np.isfinite(param)) or not 1 <= param[0] <= _MAX_INT:
+            raise UserError(f"{where}: `param` must be [N kappa alpha beta], finite, N >= 1; "
+                            f"not {param.tolist()}")
         spec["param"] = tuple(float(v) for v in param)
     if kind == "relu":
-        spec["leak"] = float(np.asarray(_one(f.get("leak", 0)), dtype=float).ravel()[:1].sum())
+        spec["leak"] = _float(f.get("leak"), 0.0, "leak", where, -1e6, 1e6)
     if kind == "dropout":
-        spec["rate"] = float(np.asarray(_one(f.get("rate", 0.5)), dtype=float).ravel()[:1].sum())
+        spec["rate"] = _float(f.get("rate"), 0.5, "rate", where, 0.0, 1.0)
     return spec
 
 
@@ -155,8 +185,12 @@ def _read_file(path: str, _mtime_ns: int) -> tuple[tuple[Spec, ...], tuple[int, 
     declared = None
     for size in (meta.get("inputSize"), _fields(meta.get("normalization")).get("imageSize"),
                  _fields(net.get("normalization")).get("imageSize")):
-        hwc = np.asarray(_one(size) if size is not None else [], dtype=float).ravel()
-        if declared is None and hwc.size >= 2 and np.all(hwc[:3] > 0):
+        hwc = _numbers(size, "inputSize", f"{path}: meta")
+        if hwc.size >= 2 and not (np.all(np.isfinite(hwc[:3])) and np.all(hwc[:3] >= 1)
+                                  and np.all(hwc[:3] <= _MAX_INT)):
+            raise UserError(f"{path}: the input size [H W C] must be positive integers up to "
+                            f"{_MAX_INT}, not {hwc.tolist()}")
+        if declared is None and hwc.size >= 2:
             declared = (int(hwc[2]) if hwc.size > 2 else 1, int(hwc[0]), int(hwc[1]))
     return specs, declared
 

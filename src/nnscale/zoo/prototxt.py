@@ -22,6 +22,7 @@ with the line and column of the offending token.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,12 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a"
 _SPECIAL = {"true": True, "True": True, "false": False, "False": False, "inf": float("inf"),
             "-inf": float("-inf"), "infinity": float("inf"), "-infinity": float("-inf"),
             "nan": float("nan")}
+
+
+# protobuf's own parsers stop at 100 nested messages (io::CodedInputStream's default recursion
+# limit, google/protobuf/io/coded_stream.h); Caffe's deepest is 3 (layer { param { filler {} } }).
+# Without a limit a hostile file ends in Python's RecursionError.
+MAX_DEPTH = 100
 
 
 class PrototxtError(UserError):
@@ -143,7 +150,10 @@ class _Parser:
             return True
         return False
 
-    def message(self, close: str | None, start: _Tok | None = None) -> Message:
+    def message(self, close: str | None, start: _Tok | None = None, depth: int = 0) -> Message:
+        if depth > MAX_DEPTH:
+            raise self._error(start or self._peek(), f"messages nested deeper than {MAX_DEPTH} "
+                              "levels (Caffe nets nest a few)")
         msg = Message(line=start.line if start else 1, column=start.column if start else 1)
         while True:
             tok = self._peek()
@@ -160,7 +170,7 @@ class _Parser:
             opener = self._peek()
             if opener.kind == "punct" and opener.text in "{<":
                 self.pos += 1
-                msg.add(tok.text, self.message("}" if opener.text == "{" else ">", tok))
+                msg.add(tok.text, self.message("}" if opener.text == "{" else ">", tok, depth + 1))
             elif not colon:
                 raise self._error(opener, f"expected ':' or '{{' after field {tok.text!r}")
             elif self._accept("["):
@@ -200,3 +210,18 @@ class _Parser:
 def parse(text: str, source: str = "<prototxt>") -> Message:
     """Parse protobuf text format into nested `Message`s; errors name `source`, line and column."""
     return _Parser(text, source).message(None)
+
+
+def parse_file(path: str, what: str = "prototxt") -> Message:
+    """`parse` of a file: one-line errors for a path that is no regular file or cannot be read."""
+    if not os.path.isfile(path):  # a FIFO would block reading, a directory cannot be read
+        raise PrototxtError(f"{what} {path!r} is not a regular file (a directory, FIFO or "
+                            "device); expected a readable text file")
+    # Bytes that are not UTF-8 become U+FFFD, which the tokenizer then names with line and column.
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError as e:  # permissions, a write-only sysfs file, an I/O error
+        raise PrototxtError(f"cannot read {what} {path}: {e.strerror or type(e).__name__}; "
+                            "expected a readable text file") from None
+    return parse(text, path)

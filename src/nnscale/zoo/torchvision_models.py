@@ -89,6 +89,12 @@ def dynamic_builder(name: str):
     def build(**kw) -> nn.Module:
         if name == "inception_v3":  # as for googlenet: silence the changing-default warning
             kw.setdefault("init_weights", True)
+        if name.startswith("vit_"):
+            # A ViT's position embedding fixes its input size. With weights, torchvision sets
+            # image_size from them (vision_transformer.py, _vision_transformer); without, it is 224,
+            # which does not fit vit_h_14's 518 (its default weights, the SWAG ones). Build the
+            # model the default weights describe, at the size `dynamic_info` reports.
+            kw.setdefault("image_size", dynamic_info(name).input_shape[1])
         return torchvision.models.get_model(name, weights=None, **kw)
 
     return build
