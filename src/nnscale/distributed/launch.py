@@ -11,7 +11,9 @@ in a session of its own too (torch/distributed/elastic/multiprocessing/subproces
 killing torchrun's group would orphan the workers. Every process of a launch therefore carries
 NNSCALE_LAUNCH_ID=<random id> in its environment, and on timeout or failure the parent signals
 torchrun's group and then every process group whose leader carries that id (read from
-/proc/PID/environ): SIGTERM, a grace period, SIGKILL.
+/proc/PID/environ): SIGTERM, a grace period, SIGKILL. SIGTERM and SIGHUP of nnscale itself become
+an exception (`nnscale.errors.Terminated`) that runs this clean-up; for SIGKILL, which runs nothing,
+torchrun and every worker die with their parent (`lifeline`: PR_SET_PDEATHSIG and a parent watch).
 
 Placement (`launch_spec`): per node and per launch, the rendezvous endpoint, who hosts it, threads,
 cores and environment. CPU workers split the node's usable cores evenly (`os.sched_getaffinity`): with p workers and c cores
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import nnscale
 from nnscale.distributed.config import Launching, usable_cpus
+from nnscale.distributed.lifeline import PARENT_ENV, parent_token
 from nnscale.distributed.netutil import (Endpoint, check_port_free, free_port, interface_of,
                                          is_local, local_address_towards, wait_reachable)
 
@@ -77,7 +80,9 @@ class LaunchSpec:
 
 def torchrun_command(spec: LaunchSpec, job_path: Path) -> list[str]:
     conf = f"is_host={int(spec.is_host)},join_timeout={int(max(spec.timeout_s, 1))}"
-    cmd = [sys.executable, "-m", "torch.distributed.run",
+    # Through `lifeline`, so that torchrun dies with this process even when it is SIGKILLed.
+    cmd = [sys.executable, "-m", "nnscale.distributed.lifeline", str(os.getpid()),
+           "torch.distributed.run",
            "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", str(spec.endpoint),
            "--rdzv-id", spec.rdzv_id, "--rdzv-conf", conf,
@@ -92,6 +97,7 @@ def _environment(spec: LaunchSpec, launch_id: str) -> dict[str, str]:
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = SRC_DIR + (os.pathsep + path if path else "")
     env[LAUNCH_ID_ENV] = launch_id
+    env[PARENT_ENV] = parent_token()  # torchrun and the workers watch this process (lifeline)
     env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a failed NCCL op ends the process
     env.update(spec.env)
     return env
