@@ -325,6 +325,7 @@ class Store:
             "samples_ms": json.dumps(list(m.samples_ms), default=_json_exact),
             "error": m.error,
         }
+        schema.check_lengths(schema.measurements, values, f"point {w.model} batch {w.batch_size}")
         stmt = self._insert(schema.measurements).values(
             run_id=run_id, workload_key=w.key(), **values
         )
