@@ -147,3 +147,22 @@ def test_killing_the_parent_during_a_point_leaves_no_process_and_keeps_finished_
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_a_ddp_out_of_memory_is_stored_as_oom_and_not_measured_again_on_resume(tmp_path):
+    # Rank 1 makes a real allocation the CPU allocator refuses (1 PiB): the same failure as a batch
+    # too large, stored "oom" like a single-device point, so resuming the run skips it.
+    db = tmp_path / "oom.db"
+    args = ("scale", "test-tiny-mlp", "--nproc", "2", "--batch-per-worker", "8",
+            "--threads-per-worker", "1", "--budget", "1", "--db", str(db), "--run", "oom")
+    result, _ = run_cli(*args, env=cli_env(NNSCALE_TEST_FAULT="oom:1:3"), timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "can't allocate memory" in result.stderr.strip().splitlines()[-1]
+    with open_store(str(db), create=False) as store:
+        (point,) = store.measurements("oom")
+    assert point.status == "oom" and "rank 1" in point.error
+    again, seconds = run_cli(*args, timeout=120)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "world size 2: already measured in this run, skipped" in again.stderr
+    with open_store(str(db), create=False) as store:
+        assert [p.status for p in store.measurements("oom")] == ["oom"]

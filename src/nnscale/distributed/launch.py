@@ -49,6 +49,7 @@ from nnscale.distributed.config import Launching, usable_cpus
 from nnscale.distributed.lifeline import PARENT_ENV, parent_token
 from nnscale.distributed.netutil import (Endpoint, check_port_free, free_port, interface_of,
                                          is_local, local_address_towards, wait_reachable)
+from nnscale.measure.backend import looks_like_oom
 
 LAUNCH_ID_ENV = "NNSCALE_LAUNCH_ID"
 GRACE_S = 5.0  # SIGTERM → SIGKILL
@@ -61,7 +62,7 @@ class LaunchFailed(Exception):
 
     def __init__(self, message: str, status: str = "error", rank: int | None = None):
         super().__init__(message)
-        self.status = status  # "error" or "timeout", as stored in Measurement.status
+        self.status = status  # "error", "oom" or "timeout", as stored in Measurement.status
         self.rank = rank
 
 
@@ -204,8 +205,11 @@ def launch(spec: LaunchSpec) -> dict:
         if errors:
             first = errors[0]
             where = f"rank {first['rank']} on {first['host']}"
-            raise LaunchFailed(f"{where} failed: {first['type']}: {first['message']}",
-                               rank=first["rank"])
+            what = f"{first['type']}: {first['message']}"
+            # An allocation failure is "oom", as for single-device points (the same markers): a
+            # finished status, so resuming does not measure it again.
+            raise LaunchFailed(f"{where} failed: {what}", rank=first["rank"],
+                               status="oom" if looks_like_oom(what) else "error")
         if timed_out:
             states = ", ".join(f"rank {s['rank']} in {s['phase']}" for s in _states(workdir))
             raise LaunchFailed(f"timed out after {spec.timeout_s:g} s (--timeout); last seen: "

@@ -173,8 +173,11 @@ def _make_engine(target: StoreURL) -> sa.Engine:
     return sa.create_engine(target.url, connect_args=connect_args, pool_pre_ping=True)
 
 
-def open_store(url: str | None = None, *, create: bool = True) -> Store:
+def open_store(url: str | None = None, *, create: bool = True, fill_empty: bool = False) -> Store:
     """Open (and with `create`, create if needed) the results store at `url` (see `store.url`).
+
+    `fill_empty` (with `create=False`): the store must exist, but an empty one gets the schema, as
+    a command killed before its first commit leaves it (resuming that run starts it).
 
     Every problem a user can cause — bad URL, unreachable server, unwritable path, a file that is
     not a database, a database that is not nnscale's or is newer — is a one-line UserError, raised
@@ -190,7 +193,7 @@ def open_store(url: str | None = None, *, create: bool = True) -> Store:
     try:
         with engine.connect() as conn:
             state = schema.inspect_schema(conn, where)
-        if state == "empty" and not create:
+        if state == "empty" and not (create or fill_empty):
             raise UserError(f"{where} holds no nnscale results; give an existing results store")
         if target.backend == "sqlite" and target.sqlite_path is not None:
             # Only now, with the file known to be empty or nnscale's: WAL is persistent in the file.
