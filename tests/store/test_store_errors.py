@@ -78,11 +78,11 @@ def test_newer_schema_version_is_refused_untouched_sqlite(tmp_path):
     with open_store(str(path)) as store:
         store.create_run("kept")
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     files = {p: _digest(p) for p in tmp_path.iterdir()}
-    _open_fails(str(path), "newer nnscale", "schema version 2")
+    _open_fails(str(path), "newer nnscale", "schema version 9")
     assert {p: _digest(p) for p in tmp_path.iterdir()} == files
 
 
@@ -91,13 +91,13 @@ def test_newer_schema_version_is_refused_postgresql(pg_url):
         store.create_run("kept")
     engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://", 1))
     with engine.begin() as conn:
-        conn.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        conn.exec_driver_sql("UPDATE meta SET value = '9' WHERE key = 'schema_version'")
     _open_fails(pg_url, "newer nnscale")
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT name FROM runs").scalars().all() == ["kept"]
         assert (
             conn.exec_driver_sql("SELECT value FROM meta WHERE key='schema_version'").scalar()
-            == "2"
+            == "9"
         )
     engine.dispose()
 

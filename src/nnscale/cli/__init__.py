@@ -6,12 +6,13 @@ Handlers only parse and print; the work is done by functions callable from Pytho
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from nnscale import __version__
 from nnscale.cli import (allreduce, compare, device, models, predict, report, results, run, scale,
                          slurm, stats, sweep, tune)
-from nnscale.errors import UserError
+from nnscale.errors import Terminated, UserError, raise_on_termination
 
 _COMMANDS = (models, stats, run, sweep, tune, results, device, report, compare, predict, scale, allreduce, slurm)
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = raise_on_termination()  # SIGTERM/SIGHUP run the same clean-up as Ctrl-C
     try:
         return int(args.handle(args) or 0)
     except UserError as exc:
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `nnscale models | head`
         sys.stderr.close()
         return 0
+    except Terminated as exc:
+        print(f"nnscale: {exc}; points already measured are stored", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("nnscale: interrupted", file=sys.stderr)
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

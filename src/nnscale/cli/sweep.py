@@ -107,7 +107,8 @@ def handle(args) -> int:
     config = None if args.resume and args.model is None else config_from(args)
     if config is not None:
         resolve(config)  # device, precision, input: checked before the store is touched
-    with open_store(args.db, create=not args.resume) as store:
+    # With a MODEL, --resume of a run killed before its first commit starts it (open_run).
+    with open_store(args.db, create=not args.resume, fill_empty=config is not None) as store:
         if config is None:
             config = SweepConfig.from_dict(stored_config(store, args.resume, "sweep"))
         result = run_sweep(config, store, TerminalProgress(), run=args.resume or args.run,

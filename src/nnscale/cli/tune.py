@@ -67,7 +67,8 @@ def handle(args) -> int:
     config = None if args.resume and args.model is None else config_from(args)
     if config is not None:
         candidates(config)  # device, precisions, input: checked before the store is touched
-    with open_store(args.db, create=not args.resume) as store:
+    # With a MODEL, --resume of a run killed before its first commit starts it (open_run).
+    with open_store(args.db, create=not args.resume, fill_empty=config is not None) as store:
         if config is None:
             config = TuneConfig.from_dict(stored_config(store, args.resume, "tune"))
         result = run_tune(config, store, TerminalProgress(), run=args.resume or args.run,

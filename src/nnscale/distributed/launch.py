@@ -11,7 +11,9 @@ in a session of its own too (torch/distributed/elastic/multiprocessing/subproces
 killing torchrun's group would orphan the workers. Every process of a launch therefore carries
 NNSCALE_LAUNCH_ID=<random id> in its environment, and on timeout or failure the parent signals
 torchrun's group and then every process group whose leader carries that id (read from
-/proc/PID/environ): SIGTERM, a grace period, SIGKILL.
+/proc/PID/environ): SIGTERM, a grace period, SIGKILL. SIGTERM and SIGHUP of nnscale itself become
+an exception (`nnscale.errors.Terminated`) that runs this clean-up; for SIGKILL, which runs nothing,
+torchrun and every worker die with their parent (`lifeline`: PR_SET_PDEATHSIG and a parent watch).
 
 Placement (`launch_spec`): per node and per launch, the rendezvous endpoint, who hosts it, threads,
 cores and environment. CPU workers split the node's usable cores evenly (`os.sched_getaffinity`): with p workers and c cores
@@ -44,8 +46,10 @@ from pathlib import Path
 
 import nnscale
 from nnscale.distributed.config import Launching, usable_cpus
+from nnscale.distributed.lifeline import PARENT_ENV, parent_token
 from nnscale.distributed.netutil import (Endpoint, check_port_free, free_port, interface_of,
                                          is_local, local_address_towards, wait_reachable)
+from nnscale.measure.backend import looks_like_oom
 
 LAUNCH_ID_ENV = "NNSCALE_LAUNCH_ID"
 GRACE_S = 5.0  # SIGTERM → SIGKILL
@@ -58,7 +62,7 @@ class LaunchFailed(Exception):
 
     def __init__(self, message: str, status: str = "error", rank: int | None = None):
         super().__init__(message)
-        self.status = status  # "error" or "timeout", as stored in Measurement.status
+        self.status = status  # "error", "oom" or "timeout", as stored in Measurement.status
         self.rank = rank
 
 
@@ -77,7 +81,9 @@ class LaunchSpec:
 
 def torchrun_command(spec: LaunchSpec, job_path: Path) -> list[str]:
     conf = f"is_host={int(spec.is_host)},join_timeout={int(max(spec.timeout_s, 1))}"
-    cmd = [sys.executable, "-m", "torch.distributed.run",
+    # Through `lifeline`, so that torchrun dies with this process even when it is SIGKILLed.
+    cmd = [sys.executable, "-m", "nnscale.distributed.lifeline", str(os.getpid()),
+           "torch.distributed.run",
            "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", str(spec.endpoint),
            "--rdzv-id", spec.rdzv_id, "--rdzv-conf", conf,
@@ -92,6 +98,7 @@ def _environment(spec: LaunchSpec, launch_id: str) -> dict[str, str]:
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = SRC_DIR + (os.pathsep + path if path else "")
     env[LAUNCH_ID_ENV] = launch_id
+    env[PARENT_ENV] = parent_token()  # torchrun and the workers watch this process (lifeline)
     env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a failed NCCL op ends the process
     env.update(spec.env)
     return env
@@ -198,8 +205,11 @@ def launch(spec: LaunchSpec) -> dict:
         if errors:
             first = errors[0]
             where = f"rank {first['rank']} on {first['host']}"
-            raise LaunchFailed(f"{where} failed: {first['type']}: {first['message']}",
-                               rank=first["rank"])
+            what = f"{first['type']}: {first['message']}"
+            # An allocation failure is "oom", as for single-device points (the same markers): a
+            # finished status, so resuming does not measure it again.
+            raise LaunchFailed(f"{where} failed: {what}", rank=first["rank"],
+                               status="oom" if looks_like_oom(what) else "error")
         if timed_out:
             states = ", ".join(f"rank {s['rank']} in {s['phase']}" for s in _states(workdir))
             raise LaunchFailed(f"timed out after {spec.timeout_s:g} s (--timeout); last seen: "

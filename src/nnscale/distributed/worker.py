@@ -10,7 +10,8 @@ Ranks talk to each other only through torch.distributed: the default group (gloo
 GPU) for the work itself, a gloo group for control (stop decisions, gathering per-rank results).
 
 Test hook: NNSCALE_TEST_FAULT="raise:R[:I]" makes rank R raise at its I-th measured step (default 3),
-"hang:R[:I]" makes it sleep there forever, ignoring SIGTERM (as a rank stuck in native code would).
+"hang:R[:I]" makes it sleep there forever, ignoring SIGTERM (as a rank stuck in native code would),
+"oom:R[:I]" makes it allocate 1 PiB there (a real allocator failure, stored as "oom").
 Used by tests/distributed/test_faults.py.
 """
 
@@ -48,7 +49,7 @@ def _fault(rank: int):
     """The injected fault for this rank, as (kind, iteration), or None."""
     spec = os.environ.get(FAULT_ENV, "")
     parts = spec.split(":")
-    if len(parts) < 2 or parts[0] not in ("raise", "hang") or int(parts[1]) != rank:
+    if len(parts) < 2 or parts[0] not in ("raise", "hang", "oom") or int(parts[1]) != rank:
         return None
     return parts[0], int(parts[2]) if len(parts) > 2 else 3
 
@@ -64,6 +65,10 @@ def _with_fault(step, fault):
         if count == fault[1]:
             if fault[0] == "raise":
                 raise RuntimeError(f"injected fault ({FAULT_ENV})")
+            if fault[0] == "oom":
+                import torch
+
+                torch.empty(1 << 50, dtype=torch.uint8)  # DefaultCPUAllocator: can't allocate
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             time.sleep(10**6)
         return step()
@@ -155,6 +160,12 @@ def _allreduce(job: dict, ctx: dict, state: _State) -> dict:
 
 
 def run(job_path: Path) -> int:
+    from nnscale.distributed.lifeline import die_with_parent, watch_parent
+
+    # Die with torchrun (PR_SET_PDEATHSIG) and with the nnscale that launched it (parent watch),
+    # so that no rank outlives a killed launch (see lifeline).
+    die_with_parent()
+    watch_parent()
     workdir = job_path.parent
     rank = int(os.environ["RANK"])
     state = _State(workdir, rank)

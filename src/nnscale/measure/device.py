@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from nnscale.errors import UserError
 from nnscale.measure.methodology import CpuTimer
 from nnscale.measure.torch_backend import CudaTimer, cpu_name, set_tf32
 from nnscale.measure.validate import check_device, check_threads
@@ -85,15 +86,26 @@ def cached_profile(device_name: str, host: str | None = None) -> DeviceProfile |
 
 
 def save_profile(profile: DeviceProfile) -> Path:
-    """Write atomically (temporary file + rename), keeping other machines' entries."""
+    """Write atomically (temporary file + rename), keeping other machines' entries. A full disk or
+    an unwritable cache directory: the temporary file is removed, the old cache kept, UserError."""
     path = cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = _load_all()
     data[profile.key] = asdict(profile)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".device-peaks-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".device-peaks-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise UserError(f"cannot write the device cache {path}: {e.strerror or e}; free space "
+                        "there or set XDG_CACHE_HOME to a writable directory") from None
     return path
 
 

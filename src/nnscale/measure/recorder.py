@@ -26,9 +26,11 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
     if resume:
         if not run:
             raise UserError("--resume needs the name of the run to resume")
-        info = store.run(run)  # UserError naming the known runs if there is none
-        done = {m.workload.key(): m for m in store.measurements(run) if m.status in FINISHED_STATUSES}
-        return info.id, info.name, done
+        if store.runs():  # else: killed before its first commit, nothing to resume: start it
+            info = store.run(run)  # UserError naming the known runs if there is none
+            done = {m.workload.key(): m for m in store.measurements(run)
+                    if m.status in FINISHED_STATUSES}
+            return info.id, info.name, done
     environment = capture_environment()
     notes = json.dumps({kind: config}, sort_keys=True)
     run_id = store.create_run(run, command_line=command_line, environment=environment, notes=notes)

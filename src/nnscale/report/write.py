@@ -2,8 +2,9 @@
 
 index.html stands alone (everything inline); report.md shows the same plots from figures/*.svg,
 which are the very SVGs inlined in the HTML; points.csv has one row per point with raw numbers;
-report.json holds everything but the drawings. Files are written whole to a temporary name and then
-renamed, so an interrupted write never leaves half a report that looks complete.
+report.json holds everything but the drawings. Files are written whole to temporary names and then
+renamed, index.html last, so an interrupted write never leaves half a report that looks complete; a
+full disk removes the temporary files and leaves the directory as it was.
 """
 
 from __future__ import annotations
@@ -94,10 +95,26 @@ def render_csv(report: Report) -> str:
     return csv_rows(report.points, keys)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _write_all(files: dict[Path, str], out: Path) -> None:
+    """Every file to a temporary name first, then the renames, in order (a rename needs no space).
+    A full disk or an unwritable directory while writing: the temporary files are removed and the
+    directory holds what it held before (no half report), then one line (UserError)."""
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, text in files.items():
+            tmp = path.with_name(f".{path.name}.tmp")
+            temps.append((tmp, path))
+            tmp.write_text(text, encoding="utf-8")
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except OSError as e:
+        for tmp, _ in temps:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        raise UserError(f"cannot write the report to {out}: {e.strerror or e}; nothing was "
+                        "written (free space, or give another --out directory)") from None
 
 
 def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -115,12 +132,14 @@ def write_report(report: Report, out_dir: str | os.PathLike) -> dict[str, Path]:
         "csv": out / "points.csv",
         "json": out / "report.json",
     }
+    files: dict[Path, str] = {}
     for p in report.plots:
         path = out / "figures" / f"{p.id}.svg"
-        _write(path, '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + p.svg)
+        files[path] = '<?xml version="1.0" encoding="utf-8" standalone="no"?>\n' + p.svg
         paths[f"figure:{p.id}"] = path
-    _write(paths["markdown"], render_markdown(report))
-    _write(paths["csv"], render_csv(report))
-    _write(paths["json"], render_json(report))
-    _write(paths["html"], render_html(report))  # last: its presence means the report is whole
+    files[paths["markdown"]] = render_markdown(report)
+    files[paths["csv"]] = render_csv(report)
+    files[paths["json"]] = render_json(report)
+    files[paths["html"]] = render_html(report)  # last: its presence means the report is whole
+    _write_all(files, out)
     return paths

@@ -1,4 +1,5 @@
-"""The results schema (version 1), and the read-only check that a database is nnscale's.
+"""The results schema (version 2), the read-only check that a database is nnscale's, and the
+migration of older versions.
 
 Tables:
 - `meta`: key/value; `application` = "nnscale", `schema_version` = SCHEMA_VERSION.
@@ -13,6 +14,13 @@ Tables:
 Timestamps are ISO 8601 UTC strings (`datetime.isoformat`), sortable as text on both backends.
 A database holding other tables and no `meta` table, or a newer schema version, is refused with a
 `UserError` before anything is written.
+
+Versions. 1: `measurements.framework` was VARCHAR(32), but DDP tags such as
+`torch-ddp[grad_as_bucket_view=True,static_graph=True]` are longer: PostgreSQL refused the row after
+the point was measured (SQLite ignores declared lengths, https://www.sqlite.org/datatype3.html §3.1).
+2: `framework` is TEXT. `migrate` takes a version-1 store to version 2 in the opener's write
+transaction (PostgreSQL: ALTER COLUMN … TYPE TEXT; SQLite: only the version, its column already
+has TEXT affinity). `check_lengths` refuses a value longer than its column before the insert.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import sqlalchemy as sa
 from nnscale.errors import UserError
 
 APPLICATION = "nnscale"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+OLDEST_MIGRATED = 1  # versions from this one up are migrated on open
 
 metadata = sa.MetaData()
 
@@ -61,7 +70,7 @@ measurements = sa.Table(
     sa.Column("batch_size", sa.Integer, nullable=False),
     sa.Column("device", sa.String(64), nullable=False),
     sa.Column("precision", sa.String(16), nullable=False),
-    sa.Column("framework", sa.String(32), nullable=False),
+    sa.Column("framework", sa.Text, nullable=False),  # version 1: VARCHAR(32), too short
     sa.Column("world_size", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("samples_per_s", sa.Float, nullable=True),  # median; NULL when not measured
@@ -84,7 +93,8 @@ def _listing(names: set[str], limit: int = 5) -> str:
 
 
 def inspect_schema(conn: sa.Connection, where: str) -> str:
-    """Read-only: "empty", "current" or "incomplete" (meta present, a table missing).
+    """Read-only: "empty", "current", "incomplete" (meta present, a table missing) or "outdated"
+    (an older version that `migrate` upgrades).
 
     UserError for a database that is not nnscale's or is newer.
 
@@ -114,12 +124,38 @@ def inspect_schema(conn: sa.Connection, where: str) -> str:
             f"{where} was written by a newer nnscale (schema version {version}; this nnscale "
             f"reads version {SCHEMA_VERSION}); upgrade nnscale or give another store"
         )
-    if version < SCHEMA_VERSION:  # no older version exists yet: version 1 is the first
+    if OLDEST_MIGRATED <= version < SCHEMA_VERSION:
+        return "outdated"
+    if version < SCHEMA_VERSION:
         raise UserError(
             f"{where} has unknown schema version {version} (this nnscale reads version "
             f"{SCHEMA_VERSION}); give a new file or an empty database"
         )
     return "current" if names.issuperset(TABLES) else "incomplete"
+
+
+def migrate(conn: sa.Connection, where: str) -> None:
+    """Upgrade an older store to SCHEMA_VERSION inside the caller's write transaction (which must
+    serialize writers, as for `create_schema`). Re-checks first: a racing opener may have done it."""
+    rows = dict(conn.execute(sa.select(meta.c.key, meta.c.value)).all())
+    version = int(rows.get("schema_version", str(SCHEMA_VERSION)))
+    if version >= SCHEMA_VERSION:
+        return
+    if version == 1 and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ALTER TABLE measurements ALTER COLUMN framework TYPE TEXT")
+    conn.execute(meta.update().where(meta.c.key == "schema_version")
+                 .values(value=str(SCHEMA_VERSION)))
+
+
+def check_lengths(table: sa.Table, values: dict, what: str) -> None:
+    """ValueError naming the column if a text value is longer than its declared length (PostgreSQL
+    would refuse the row; SQLite would store it, so the check makes both behave the same)."""
+    for column in table.columns:
+        length = getattr(column.type, "length", None)
+        value = values.get(column.name)
+        if length and isinstance(value, str) and len(value) > length:
+            raise ValueError(f"{what}: {column.name} {value[:40]!r}… is {len(value)} characters; "
+                             f"the store holds at most {length}")
 
 
 def create_schema(conn: sa.Connection, where: str) -> None:
@@ -128,7 +164,11 @@ def create_schema(conn: sa.Connection, where: str) -> None:
     The transaction must serialize writers (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock).
     Re-checks first, so racing openers agree on one schema.
     """
-    if inspect_schema(conn, where) == "current":
+    state = inspect_schema(conn, where)
+    if state == "current":
+        return
+    if state == "outdated":
+        migrate(conn, where)
         return
     metadata.create_all(conn, checkfirst=True)
     present = set(conn.execute(sa.select(meta.c.key)).scalars())

@@ -14,7 +14,6 @@ any moment and started again with the same run name measures only what is missin
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import sys
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ from nnscale.netstats.paper import paper_rows
 from nnscale.records import Measurement
 from nnscale.store import capture_environment, open_store
 from nnscale.study.config import StudyConfig
+from nnscale.study.precheck import precheck
 from nnscale.study.prediction import PredictRequest, prediction_report
 from nnscale.study.progress import StudyProgress
 from nnscale.study.reporting import default_report_dir, netstats_rows, prediction_rows
@@ -107,6 +107,7 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     existing = {r.name for r in store.runs()}
     if name is not None and name in existing:
         info = store.run(name)
+        _check_same_study(info, name, study, device)
         return info.id, info.name, info.environment, True
     environment = capture_environment()
     profile, _cached = measure_device(device)
@@ -118,6 +119,21 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     run_id = store.create_run(name, command_line=command, environment=environment, notes=notes)
     run_name = name or next(r.name for r in reversed(store.runs()) if r.id == run_id)
     return run_id, run_name, environment, False
+
+
+def _check_same_study(info, name: str, study: StudyConfig, device: str) -> None:
+    """Resuming run `name` with another study or device would mix their points in one run."""
+    try:
+        stored = json.loads(info.notes)
+    except ValueError:
+        stored = None
+    if not isinstance(stored, dict) or "study" not in stored:
+        raise UserError(f"run {name!r} was not started by `nnscale run`; give another --run name")
+    for key, given in (("study", study.name), ("device", device)):
+        if stored.get(key) != given:
+            raise UserError(f"run {name!r} was started with {key} {stored.get(key)!r}, not "
+                            f"{given!r}: resume it with --{key} {stored.get(key)}, or give another "
+                            "--run name")
 
 
 def check_frameworks(study: StudyConfig) -> tuple[StudyConfig, list[str]]:
@@ -159,14 +175,8 @@ def _sweeps(study, store, run_name, device, policy, progress) -> None:
         run_sweep(config, store, progress, run=run_name, resume=True)
 
 
-def _scaling(study, store, run_id, run_name, device, policy, progress) -> list[str]:
-    nproc = tuple(study.world_sizes)
-    if device == "cuda":
-        import torch
-
-        nproc = tuple(n for n in nproc if n <= torch.cuda.device_count()) or (1,)
-    else:
-        nproc = tuple(n for n in nproc if n <= max(os.cpu_count() or 1, 2))
+def _scaling(study, store, run_id, run_name, plan, policy, progress) -> list[str]:
+    nproc, device = plan.world_sizes, plan.device  # checked before the sweeps (precheck)
     sink = Sink(store, run_id, run_name, on_warning=progress.note)
     cfg = ScaleConfig(study.scaling_net, Launching(nproc=nproc, device=device),
                       batch_per_worker=study.scale_batch_per_worker, policy=policy,
@@ -220,6 +230,8 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
 
     device = resolve_device(device)
     study, framework_notes = check_frameworks(study)  # not installed: an error before any run
+    plan = precheck(study, device)  # device, nets, world sizes: an error before any run
+    framework_notes += plan.notes
     policy = point_policy(study)
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
@@ -240,7 +252,7 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
                 progress.note(f"note: {note}")
             _sweeps(study, store, run_name, device, policy, progress)
             progress.step(4, STEPS, f"data-parallel scaling of {study.scaling_net}")
-            notes += _scaling(study, store, run_id, run_name, device, policy, progress)
+            notes += _scaling(study, store, run_id, run_name, plan, policy, progress)
             measurements = store.measurements(run_name)
         progress.step(5, STEPS, "all-reduce fit and predicted scaling to "
                                 f"{max(study.predict_gpus)} GPUs")

@@ -1,0 +1,96 @@
+"""Processes of a launch die with the nnscale that started them, however it ends (SIGKILL included).
+
+`launch.launch` reaps torchrun and every rank in a `finally`, which cannot run when nnscale is
+killed outright. Two mechanisms close that gap, each on its own (why both: see below):
+
+- PR_SET_PDEATHSIG (prctl(2), Linux): the kernel sends the chosen signal to a process when the
+  thread that forked it exits. torchrun is started as `python -m nnscale.distributed.lifeline
+  torch.distributed.run ARGS…`, which asks for SIGKILL before torchrun's code runs; each worker asks
+  for it too (its parent is torchrun). A parent that died before the prctl call is caught by
+  comparing getppid() with the parent expected (prctl(2): "the parent has already exited").
+- A parent watch: a daemon thread polls that the nnscale process named in NNSCALE_PARENT (pid and
+  start time, so that a reused pid does not count) still exists, and ends the process if not. It
+  covers a worker whose direct parent survives nnscale (a launcher between them that does not die
+  with it) and systems without prctl. The start time is field 22 of /proc/PID/stat (proc(5)).
+
+No signal handler or clean-up runs in a process ended this way: it holds nothing that outlives it
+(a worker's results are files in the launch directory, which its parent removes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import runpy
+import signal
+import sys
+import threading
+import time
+
+PARENT_ENV = "NNSCALE_PARENT"  # "PID:STARTTIME" of the nnscale process that started the launch
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+WATCH_INTERVAL_S = 0.5
+
+
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (proc(5) field 22), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces: split after its end.
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def parent_token(pid: int | None = None) -> str:
+    """NNSCALE_PARENT for the children of process `pid` (default: this one)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid}:{start_time(pid) or ''}"
+
+
+def _alive(token: str) -> bool:
+    pid, _, started = token.partition(":")
+    now = start_time(int(pid))
+    return now is not None and (not started or now == started)
+
+
+def die_with_parent(expected_ppid: int | None = None) -> None:
+    """SIGKILL this process when its parent exits; exit now if the parent already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent watch alone
+        pass
+    if expected_ppid is not None and os.getppid() != expected_ppid:
+        os._exit(1)  # the parent died before the prctl call took effect
+
+
+def watch_parent(token: str | None = None, interval_s: float = WATCH_INTERVAL_S) -> None:
+    """End this process (SIGKILL to itself) once the process in `token` (default: NNSCALE_PARENT)
+    is gone. Does nothing without a token."""
+    token = token if token is not None else os.environ.get(PARENT_ENV, "")
+    if not token or not token.split(":")[0].isdigit():
+        return
+
+    def watch() -> None:
+        while _alive(token):
+            time.sleep(interval_s)
+        os.kill(os.getpid(), signal.SIGKILL)  # as PDEATHSIG would: no handler, no clean-up
+
+    threading.Thread(target=watch, name="nnscale-parent-watch", daemon=True).start()
+
+
+def main(argv: list[str]) -> None:
+    """`python -m nnscale.distributed.lifeline PPID MODULE ARGS…`: run MODULE as `python -m` would,
+    dying with process PPID."""
+    die_with_parent(int(argv[0]))
+    watch_parent()
+    sys.argv = [argv[1], *argv[2:]]
+    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit("usage: python -m nnscale.distributed.lifeline PPID MODULE [ARGS…] (used by nnscale)")
+    main(sys.argv[1:])
