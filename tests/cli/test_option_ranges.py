@@ -100,3 +100,17 @@ def test_library_checks_say_the_range():
     for bad in (float("inf"), float("nan"), 0, -1, MAX_TIMEOUT_S * 2):
         with pytest.raises(UserError, match="expected seconds > 0"):
             check_seconds(bad)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), 1e300, 0.0, -1.0])
+def test_configs_built_from_python_check_their_timeouts_too(value):
+    # run_sweep / run_scale called as a library meet the same edge as the CLI.
+    from nnscale.distributed.config import Launching
+    from nnscale.measure.sweep import SweepConfig
+
+    with pytest.raises(UserError, match="--timeout"):
+        SweepConfig(model="test-tiny-mlp", timeout_s=value)
+    with pytest.raises(UserError, match="--compile-timeout"):
+        SweepConfig(model="test-tiny-mlp", compile_timeout_s=value)
+    with pytest.raises(UserError, match="--timeout"):
+        Launching(nproc=(1,), timeout_s=value)

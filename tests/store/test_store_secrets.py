@@ -192,3 +192,33 @@ def test_slurm_job_reaches_postgresql_by_the_inherited_pgpassword(pg_url, tmp_pa
     logs = [p.read_text() for p in tmp_path.glob("nnscale-*.out")]
     for shown in (command, out.stdout, out.stderr, *logs):
         assert f":{password}@" not in shown and "password=" not in shown, shown
+
+
+@pytest.mark.parametrize("url, secrets", [
+    # an "@" inside the query must not be taken for the end of the user part
+    ("postgresql://u@host/db?password=p@ssw0rd", ["p@ssw0rd", "ssw0rd"]),
+    ("postgresql://u@host/db?application_name=me@node1&password=hunter2", ["hunter2"]),
+    # not a clean SCHEME:// (a mistyped scheme): hidden from the first ":" to the last "@"
+    ("postgresql:/u:s3cret@host/db", ["s3cret"]),
+    ("postgresql+x y://u:s3cret@host/db", ["s3cret"]),
+])
+def test_redaction_of_urls_with_an_at_in_the_query_or_a_broken_scheme(url, secrets):
+    for shown in (redact_url(url), redact_command(["nnscale", "sweep", "--db", url]),
+                  redact_command(["nnscale", "sweep", f"--db={url}"])):
+        assert not any(s in shown for s in secrets), shown
+        assert "***" in shown and "host" in shown, shown
+    if "?" not in url:  # the broken schemes are refused, and the message hides the password
+        with pytest.raises(UserError) as info:
+            resolve_url(url)
+        assert "***" in str(info.value) and not any(s in str(info.value) for s in secrets)
+
+
+def test_a_password_handed_on_is_the_one_that_authenticates_here():
+    # psycopg's dialect lets ?password= override USER:PASSWORD@, so two different ones are refused;
+    # sslpassword has no environment variable to travel by, so it cannot be handed on at all.
+    with pytest.raises(UserError, match="two different passwords"):
+        without_password(resolve_url("postgresql://u:aaaa@host/db?password=bbbb"))
+    with pytest.raises(UserError, match="sslpassword"):
+        without_password(resolve_url("postgresql://u@host/db?sslpassword=keypass"))
+    assert without_password(resolve_url("postgresql://u@host/db?password=bbbb&sslmode=require")) == (
+        "postgresql+psycopg://u@host/db?sslmode=require", "bbbb")

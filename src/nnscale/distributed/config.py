@@ -15,6 +15,7 @@ from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES, p
 from nnscale.distributed.netutil import Endpoint, parse_endpoint
 from nnscale.errors import UserError
 from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.validate import check_seconds
 from nnscale.records import PRECISIONS
 
 DEVICES = ("cpu", "cuda")
@@ -158,8 +159,7 @@ class Launching:
         if self.nnodes > 1 and self.rdzv_endpoint is None:
             raise UserError(f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT, the same on "
                             "every node (e.g. the first node's address)")
-        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
-            raise UserError(f"--timeout {self.timeout_s}: expected seconds > 0")
+        check_seconds(self.timeout_s, "--timeout")  # finite and bounded: c10d's timedelta overflows
 
     def world_sizes(self) -> list[int]:
         return [self.nnodes * p for p in self.nproc]

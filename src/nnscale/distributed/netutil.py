@@ -74,7 +74,6 @@ def choose_port(host: str = "0.0.0.0", tries: int = 50) -> int:
     node do not meet on one port. Where the job's first node is another host, the port is checked
     again there when torchrun starts (`check_port_free`)."""
     low, high = JOB_PORT_RANGE
-    port = low
     for _ in range(tries):
         port = low + secrets.randbelow(high - low)
         if port == TORCHRUN_DEFAULT_PORT:
@@ -86,7 +85,8 @@ def choose_port(host: str = "0.0.0.0", tries: int = 50) -> int:
                 return port
             except OSError:
                 continue
-    return port
+    raise UserError(f"no free port found in {low}-{high} after {tries} random tries on {host}; "
+                    "give one with --port")
 
 
 def _resolve(ep: Endpoint, option: str) -> list[tuple]:

@@ -20,7 +20,7 @@ from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
 from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
-from nnscale.measure.validate import check_device, check_precision, check_threads
+from nnscale.measure.validate import check_device, check_precision, check_seconds, check_threads
 from nnscale.records import MODES, PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
@@ -57,7 +57,10 @@ class SweepConfig:
             raise UserError(f"bad batch sizes {self.batches!r}: expected positive integers")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        for name in ("timeout_s", "compile_timeout_s", "auto_max_step_s", "memory_cap_bytes"):
+        for name, option in (("timeout_s", "--timeout"), ("compile_timeout_s", "--compile-timeout")):
+            if getattr(self, name) is not None:  # finite and bounded: inf overflows communicate()
+                check_seconds(getattr(self, name), option)
+        for name in ("auto_max_step_s", "memory_cap_bytes"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UserError(f"bad {name} {value!r}: expected a positive number")

@@ -44,6 +44,7 @@ _SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:")
 _BACKEND_ALIASES = {"postgres": "postgresql", "postgresql": "postgresql", "sqlite": "sqlite"}
 _DEFAULT_DRIVER = {"postgresql": "psycopg", "sqlite": "pysqlite"}
 _URL_START = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_SCHEME_SEARCH = re.compile(r"(?<![A-Za-z0-9+.\-])(postgres(?:ql)?|sqlite)[A-Za-z0-9+.\-]*:", re.I)
 # libpq connection parameters that carry a secret (libpq-connect.html#LIBPQ-PARAMKEYWORDS)
 SECRET_PARAMS = frozenset({"password", "sslpassword"})
 HIDDEN = "***"
@@ -73,7 +74,7 @@ def resolve_url(url: str | os.PathLike | None = None) -> StoreURL:
         text = os.fspath(url).strip()
     if "://" not in text:
         if _SCHEME_LIKE.match(text) and not Path(text).exists():
-            raise UserError(f"malformed store URL {text!r}: expected SCHEME://...; {ACCEPTED}")
+            raise UserError(f"malformed store URL {redact_url(text)!r}: expected SCHEME://...; {ACCEPTED}")
         return _sqlite_file(Path(text))
     try:
         parsed = sa.make_url(text)
@@ -113,36 +114,67 @@ def _sqlite_file(path: Path, driver: str = "sqlite+pysqlite", query=None) -> Sto
 
 
 def redact_url(text: str) -> str:
-    """The URL `text` with every secret replaced by ***: the password between USER: and the last
-    "@" (a password holding "/", "?" or "@" is hidden whole: everything before the last "@" is the
-    user part, as WHATWG URL parsing takes it), and ?password= / ?sslpassword= values. Any text
-    without "SCHEME://" is returned as it is. When the result still parses to a secret, everything
-    after the scheme is hidden."""
-    m = _URL_START.match(text)
-    if m is None:
-        return text
-    scheme, rest = m.group(), text[m.end():]
-    at = rest.rfind("@")
-    head = scheme
-    if at >= 0:
-        userinfo, rest = rest[:at], rest[at + 1:]
-        user = re.match(r"[^:/?#]*", userinfo).group()
-        head += user + (f":{HIDDEN}" if userinfo != user else "") + "@"
-    base, q, query = rest.partition("?")
-    if q:
-        items = []
-        for item in query.split("&"):
-            key, eq, _ = item.partition("=")
-            items.append(f"{key}={HIDDEN}" if eq and _is_secret(key) else item)
-        rest = base + "?" + "&".join(items)
-    out = head + rest
-    try:  # the check: what SQLAlchemy would read from the result holds no secret
-        parsed = sa.make_url(out)
-        leaks = parsed.password not in (None, HIDDEN) or any(
-            _is_secret(k) and v != HIDDEN for k, v in parsed.query.items())
-    except Exception:  # noqa: BLE001 - text that does not parse holds nothing SQLAlchemy reads
-        leaks = False
-    return f"{scheme}{HIDDEN}" if leaks else out
+    """The URL `text` with every secret replaced by ***.
+
+    1. ?password= / &sslpassword= values are hidden wherever they stand (a value may hold "@").
+    2. The password between USER: and the "@" that ends the user part: the last "@" before the
+       query, or the last "@" of all when there is none before it (a password holding "/", "?" or
+       "@" is hidden whole, as WHATWG URL parsing takes the user part).
+    3. Text that is not a clean SCHEME://… but holds an "@" (a mistyped postgresql:/u:pw@h) is
+       hidden from its first ":" to its last "@".
+    4. The check: every secret that SQLAlchemy or urllib reads from the input must be absent from
+       the result; if one is still there, everything after the scheme is hidden.
+    Text without "@" or a secret query key is returned as it is."""
+    out = _SECRET_QUERY.sub(lambda m: m.group(1) + HIDDEN if _is_secret(m.group(2)) else m.group(0),
+                            text)
+    m = _URL_START.match(out)
+    if m is not None:
+        scheme, rest = m.group(), out[m.end():]
+        query_at = rest.find("?")
+        at = rest.rfind("@", 0, query_at) if query_at >= 0 else -1
+        at = at if at >= 0 else rest.rfind("@")
+        if at >= 0:
+            userinfo, tail = rest[:at], rest[at + 1:]
+            user = re.match(r"[^:/?#]*", userinfo).group()
+            out = scheme + user + (f":{HIDDEN}" if userinfo != user else "") + "@" + tail
+    elif "@" in out and ":" in out.partition("@")[0]:
+        colon, at = out.index(":"), out.rindex("@")
+        out = out[:colon + 1] + HIDDEN + out[at:]
+    scheme = m.group() if m is not None else ""
+    return f"{scheme}{HIDDEN}" if any(s in out for s in _secrets_in(text)) else out
+
+
+# KEY=VALUE in a URL's query: the value runs to the next "&", "#" or the end (it may hold "@").
+_SECRET_QUERY = re.compile(r"([?&;]([^=&#?;]+)=)[^&#]*")
+
+
+def _secrets_in(text: str) -> set[str]:
+    """The secrets a parser reads from `text` (raw and percent-encoded): what must not survive."""
+    from urllib.parse import parse_qsl, quote, urlsplit
+
+    found: set[str] = set()
+    users: set[str] = set()
+    try:
+        parsed = sa.make_url(text)
+        found.add(parsed.password or "")
+        users.add(parsed.username or "")
+        for key, value in parsed.query.items():
+            if _is_secret(key):
+                found.update(value if isinstance(value, tuple) else (value,))
+    except Exception:  # noqa: BLE001 - text SQLAlchemy cannot parse: urllib's reading below
+        pass
+    try:
+        split = urlsplit(text)
+        found.add(split.password or "")
+        users.add(split.username or "")
+        found.update(v for k, v in parse_qsl(split.query) if _is_secret(k))
+    except ValueError:
+        pass
+    # A piece under 4 characters (a misparse of "u:p@ss@host" reads "p") would match ordinary
+    # text and hide a whole URL for nothing; short secrets are covered by steps 1-3.
+    # A user name is shown by design, even when the password equals it.
+    found = {s for s in found if len(s) >= 4 and s != HIDDEN and s not in users}
+    return found | {quote(s, safe="") for s in found}
 
 
 def _is_secret(key: str) -> bool:
@@ -153,7 +185,7 @@ def _is_secret(key: str) -> bool:
 
 def redact_arg(arg: str) -> str:
     """One command-line argument with the secrets of a URL in it hidden (`--db=URL` too)."""
-    m = _URL_START.search(arg)
+    m = _URL_START.search(arg) or _SCHEME_SEARCH.search(arg)
     return arg if m is None else arg[:m.start()] + redact_url(arg[m.start():])
 
 
@@ -174,15 +206,26 @@ def without_password(target: StoreURL) -> tuple[str, str | None]:
     """(the store URL as text without its password, the password or None): what is handed to
     other processes (an sbatch script, a node's argv) and what goes to them by PGPASSWORD."""
     url = target.url
-    password = url.password or url.query.get("password")
-    if isinstance(password, tuple):
-        password = password[-1]
     if target.sqlite_path is not None:
         return f"sqlite:///{target.sqlite_path}", None
+    if "sslpassword" in {k.lower() for k in url.query}:
+        # libpq reads an SSL key's passphrase from the URL or a prompt only (no environment
+        # variable: libpq-envars.html), so it cannot reach another process without its text.
+        raise UserError("store URL: sslpassword cannot be handed to other processes; use an "
+                        "unencrypted key file readable only by you, or a service file")
+    query_password = url.query.get("password")
+    if isinstance(query_password, tuple):
+        query_password = query_password[-1]
+    if query_password and url.password and query_password != url.password:
+        # psycopg's dialect lets the query override the user part (opts.update(url.query)): two
+        # different passwords would authenticate here and fail in the job.
+        raise UserError("store URL holds two different passwords (USER:PASSWORD@ and ?password=); "
+                        "give one")
+    password = query_password or url.password
     # URL.set(password=None) keeps the password (None there means "unchanged"): build anew.
     clean = sa.URL.create(url.drivername, username=url.username, host=url.host, port=url.port,
                           database=url.database,
-                          query={k: v for k, v in url.query.items() if k != "password"})
+                          query={k: v for k, v in url.query.items() if not _is_secret(k)})
     return clean.render_as_string(hide_password=False), password
 
 

@@ -14,7 +14,6 @@ any moment and started again with the same run name measures only what is missin
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from nnscale.measure.sweep import SweepConfig, run_sweep
 from nnscale.netstats.paper import paper_rows
 from nnscale.records import Measurement
 from nnscale.store import capture_environment, open_store
+from nnscale.store.url import redact_command
 from nnscale.study.config import StudyConfig
 from nnscale.study.precheck import precheck
 from nnscale.study.prediction import PredictRequest, prediction_report
@@ -236,7 +236,7 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
                                          study.budget_s)
-    command = command_line or shlex.join(["nnscale", *sys.argv[1:]])
+    command = command_line or redact_command(["nnscale", *sys.argv[1:]])
     notes: list[str] = list(framework_notes)
     try:
         progress.step(1, STEPS, "network statistics beside the seed's table")
