@@ -7,7 +7,8 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "nnscale"
 
 # Lower numbers are lower layers. A module may import its own package and anything below its layer.
 LAYERS = {
-    "errors": 0, "records": 0, "format": 0, "environment": 0, "__init__": 0, "__main__": 7,
+    "errors": 0, "records": 0, "format": 0, "environment": 0, "lifeline": 0, "__init__": 0,
+    "__main__": 7,
     "zoo": 1, "stats": 1, "store": 1,
     "kerasnets": 1,  # the zoo's models in Keras 3; imports only errors, never torch
     "netstats": 2,

@@ -36,3 +36,21 @@ def test_termination_signals_run_the_clean_up(tmp_path, sig):
     assert proc.returncode == 128 + sig
     assert out.strip() == f"terminated by {sig.name}"
     assert marker.read_text() == "cleaned up"
+
+
+def test_an_ignored_hangup_stays_ignored(tmp_path):
+    # `nohup nnscale run …` starts with SIGHUP ignored: closing the terminal must not end the run.
+    marker = tmp_path / "finally"
+    proc = subprocess.Popen(["nohup", sys.executable, "-c", CHILD.format(src=SRC, marker=str(marker))],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGHUP)
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=2)  # still running: the hang-up was ignored
+        proc.send_signal(signal.SIGTERM)  # SIGTERM was not ignored: handled as before
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and out.strip() == "terminated by SIGTERM"
+    assert marker.read_text() == "cleaned up"

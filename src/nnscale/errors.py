@@ -38,7 +38,7 @@ TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 def _terminate(signum, _frame) -> None:
     # Once: a second signal during the clean-up ends the process the default way (children still
-    # die with it, see nnscale.distributed.lifeline).
+    # die with it, see nnscale.lifeline).
     for sig in TERMINATING_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     raise Terminated(signum)
@@ -49,4 +49,7 @@ def raise_on_termination() -> dict:
     `signal.signal` to restore). Only the main thread may set handlers: elsewhere, nothing."""
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {sig: signal.signal(sig, _terminate) for sig in TERMINATING_SIGNALS}
+    # A signal the caller chose to ignore stays ignored (`nohup nnscale run …` must outlive its
+    # terminal), as CPython leaves SIGINT alone when it starts with SIGINT ignored.
+    return {sig: signal.signal(sig, _terminate) for sig in TERMINATING_SIGNALS
+            if signal.getsignal(sig) is not signal.SIG_IGN}

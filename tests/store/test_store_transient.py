@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from nnscale.errors import StoreUnavailable
 from nnscale.records import Measurement, Workload
@@ -55,9 +56,13 @@ def test_a_lock_released_within_the_retries_lets_the_write_through(store_with_po
     path, run = store_with_points
     monkeypatch.setenv("NNSCALE_STORE_RETRY_S", "30")
     holder = _hold_lock(path, 4)
+    tries = []
     try:
         start = time.monotonic()
         with open_store(str(path), create=False) as store:
+            # Count the write transactions begun: more than one shows the retry, not merely
+            # SQLite's own busy wait (which alone would also outlast a 4 s lock).
+            sa.event.listen(store._engine, "begin", lambda conn: tries.append(1))
             store.add_measurement(run, _point(4))  # busy 1 s per try, retried until released
             waited = time.monotonic() - start
             points = store.measurements("before")
@@ -65,6 +70,7 @@ def test_a_lock_released_within_the_retries_lets_the_write_through(store_with_po
         holder.kill()
         holder.wait()
     assert waited >= 3, waited  # it did wait for the lock, and did not fail
+    assert len(tries) >= 2, tries
     assert [p.workload.batch_size for p in points] == [1, 2, 4]
     assert points[2].samples_ms == (1.0, 1.5, 4.0)
 
@@ -99,3 +105,16 @@ def test_a_lock_held_for_good_is_one_line_exit_2_and_keeps_earlier_points(store_
         assert [r.name for r in store.runs()] == ["before"]
     assert [(p.workload.batch_size, p.samples_ms) for p in points] == [
         (1, (1.0, 1.5, 1.0)), (2, (1.0, 1.5, 2.0))]
+
+
+def test_a_wrong_statement_is_a_bug_not_a_transient_error():
+    # pysqlite raises OperationalError for a typo or a missing table too: those keep their
+    # traceback at once instead of 120 s of retries ending in "store unavailable".
+    from nnscale.store.retry import transient
+
+    engine = sa.create_engine("sqlite://")
+    for statement in ("SELEC 1", "SELECT * FROM nosuch"):
+        with pytest.raises(sa.exc.OperationalError) as info, engine.connect() as conn:
+            conn.exec_driver_sql(statement)
+        assert not transient(info.value)
+    engine.dispose()

@@ -46,7 +46,7 @@ from pathlib import Path
 
 import nnscale
 from nnscale.distributed.config import Launching, usable_cpus
-from nnscale.distributed.lifeline import PARENT_ENV, parent_token
+from nnscale.lifeline import PARENT_ENV, parent_token
 from nnscale.distributed.netutil import (Endpoint, check_port_free, free_port, interface_of,
                                          is_local, local_address_towards, wait_reachable)
 from nnscale.measure.backend import looks_like_oom
@@ -82,7 +82,7 @@ class LaunchSpec:
 def torchrun_command(spec: LaunchSpec, job_path: Path) -> list[str]:
     conf = f"is_host={int(spec.is_host)},join_timeout={int(max(spec.timeout_s, 1))}"
     # Through `lifeline`, so that torchrun dies with this process even when it is SIGKILLed.
-    cmd = [sys.executable, "-m", "nnscale.distributed.lifeline", str(os.getpid()),
+    cmd = [sys.executable, "-m", "nnscale.lifeline", str(os.getpid()),
            "torch.distributed.run",
            "--nnodes", str(spec.nnodes), "--nproc-per-node", str(spec.nproc_per_node),
            "--rdzv-backend", "c10d", "--rdzv-endpoint", str(spec.endpoint),

@@ -160,7 +160,7 @@ def _allreduce(job: dict, ctx: dict, state: _State) -> dict:
 
 
 def run(job_path: Path) -> int:
-    from nnscale.distributed.lifeline import die_with_parent, watch_parent
+    from nnscale.lifeline import die_with_parent, watch_parent
 
     # Die with torchrun (PR_SET_PDEATHSIG) and with the nnscale that launched it (parent watch),
     # so that no rank outlives a killed launch (see lifeline).

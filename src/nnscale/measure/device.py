@@ -98,12 +98,14 @@ def save_profile(profile: DeviceProfile) -> Path:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # a full disk, or SIGTERM / Ctrl-C while writing: no temp file left
         if tmp is not None:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
+        if not isinstance(e, OSError):
+            raise
         raise UserError(f"cannot write the device cache {path}: {e.strerror or e}; free space "
                         "there or set XDG_CACHE_HOME to a writable directory") from None
     return path

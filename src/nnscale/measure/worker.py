@@ -9,8 +9,8 @@ Protocol (the parent is `nnscale.measure.runner`):
   leaves at once with `os._exit`, skipping interpreter teardown (which can be slow or hang in
   framework atexit handlers and would only add to the point's wall time).
 
-The worker dies with its parent (Linux `PR_SET_PDEATHSIG`, prctl(2)): a sweep killed with SIGKILL
-leaves no worker running on.
+The worker dies with its parent (`nnscale.lifeline`: Linux `PR_SET_PDEATHSIG`, prctl(2), and a
+parent watch): a sweep killed with SIGKILL leaves no worker running on.
 
 Fault injection, for the tests only and honoured only here: NNSCALE_TEST_HANG, NNSCALE_TEST_OOM and
 NNSCALE_TEST_CRASH, each "1" (every point) or a comma-separated list of batch sizes: HANG makes the
@@ -25,33 +25,18 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import time
 
+from nnscale.lifeline import die_with_parent, parent_token, watch_parent
+
 PHASE_PREFIX = "NNSCALE-PHASE "
 RESULT_PREFIX = "NNSCALE-RESULT "
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def phase(name: str) -> None:
     sys.stderr.write(f"{PHASE_PREFIX}{name}\n")
     sys.stderr.flush()
-
-
-def die_with_parent(parent_pid: int | None) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux); best effort elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(1)  # the parent died before the request took effect
 
 
 def _injected(name: str, batch_size: int) -> bool:
@@ -101,7 +86,10 @@ def _with_faults(backend, batch_size: int):
 
 def main() -> None:
     spec = json.loads(sys.stdin.read())
-    die_with_parent(spec.get("parent_pid"))
+    parent = spec.get("parent_pid")
+    die_with_parent(parent)
+    if parent is not None:
+        watch_parent(parent_token(parent))
     _note_pid(os.getpid())
     phase("start")
     if _injected("NNSCALE_TEST_HANG", spec["workload"]["batch_size"]):

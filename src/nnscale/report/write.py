@@ -107,12 +107,14 @@ def _write_all(files: dict[Path, str], out: Path) -> None:
             tmp.write_text(text, encoding="utf-8")
         for tmp, path in temps:
             os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # a full disk, or SIGTERM / Ctrl-C while writing: no temp file left
         for tmp, _ in temps:
             try:
                 tmp.unlink(missing_ok=True)
             except OSError:
                 pass
+        if not isinstance(e, OSError):
+            raise
         raise UserError(f"cannot write the report to {out}: {e.strerror or e}; nothing was "
                         "written (free space, or give another --out directory)") from None
 

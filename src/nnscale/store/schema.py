@@ -18,7 +18,8 @@ A database holding other tables and no `meta` table, or a newer schema version, 
 Versions. 1: `measurements.framework` was VARCHAR(32), but DDP tags such as
 `torch-ddp[grad_as_bucket_view=True,static_graph=True]` are longer: PostgreSQL refused the row after
 the point was measured (SQLite ignores declared lengths, https://www.sqlite.org/datatype3.html §3.1).
-2: `framework` is TEXT. `migrate` takes a version-1 store to version 2 in the opener's write
+2: `framework`, `model` (an imported net is named by its file path, which may exceed 200
+characters) and `device` are TEXT. `migrate` takes a version-1 store to version 2 in the opener's write
 transaction (PostgreSQL: ALTER COLUMN … TYPE TEXT; SQLite: only the version, its column already
 has TEXT affinity). `check_lengths` refuses a value longer than its column before the insert.
 """
@@ -65,10 +66,10 @@ measurements = sa.Table(
         nullable=False,
     ),
     sa.Column("workload_key", sa.String(32), nullable=False),
-    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("model", sa.Text, nullable=False),  # version 1: VARCHAR(200); a .prototxt path can be longer
     sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("batch_size", sa.Integer, nullable=False),
-    sa.Column("device", sa.String(64), nullable=False),
+    sa.Column("device", sa.Text, nullable=False),  # version 1: VARCHAR(64)
     sa.Column("precision", sa.String(16), nullable=False),
     sa.Column("framework", sa.Text, nullable=False),  # version 1: VARCHAR(32), too short
     sa.Column("world_size", sa.Integer, nullable=False),
@@ -142,19 +143,22 @@ def migrate(conn: sa.Connection, where: str) -> None:
     if version >= SCHEMA_VERSION:
         return
     if version == 1 and conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("ALTER TABLE measurements ALTER COLUMN framework TYPE TEXT")
+        conn.exec_driver_sql("ALTER TABLE measurements ALTER COLUMN framework TYPE TEXT, "
+                             "ALTER COLUMN model TYPE TEXT, ALTER COLUMN device TYPE TEXT")
     conn.execute(meta.update().where(meta.c.key == "schema_version")
                  .values(value=str(SCHEMA_VERSION)))
 
 
 def check_lengths(table: sa.Table, values: dict, what: str) -> None:
-    """ValueError naming the column if a text value is longer than its declared length (PostgreSQL
-    would refuse the row; SQLite would store it, so the check makes both behave the same)."""
+    """UserError naming the column if a text value is longer than its declared length (PostgreSQL
+    would refuse the row; SQLite would store it, so the check makes both behave the same). The
+    columns a user names (model, device, framework) are TEXT; what is left bounded are keys and
+    enumerations (workload key, mode, precision, status) that the records validate first."""
     for column in table.columns:
         length = getattr(column.type, "length", None)
         value = values.get(column.name)
         if length and isinstance(value, str) and len(value) > length:
-            raise ValueError(f"{what}: {column.name} {value[:40]!r}… is {len(value)} characters; "
+            raise UserError(f"{what}: {column.name} {value[:40]!r}… is {len(value)} characters; "
                              f"the store holds at most {length}")
 
 
@@ -168,8 +172,7 @@ def create_schema(conn: sa.Connection, where: str) -> None:
     if state == "current":
         return
     if state == "outdated":
-        migrate(conn, where)
-        return
+        migrate(conn, where)  # then on: a table missing from the old store is created too
     metadata.create_all(conn, checkfirst=True)
     present = set(conn.execute(sa.select(meta.c.key)).scalars())
     wanted = {"application": APPLICATION, "schema_version": str(SCHEMA_VERSION)}

@@ -17,7 +17,7 @@ Durability and concurrency:
 - Transient failures (SQLite's lock held past the busy timeout, a full disk, a PostgreSQL server
   restarted or a connection dropped: SQLAlchemy's OperationalError, or any DBAPI error that
   invalidated the connection, https://docs.sqlalchemy.org/en/20/core/exceptions.html) are retried
-  by `_retried`, the one place every store operation goes through: each try is a whole transaction
+  by `retry.retried`, the one place every store operation goes through: each try is a whole transaction
   again, with exponential backoff (0.5 s doubling up to 8 s) for up to NNSCALE_STORE_RETRY_S
   seconds (default 120). Then `StoreUnavailable`: one line, exit code 2; every point committed
   before is kept (each is its own transaction). NNSCALE_STORE_BUSY_TIMEOUT_S (default 30) is
@@ -31,29 +31,25 @@ run and workload key.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
 import statistics
-import time
 import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from nnscale.errors import StoreUnavailable, UserError
+from nnscale.errors import UserError
 from nnscale.records import STATUSES, Measurement
 from nnscale.store import schema
+from nnscale.store.retry import busy_timeout_s, first_line, retried
 from nnscale.store.names import check_run_name as _check_run_name
 from nnscale.store.url import (ACCEPTED, StoreURL, check_sqlite_path, redact_command_line,
                                resolve_url)
 
 FINISHED_STATUSES = ("ok", "unstable", "oom")
-BUSY_TIMEOUT_S = 30  # default of NNSCALE_STORE_BUSY_TIMEOUT_S
-RETRY_S = 120.0  # default of NNSCALE_STORE_RETRY_S: how long transient errors are retried
-RETRY_FIRST_S, RETRY_MAX_DELAY_S = 0.5, 8.0
 PG_CONNECT_TIMEOUT_S = 10
 _WRITE = "nnscale_write"  # execution option: begin with BEGIN IMMEDIATE on SQLite
 _SCHEMA_LOCK = zlib.crc32(b"nnscale.schema")  # PostgreSQL advisory lock id
@@ -91,65 +87,10 @@ def _finite_or_none(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _first_line(e: BaseException) -> str:
-    orig = getattr(e, "orig", None) or e
-    text = str(orig).strip() or type(orig).__name__
-    return text.splitlines()[0].strip()
-
-
-
-
-def _seconds_env(name: str, default: float) -> float:
-    text = os.environ.get(name, "")
-    try:
-        value = float(text) if text else default
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 10**6:
-        raise UserError(f"{name}={text!r}: give seconds, a number from 0 to 999999")
-    return value
-
-
-def _busy_timeout_s() -> float:
-    return _seconds_env("NNSCALE_STORE_BUSY_TIMEOUT_S", BUSY_TIMEOUT_S)
-
-
-def _transient(e: sa.exc.DBAPIError) -> bool:
-    """Worth trying again: the database was busy, full or unreachable, not a wrong statement."""
-    return isinstance(e, sa.exc.OperationalError) or bool(e.connection_invalidated)
-
-
-def _retried(what: str):
-    """Run a Store method again on transient errors (module docstring); then StoreUnavailable."""
-
-    def wrap(method):
-        @functools.wraps(method)
-        def retrying(self, *args, **kwargs):
-            window = _seconds_env("NNSCALE_STORE_RETRY_S", RETRY_S)
-            deadline, delay = time.monotonic() + window, RETRY_FIRST_S
-            while True:
-                try:
-                    return method(self, *args, **kwargs)
-                except sa.exc.DBAPIError as e:
-                    if not _transient(e):
-                        raise
-                    if time.monotonic() + delay > deadline:
-                        raise StoreUnavailable(
-                            f"{what} in {self.url} failed: {_first_line(e)} (retried for "
-                            f"{window:g} s, NNSCALE_STORE_RETRY_S); the points stored before are "
-                            "kept, resume the run once the store is back") from None
-                    time.sleep(delay)
-                    delay = min(2 * delay, RETRY_MAX_DELAY_S)
-
-        return retrying
-
-    return wrap
-
-
 def _sqlite_on_connect(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" hook below issues BEGIN itself
     cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout = {int(_busy_timeout_s() * 1000)}")
+    cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s() * 1000)}")
     cur.execute("PRAGMA foreign_keys = ON")
     cur.close()
 
@@ -161,7 +102,7 @@ def _sqlite_on_begin(conn: sa.Connection) -> None:
 
 def _make_engine(target: StoreURL) -> sa.Engine:
     if target.backend == "sqlite":
-        engine = sa.create_engine(target.url, connect_args={"timeout": _busy_timeout_s()})
+        engine = sa.create_engine(target.url, connect_args={"timeout": busy_timeout_s()})
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
@@ -187,7 +128,7 @@ def open_store(url: str | None = None, *, create: bool = True, fill_empty: bool 
     try:
         engine = _make_engine(target)
     except (ImportError, sa.exc.ArgumentError) as e:
-        raise UserError(f"cannot open {where}: {_first_line(e)}; {ACCEPTED}") from None
+        raise UserError(f"cannot open {where}: {first_line(e)}; {ACCEPTED}") from None
     try:
         with engine.connect() as conn:
             state = schema.inspect_schema(conn, where)
@@ -207,8 +148,8 @@ def open_store(url: str | None = None, *, create: bool = True, fill_empty: bool 
         raise
     except (sa.exc.DBAPIError, OSError) as e:
         engine.dispose()
-        hint = "; is the directory writable?" if "unable to open" in _first_line(e) else ""
-        raise UserError(f"cannot open {where}: {_first_line(e)}{hint}; {ACCEPTED}") from None
+        hint = "; is the directory writable?" if "unable to open" in first_line(e) else ""
+        raise UserError(f"cannot open {where}: {first_line(e)}{hint}; {ACCEPTED}") from None
     return Store(engine, target)
 
 
@@ -251,7 +192,7 @@ class Store:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    @_retried("creating a run")
+    @retried("creating a run")
     def create_run(
         self,
         name: str | None = None,
@@ -329,7 +270,7 @@ class Store:
         rows = self._run_rows(conn, schema.runs.c.name == name)
         return rows[0] if rows else None
 
-    @_retried("reading the runs")
+    @retried("reading the runs")
     def runs(self) -> list[RunInfo]:
         """All runs, oldest first."""
         with self._engine.connect() as conn:
@@ -340,7 +281,7 @@ class Store:
         rows = self.runs()
         return rows[-1] if rows else None
 
-    @_retried("reading a run")
+    @retried("reading a run")
     def run(self, name: str) -> RunInfo:
         """The run called `name`; UserError listing the known runs if there is none."""
         with self._engine.connect() as conn:
@@ -361,7 +302,7 @@ class Store:
 
     # --- measurements -------------------------------------------------------------------------
 
-    @_retried("storing a point")
+    @retried("storing a point")
     def add_measurement(self, run_id: int, measurement: Measurement) -> None:
         """Store one point in its own committed transaction (replacing an earlier row of the same
         run and workload key)."""
@@ -401,7 +342,7 @@ class Store:
         with self._writer.begin() as conn:
             conn.execute(stmt)
 
-    @_retried("reading finished points")
+    @retried("reading finished points")
     def finished_keys(self, run_id: int, statuses: tuple[str, ...] = FINISHED_STATUSES) -> set[str]:
         """Workload keys of the run's points with a status in `statuses` (skip these on resume)."""
         m = schema.measurements
@@ -409,7 +350,7 @@ class Store:
         with self._engine.connect() as conn:
             return set(conn.execute(stmt).scalars())
 
-    @_retried("reading points")
+    @retried("reading points")
     def measurements(self, run_name: str) -> list[Measurement]:
         """The run's points in the order they were stored; UserError if there is no such run."""
         run_id = self.run(run_name).id

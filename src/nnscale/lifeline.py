@@ -4,7 +4,7 @@
 killed outright. Two mechanisms close that gap, each on its own (why both: see below):
 
 - PR_SET_PDEATHSIG (prctl(2), Linux): the kernel sends the chosen signal to a process when the
-  thread that forked it exits. torchrun is started as `python -m nnscale.distributed.lifeline
+  thread that forked it exits. torchrun is started as `python -m nnscale.lifeline
   torch.distributed.run ARGS…`, which asks for SIGKILL before torchrun's code runs; each worker asks
   for it too (its parent is torchrun). A parent that died before the prctl call is caught by
   comparing getppid() with the parent expected (prctl(2): "the parent has already exited").
@@ -33,14 +33,16 @@ WATCH_INTERVAL_S = 0.5
 
 
 def start_time(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (proc(5) field 22), None if it is gone."""
+    """The process's start time in clock ticks since boot (proc(5) field 22), None if it is gone
+    or a zombie (state Z or X, field 3: killed, not yet reaped by its own parent)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may contain spaces: split after its end.
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X", "x") else fields[19]
 
 
 def parent_token(pid: int | None = None) -> str:
@@ -76,13 +78,17 @@ def watch_parent(token: str | None = None, interval_s: float = WATCH_INTERVAL_S)
     def watch() -> None:
         while _alive(token):
             time.sleep(interval_s)
-        os.kill(os.getpid(), signal.SIGKILL)  # as PDEATHSIG would: no handler, no clean-up
+        # As PDEATHSIG would: no handler, no clean-up. A group leader (a worker started in its own
+        # session) takes its group along: children it started would otherwise outlive it.
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="nnscale-parent-watch", daemon=True).start()
 
 
 def main(argv: list[str]) -> None:
-    """`python -m nnscale.distributed.lifeline PPID MODULE ARGS…`: run MODULE as `python -m` would,
+    """`python -m nnscale.lifeline PPID MODULE ARGS…`: run MODULE as `python -m` would,
     dying with process PPID."""
     die_with_parent(int(argv[0]))
     watch_parent()
@@ -92,5 +98,5 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:
-        sys.exit("usage: python -m nnscale.distributed.lifeline PPID MODULE [ARGS…] (used by nnscale)")
+        sys.exit("usage: python -m nnscale.lifeline PPID MODULE [ARGS…] (used by nnscale)")
     main(sys.argv[1:])
