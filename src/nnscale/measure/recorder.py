@@ -86,11 +86,14 @@ class Recorder:
         return m
 
 
+_FLOPS: dict[tuple, tuple[int, int] | None] = {}
+
+
 def flop_counter() -> Callable[[Workload], int | None]:
     """FLOPs per sample of a workload (nnscale's count, docs/statistics.md), counted once per model."""
     from nnscale.netstats import network_stats
 
-    cache: dict[tuple, int | None] = {}
+    cache = _FLOPS  # per model and input: a study asks for the same net in many sweeps
 
     def flops(w: Workload) -> int | None:
         key = (w.model, tuple(w.input_shape))

@@ -117,11 +117,12 @@ def workload(config: SweepConfig, mode: str, batch: int) -> Workload:
                     framework=config.framework)
 
 
-def spec(config: SweepConfig, w: Workload) -> PointSpec:
+def spec(config: SweepConfig, w: Workload, policy: MeasurePolicy | None = None) -> PointSpec:
+    policy = policy or config.policy
     compile_s = config.compile_timeout_s if w.compile else 0.0
-    one = replace(config.policy, budget_s=config.policy.process_budget_s)  # a worker's timeout
+    one = replace(policy, budget_s=policy.process_budget_s)  # a worker's timeout
     timeout = config.timeout_s or default_timeout_s(one, compile_s)
-    return PointSpec(w, config.policy, timeout, config.memory_cap_bytes)
+    return PointSpec(w, policy, timeout, config.memory_cap_bytes)
 
 
 def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], Measurement]) -> None:
