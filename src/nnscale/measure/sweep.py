@@ -171,6 +171,8 @@ def run_sweep(
     flops(workload(config, config.modes[0], 1))  # checks the input fits the model: before any run exists
     found = interference() if check_machine else None
     warning = interference_warning(found, config.interference_max) if found else None
+    if found:
+        found["warning"] = warning
     run_id, run_name, done = open_run(store, "sweep", config.to_dict(), run, resume, command_line,
                                       extra_environment={"interference": found} if found else None)
     recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)

@@ -182,6 +182,7 @@ def run_tune(
     flops(workload(configs[0], config.modes[0], 1))  # checks the input fits: before any run exists
     found = interference()
     warning = interference_warning(found, config.interference_max)
+    found["warning"] = warning
     run_id, run_name, done = open_run(store, "tune", config.to_dict(), run, resume, command_line,
                                       extra_environment={"interference": found})
     recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())

@@ -105,20 +105,21 @@ def point_policy(study: StudyConfig) -> MeasurePolicy:
                          warmup_max_s=0.3 * per_point, processes=k, max_processes=study.max_processes)
 
 
-def _open_run(store, name: str | None, study: StudyConfig, device: str, command: str, plan_with=None):
-    """(run id, name, environment, resumed, plan). `plan_with(peaks)` plans the sweeps (study.sweeps)."""
+def _open_run(store, name: str | None, study: StudyConfig, device: str, command: str, plan=None):
+    """(run id, name, environment, resumed); a new run's environment holds the study's plan."""
     from nnscale.measure.device import measure_device
 
     existing = {r.name for r in store.runs()}
-    profile, _cached = measure_device(device)
-    plan = plan_with(profile.gemm_flop_per_s) if plan_with else None
     if name is not None and name in existing:
         info = store.run(name)
-        return info.id, info.name, info.environment, True, plan
+        return info.id, info.name, info.environment, True
     environment = capture_environment()
-    environment["interference"] = interference()
+    found = interference()
+    found["warning"] = interference_warning(found, study.interference_max)
+    environment["interference"] = found
     if plan is not None:
         environment["study_plan"] = plan.to_dict()
+    profile, _cached = measure_device(device)
     environment["device_profile"] = {"device_name": profile.device_name,
                                      "gemm_flop_per_s": profile.gemm_flop_per_s,
                                      "bandwidth_bytes_per_s": profile.bandwidth_bytes_per_s,
@@ -126,7 +127,7 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     notes = json.dumps({"study": study.name, "device": device}, sort_keys=True)
     run_id = store.create_run(name, command_line=command, environment=environment, notes=notes)
     run_name = name or next(r.name for r in reversed(store.runs()) if r.id == run_id)
-    return run_id, run_name, environment, False, plan
+    return run_id, run_name, environment, False
 
 
 def check_frameworks(study: StudyConfig) -> tuple[StudyConfig, list[str]]:
@@ -224,7 +225,13 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
     framework_notes += [precision_note] if precision_note else []
     policy = point_policy(study)
     sweeps = list(planned_sweeps(study))
-    planned = study.point_budget_s is None  # a study file's point_budget: the even share, as asked
+    plan = None
+    if study.point_budget_s is None:  # a study file's point_budget: the even share, as it asks
+        from nnscale.measure.device import measure_device
+
+        # Before anything else: a budget too small for the plan is an error at once. The device's
+        # peaks are cached per machine (step 2 measures them if they are not).
+        plan = make_study_plan(study, sweeps, measure_device(device)[0].gemm_flop_per_s)
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
                                          study.budget_s)
@@ -235,13 +242,11 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
         table = paper_rows()
         with open_store(db) as store:
             progress.step(2, STEPS, f"{device} peaks (nnscale device; cached per machine)")
-            run_id, run_name, environment, resumed, plan = _open_run(
-                store, run, study, device, command,
-                (lambda peaks: make_study_plan(study, sweeps, peaks)) if planned else None)
+            run_id, run_name, environment, resumed = _open_run(store, run, study, device, command, plan)
             if resumed:
                 progress.note(f"resuming run {run_name!r}: finished points are kept")
             warning = interference_warning(environment.get("interference") or {}, study.interference_max)
-            if warning:
+            if warning and not resumed:
                 progress.note(warning)
             progress.step(3, STEPS, f"batch-size sweeps of {', '.join(study.nets)} "
                                     f"({study.processes} processes per point)")
