@@ -10,6 +10,11 @@ points' intervals overlap, and `nnscale compare` finds no significant change.
     python bench/reproducibility.py                                  # the default study (quick)
     python bench/reproducibility.py --nets alexnet,resnet50 --frameworks torch --budget 5m
     python bench/reproducibility.py --study my-study.yaml --db repro.db
+    python bench/reproducibility.py --sweep "torchvision:resnet18 --mode inference --batch 16 --budget 20" --repeat 6
+
+With `--sweep ARGS --repeat N` it runs `nnscale sweep ARGS` N times back to back instead (each a
+fresh `nnscale` process and run) and counts, point by point, the pairs of runs whose intervals are
+disjoint: of N runs' honest 95 % intervals, hardly any of the N(N-1)/2 pairs should be.
 
 Each run is `nnscale.study.runner.run_study` (workers are fresh processes, as in `nnscale run`);
 the comparison is the real `nnscale compare RUN_A RUN_B --format json` command. Prints, per run,
@@ -85,6 +90,49 @@ def overlap_summary(rows: list[dict]) -> dict:
                          f"x{r['world_size']}: {r['change']:+.1%}" for r in with_ci if r not in overlap]}
 
 
+def repeat_sweep(args, db: str) -> int:
+    """The issue's experiment: one sweep command N times; disjoint pairs per point."""
+    import itertools
+    import shlex
+
+    from nnscale.store import open_store
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    names = [f"rep-{stamp}-{i + 1}" for i in range(args.repeat)]
+    walls = []
+    for name in names:
+        t0 = time.monotonic()
+        subprocess.run([sys.executable, "-m", "nnscale", "sweep", *shlex.split(args.sweep), "--run", name,
+                        "--db", db], env=env, check=True, stdout=subprocess.DEVNULL)
+        walls.append(time.monotonic() - t0)
+    with open_store(db, create=False) as store:
+        runs = [{m.workload.key(): m for m in store.measurements(n)} for n in names]
+    summary = []
+    for key, first in runs[0].items():
+        ms = [r.get(key) for r in runs]
+        if any(m is None or m.status not in ("ok", "unstable") for m in ms):
+            continue
+        cis = [(m.stats["samples_per_s_ci_low"], m.stats["samples_per_s_ci_high"]) for m in ms]
+        pairs = list(itertools.combinations(range(len(ms)), 2))
+        disjoint = [(i, j) for i, j in pairs if cis[i][1] < cis[j][0] or cis[j][1] < cis[i][0]]
+        rates = [m.stats["samples_per_s"] for m in ms]
+        w = first.workload
+        print(f"{w.model} {w.mode} batch {w.batch_size}: medians "
+              + ", ".join(f"{r:.4g}" for r in rates)
+              + f" (spread {100 * (max(rates) - min(rates)) / min(rates):.1f} %)")
+        for n, m, (lo, hi) in zip(names, ms, cis, strict=True):
+            s = m.stats
+            print(f"  {n}: {s['samples_per_s']:.4g} [{lo:.4g}, {hi:.4g}] ±{100 * s['rel_ci']:.1f} % "
+                  f"({s.get('processes', 1)} processes; one process alone ±{100 * (s.get('rel_ci_within') or 0):.1f} %) "
+                  f"{m.status}")
+        print(f"  disjoint pairs: {len(disjoint)} of {len(pairs)}")
+        summary.append({"key": key, "rates": rates, "cis": cis, "disjoint": len(disjoint),
+                        "pairs": len(pairs)})
+    print(json.dumps({"runs": names, "wall_s": walls, "points": summary, "db": db}, indent=1))
+    return 0 if all(p["disjoint"] <= 1 for p in summary) else 1
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--study", default="quick", help="quick (default), paper or a YAML study file")
@@ -94,7 +142,13 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--db", default=None, help="results store (default: a new SQLite file under --out)")
     p.add_argument("--out", default="repro-out", help="reports and the default store go here")
+    p.add_argument("--sweep", metavar="ARGS", help="instead of a study: `nnscale sweep ARGS`, --repeat times")
+    p.add_argument("--repeat", type=int, default=6, help="runs of --sweep (default 6)")
     args = p.parse_args()
+    if args.sweep:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        return repeat_sweep(args, args.db or str(out / "repro.db"))
     study = study_from(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ class MeasurePolicy:
 
     def check_process_budget(self, what: str = "--budget") -> None:
         """UserError unless each of the point's processes gets at least MIN_PROCESS_BUDGET_S."""
-        if self.process_budget_s < MIN_PROCESS_BUDGET_S:
+        if self.budget_s < MIN_PROCESS_BUDGET_S * self.processes * (1 - 1e-9):  # 0.6 / 3 is 0.1999…
             raise UserError(
                 f"{what} {self.budget_s:g} s is too small for {self.processes} processes per point: "
                 f"each needs at least {MIN_PROCESS_BUDGET_S:g} s, so the minimum is "
