@@ -81,3 +81,13 @@ def test_the_quick_study_plan_fits_and_keeps_the_seeds_three_networks():
     for net in ("alexnet", "googlenet", "resnet50"):
         assert {(net, "inference"), (net, "training")} <= kept
     assert {"caffe-conv", "tf-mnist-convnet", "matconvnet-lenet", "pytorch-mnist-net"} <= {p.net for p in plan.points}
+
+
+def test_the_cpus_fastest_precision_is_chosen_and_said():
+    from nnscale.study.sweeps import precisions_for
+
+    precisions, note = precisions_for(QUICK, "cpu")
+    native = any(f in open("/proc/cpuinfo").read() for f in ("amx_bf16", "avx512_bf16"))
+    assert precisions == (("bf16",) if native else ("fp32",))
+    assert ("native bf16" in note) if native else ("no AMX or AVX-512 BF16" in note)
+    assert precisions_for(QUICK, "cuda") == (QUICK.precisions, None)
