@@ -5,6 +5,12 @@ inside the function (when installed) for CUDA and GPU facts; do that in the pare
 starting workers with the spawn method (not fork: CUDA does not survive fork). Every probe is
 best-effort: a probe that fails gives None, capturing never raises.
 
+`interference(window_s)` is the machine's state just before measuring: the load average, the share
+of the CPUs that other processes used and that the hypervisor stole over a short window
+(`/proc/loadavg`, `/proc/stat`'s per-state jiffies with `steal` the 8th column, and
+`/proc/[pid]/stat` utime + stime (fields 14 and 15) for who used them; proc(5)); `cpu_jiffies()`
+lets a caller take the steal share of any stretch of time (each measured point does).
+
 Sources: /proc/cpuinfo and /proc/meminfo (proc(5)), /proc/driver/nvidia/version (NVIDIA driver),
 `git rev-parse HEAD` and `git status --porcelain` (git documentation).
 """
@@ -39,6 +45,8 @@ ENV_PREFIXES = ("NCCL_", "OMP_", "MKL_", "KMP_", "GOMP_", "TORCH_", "PYTORCH_", 
                 "TF_", "XLA_", "JAX_", "KERAS_", "ORT_")
 # Never store what looks like a secret, whatever its prefix.
 _SECRET = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+BF16_FLAGS = {"amx_bf16", "avx512_bf16"}
+VECTOR_FLAGS = {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile", "fma"}
 PACKAGES = ("nnscale", "torch", "torchvision", "timm", "numpy", "scipy", "sqlalchemy",
             # the other frameworks' (each point also stores the version its worker ran)
             "tensorflow", "tensorflow-cpu", "keras", "jax", "jaxlib", "onnx", "onnxruntime",
@@ -69,8 +77,13 @@ def _cpuinfo() -> dict:
         if "core id" in fields:
             physical.add((fields.get("physical id", "0"), fields["core id"]))
     affinity = _probe(lambda: len(os.sched_getaffinity(0)))
+    flags = set(fields.get("flags", "").split()) if text else set()
     return {
         "model": model or platform.processor() or None,
+        # Native bf16 matrix math (AMX or AVX-512 BF16): without either, bf16 on a CPU is converted
+        # to fp32 to compute and is no faster (the study then measures fp32).
+        "bf16_native": bool(flags & BF16_FLAGS),
+        "vector_flags": sorted(flags & VECTOR_FLAGS),
         "logical_cores": os.cpu_count(),
         "physical_cores": len(physical) or None,
         "usable_cores": affinity,  # this process's CPU affinity (taskset, cgroups cpusets)
@@ -192,3 +205,89 @@ def capture_environment(include_torch: bool = True) -> dict:
     if include_torch:
         env["torch"] = _torch_facts()
     return env
+
+
+# --- interference: what else is using the machine ---------------------------------------------
+
+BUSY_STATES = (0, 1, 2, 5, 6)  # user nice system irq softirq (of user nice system idle iowait irq softirq steal)
+STEAL_STATE = 7
+INTERFERENCE_WINDOW_S = 0.25  # long enough for 25 jiffies at USER_HZ 100, short before a sweep
+
+
+def cpu_jiffies() -> tuple[int, int, int] | None:
+    """(busy, steal, total) jiffies of all CPUs since boot, from /proc/stat's `cpu` line; None off Linux.
+
+    Guest time is already counted in user (proc(5)), so it is not added again."""
+    text = _probe(lambda: _read("/proc/stat")) or ""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            v = [int(x) for x in line.split()[1:9]]
+            v += [0] * (8 - len(v))
+            return sum(v[i] for i in BUSY_STATES), v[STEAL_STATE], sum(v)
+    return None
+
+
+def steal_share(before: tuple[int, int, int] | None, after: tuple[int, int, int] | None) -> float | None:
+    """Share of the CPUs' time stolen by the hypervisor between two `cpu_jiffies()` readings."""
+    if before is None or after is None or after[2] <= before[2]:
+        return None
+    return (after[1] - before[1]) / (after[2] - before[2])
+
+
+def _process_jiffies(mine: set[int]) -> dict[int, tuple[str, int]]:
+    out = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        stat = _probe(lambda e=entry: _read(f"/proc/{e.name}/stat"))
+        if not stat or ")" not in stat:
+            continue
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()  # fields from the 3rd (state) on
+        out[int(entry.name)] = (name, int(rest[11]) + int(rest[12]))  # utime + stime
+    return out
+
+
+def interference(window_s: float = INTERFERENCE_WINDOW_S) -> dict:
+    """Load average, others' CPU share, steal share and the busiest other processes, over `window_s`.
+
+    Shares are of the whole machine's CPU time (1.0 = every CPU busy). This process (idle, sleeping
+    through the window) and its parent are left out of the per-process list.
+    """
+    cores = os.cpu_count() or 1
+    mine = {os.getpid(), os.getppid()}
+    load = _probe(lambda: [float(x) for x in _read("/proc/loadavg").split()[:3]])
+    before, procs0 = cpu_jiffies(), _probe(lambda: _process_jiffies(mine)) or {}
+    import time
+
+    time.sleep(window_s)
+    after, procs1 = cpu_jiffies(), _probe(lambda: _process_jiffies(mine)) or {}
+    result: dict = {"window_s": window_s, "cores": cores,
+                    "load_average": load, "load_per_core": None if not load else load[0] / cores,
+                    "others_cpu_share": None, "steal_share": steal_share(before, after), "busiest": []}
+    if before is not None and after is not None and after[2] > before[2]:
+        total = after[2] - before[2]
+        result["others_cpu_share"] = (after[0] - before[0]) / total
+        used = sorted(((procs1[p][1] - j, procs1[p][0], p) for p, (_, j) in procs0.items()
+                       if p in procs1 and procs1[p][1] > j), reverse=True)
+        result["busiest"] = [f"{name} (pid {pid}) {100 * d / total:.0f} %" for d, name, pid in used[:3]]
+    return result
+
+
+def interference_warning(found: dict, threshold: float) -> str | None:
+    """One line naming what is over `threshold` (a share of the machine), or None when quiet."""
+    over = []
+    load = found.get("load_per_core")
+    if load is not None and load > threshold:
+        over.append(f"load average {found['load_average'][0]:.2f} ({load:.2f} per core)")
+    others = found.get("others_cpu_share")
+    if others is not None and others > threshold:
+        who = f": {', '.join(found['busiest'])}" if found.get("busiest") else ""
+        over.append(f"other processes used {100 * others:.0f} % of the CPUs{who}")
+    steal = found.get("steal_share")
+    if steal is not None and steal > threshold:
+        over.append(f"the hypervisor stole {100 * steal:.0f} % of the CPU time")
+    if not over:
+        return None
+    return (f"warning: the machine is not quiet ({'; '.join(over)}; threshold {100 * threshold:g} %): "
+            "timings will be slower and noisier than on a quiet machine")

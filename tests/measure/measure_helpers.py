@@ -8,7 +8,10 @@ from nnscale.measure.methodology import MeasurePolicy
 from nnscale.records import Measurement, Workload
 
 # Short enough for tests, strict enough to exercise the stopping rule.
-SHORT = MeasurePolicy(target_rel_ci=0.05, budget_s=0.5, warmup_max_s=0.5, warmup_max_iters=30)
+# One process per point: the tests of the sweep engine are about the engine; the tests of the
+# interval across processes set their own k (test_measure_processes.py).
+SHORT = MeasurePolicy(target_rel_ci=0.05, budget_s=0.5, warmup_max_s=0.5, warmup_max_iters=30,
+                      processes=1, max_processes=1)
 
 
 def fake_point(w: Workload, status: str = "ok", samples_per_s: float | None = None,

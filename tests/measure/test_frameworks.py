@@ -106,7 +106,7 @@ def test_framework_plot_keeps_jitted_jax_beside_eager_torch():
 
 
 def test_study_sweeps_per_framework_skip_what_a_framework_cannot_run(monkeypatch):
-    from nnscale.study import runner
+    from nnscale.study import runner, sweeps
     from nnscale.study.config import study_from_dict
 
     study = study_from_dict({"nets": ["test-tiny-mlp", "vgg16"], "modes": ["inference", "training"],
@@ -115,9 +115,9 @@ def test_study_sweeps_per_framework_skip_what_a_framework_cannot_run(monkeypatch
     assert any("onnxruntime: no training" in n for n in notes)
     assert any("jax: no Keras definition of vgg16" in n for n in notes)
     seen = []
-    monkeypatch.setattr(runner, "run_sweep", lambda config, *a, **k: seen.append(
+    monkeypatch.setattr(sweeps, "run_sweep", lambda config, *a, **k: seen.append(
         (config.framework, config.model, config.modes[0], config.compile)))
-    runner._sweeps(study, None, "r", "cpu", None, None)
+    sweeps.run_sweeps(study, None, "r", "cpu", list(runner.planned_sweeps(study)), None, None, None)
     assert ("jax", "test-tiny-mlp", "training", True) in seen
     assert ("onnxruntime", "vgg16", "inference", False) in seen
     assert not [s for s in seen if s[0] == "onnxruntime" and s[2] == "training"]

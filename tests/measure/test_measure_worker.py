@@ -74,7 +74,7 @@ def test_real_allocation_failure_under_a_memory_cap_is_an_oom_point():
 
 def sweep_cmd(db: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "nnscale", "sweep", "test-tiny-mlp", "--batch", "1,2,4",
-            "--threads", "1", "--budget", "0.3", "--warmup", "0.3", "--target-ci", "0.05",
+            "--threads", "1", "--budget", "0.3", "--warmup", "0.3", "--target-ci", "0.05", "--processes", "1",
             "--db", str(db), *extra]
 
 

@@ -64,9 +64,26 @@ def test_durations(value, seconds):
     assert parse_duration_s(value) == seconds
 
 
-def test_quick_study_is_the_seeds_four_networks():
-    assert len(QUICK.nets) == 4 and all(model_info(n).family == "seed" for n in QUICK.nets)
-    assert QUICK.budget_s <= 600
+def test_quick_study_is_the_seeds_study():
+    # AlexNet, Inception v1 and ResNet-50 (torchvision's) against batch size in both modes, plus
+    # the seed's four framework nets; 3 processes per point; the CPU's fastest precision.
+    assert QUICK.nets[:3] == ("alexnet", "googlenet", "resnet50")
+    seed = [n for n in QUICK.nets[3:] if model_info(n).family == "seed"]
+    assert len(seed) == 4 == len(QUICK.nets) - 3
+    for net in QUICK.nets[:3]:
+        assert len(QUICK.batches_for(net, "inference")) == 3 and len(QUICK.batches_for(net, "training")) == 2
+    assert QUICK.batches_for("tf-mnist-convnet", "training") == (64,)
+    assert QUICK.batches_for("caffe-conv", "training") == ()
+    assert QUICK.budget_s <= 600 and QUICK.processes >= 3 and QUICK.cpu_fastest_precision
+
+
+def test_processes_in_a_study_file():
+    study = study_from_dict({"nets": ["x"], "processes": 4}, "s.yaml")
+    assert study.processes == 4 and study.max_processes == 8
+    with pytest.raises(UserError, match="'processes' must be an integer >= 1, got 0"):
+        study_from_dict({"nets": ["x"], "processes": 0}, "s.yaml")
+    with pytest.raises(UserError, match="'max_processes' \\(2\\) must be at least 'processes' \\(3\\)"):
+        study_from_dict({"nets": ["x"], "processes": 3, "max_processes": 2}, "s.yaml")
 
 
 def test_budget_bool_is_refused():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from nnscale.measure.methodology import INTERFERENCE_MAX, check_interference_max
 from nnscale.study.config import BUILTIN, load_study, parse_duration_s
 
 
@@ -19,6 +20,11 @@ def add_parser(sub) -> None:
     p.add_argument("--db", help="results store: a path, sqlite:///PATH or postgresql://... "
                                 "(default ./nnscale.db)")
     p.add_argument("--out", help="report directory (default report-RUN)")
+    p.add_argument("--processes", type=int, help="fresh worker processes per point (default: the "
+                   "study's, 3 for the built-in ones); a noisy point gets up to twice as many")
+    p.add_argument("--interference-max", type=float, default=INTERFERENCE_MAX, metavar="SHARE",
+                   help="warn when the load per core, other processes' CPU share or the steal share "
+                   f"is above this, in (0, 1] (default {INTERFERENCE_MAX:g})")
     p.set_defaults(handle=handle)
 
 
@@ -30,6 +36,13 @@ def handle(args) -> int:
     study = load_study(args.study, check_net=model_info)
     if args.budget is not None:
         study = replace(study, budget_s=parse_duration_s(args.budget, "--budget"))
+    if args.processes is not None:
+        if args.processes < 1:
+            raise UserError(f"bad --processes {args.processes}: expected an integer >= 1 "
+                            "(3 or more for an interval across processes)")
+        study = replace(study, processes=args.processes, max_processes=2 * args.processes)
+    check_interference_max(args.interference_max)
+    study = replace(study, interference_max=args.interference_max)
     if args.device not in ("auto", "cpu", "cuda") and not args.device.startswith("cuda:"):
         raise UserError(f"--device {args.device!r}: expected cpu, cuda or auto")
     result = run_study(study, run=args.run, db=args.db, device=args.device, out=args.out)

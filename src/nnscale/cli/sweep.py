@@ -7,7 +7,7 @@ import sys
 
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import FRAMEWORKS
-from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy
 from nnscale.measure.progress import TerminalProgress
 from nnscale.measure.recorder import stored_config
 from nnscale.measure.sweep import SweepConfig, resolve, run_sweep
@@ -36,9 +36,19 @@ def add_common(p, budget: float) -> None:
                    "all usable cores)")
     p.add_argument("--input-size", help="CxHxW (or HxW, or S); default: the model's own")
     p.add_argument("--budget", type=float, default=budget, metavar="SECONDS",
-                   help=f"measurement time per point (default {budget:g})")
+                   help=f"measurement time per point, shared by its processes (default {budget:g})")
     p.add_argument("--target-ci", type=float, default=0.02, metavar="FRACTION",
-                   help="stop when the 95%% CI of the mean step time is within ± this (default 0.02)")
+                   help="stop when the point's 95%% CI (across its processes) is within ± this "
+                   "(default 0.02)")
+    p.add_argument("--processes", type=int, default=3, metavar="K",
+                   help="fresh worker processes per point, each warmed up on its own; the CI covers "
+                   "the variation between them (default 3; 1: one process, a within-process CI)")
+    p.add_argument("--max-processes", type=int, default=None, metavar="K",
+                   help="more processes for a point whose CI is still wider than --target-ci "
+                   "(default 2 x --processes)")
+    p.add_argument("--interference-max", type=float, default=INTERFERENCE_MAX, metavar="SHARE",
+                   help="warn when the load per core, other processes' CPU share or the steal share "
+                   f"is above this, in (0, 1] (default {INTERFERENCE_MAX:g})")
     p.add_argument("--warmup", type=float, default=None, metavar="SECONDS",
                    help="longest warm-up per point (default 10 for sweep, 5 for tune)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -53,7 +63,9 @@ def add_common(p, budget: float) -> None:
 
 def policy_from(args, warmup_default: float) -> MeasurePolicy:
     warmup = warmup_default if args.warmup is None else args.warmup
-    return MeasurePolicy(target_rel_ci=args.target_ci, budget_s=args.budget, warmup_max_s=warmup)
+    most = 2 * args.processes if args.max_processes is None else args.max_processes
+    return MeasurePolicy(target_rel_ci=args.target_ci, budget_s=args.budget, warmup_max_s=warmup,
+                         processes=args.processes, max_processes=most)
 
 
 def common_kwargs(args) -> dict:
@@ -72,7 +84,7 @@ def common_kwargs(args) -> dict:
         "model": args.model, "modes": parse_modes(args.mode), "device": args.device,
         "threads": args.threads or 0, "input_shape": shape, "timeout_s": args.timeout,
         "memory_cap_bytes": None if args.memory_cap is None else parse_size(args.memory_cap),
-        "framework": args.framework,
+        "framework": args.framework, "interference_max": args.interference_max,
     }
 
 

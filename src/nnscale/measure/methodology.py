@@ -37,7 +37,18 @@ from nnscale.stats import Summary, is_stable, mean_ci, steady_state_index, summa
 
 STEADY_WINDOW_MAX = 10  # samples per window of the steady-state detector (its own default)
 STEADY_WINDOW_MIN = 3  # smallest window still worth a median; slow steps get short windows
-CHECK_SPACING = 0.05  # after min_iters, check again after 5 % more samples
+CHECK_SPACING = 0.05
+MIN_PROCESS_BUDGET_S = 0.2
+# Interference threshold, a share of the machine: the load average per core, the CPU share other
+# processes used, or the steal share above it gets a warning (nnscale.environment.interference).
+# 0.25: on a quiet 2-core VM these stay under 0.15 (load average 0.2: 0.1 per core); one busy core
+# of two is 0.5.
+INTERFERENCE_MAX = 0.25
+
+
+def check_interference_max(value: float, what: str = "--interference-max") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise UserError(f"bad {what} {value!r}: expected a share of the machine in (0, 1], e.g. 0.25")  # below this a process measures a handful of iterations at best  # after min_iters, check again after 5 % more samples
 
 
 class Timer(Protocol):
@@ -67,7 +78,12 @@ class MeasurePolicy:
     max_iters: int = 100_000
     warmup_max_iters: int = 50
     warmup_max_s: float = 10.0
-    budget_s: float = 30.0  # measurement phase of one point
+    budget_s: float = 30.0  # measurement phase of one point, shared by its first `processes`
+    # The point is measured in `processes` fresh worker processes (each warms up on its own), more
+    # up to `max_processes` while the interval across them is wider than the target
+    # (`nnscale.measure.processes`). One process gives the old, within-process-only interval.
+    processes: int = 3
+    max_processes: int = 6
 
     def __post_init__(self) -> None:
         checks = (
@@ -78,11 +94,28 @@ class MeasurePolicy:
             ("warmup_max_iters", self.warmup_max_iters >= 0, "an integer >= 0"),
             ("warmup_max_s", self.warmup_max_s >= 0.0, "seconds >= 0"),
             ("budget_s", self.budget_s > 0.0, "seconds > 0, e.g. 30"),
+            ("processes", isinstance(self.processes, int) and self.processes >= 1,
+             "an integer >= 1 (3 or more for an interval across processes)"),
+            ("max_processes", isinstance(self.max_processes, int) and self.max_processes >= self.processes,
+             f"an integer >= processes ({self.processes})"),
         )
         for name, ok, accepted in checks:
             value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value) or not ok:
                 raise UserError(f"bad measurement {name} {value!r}: expected {accepted}")
+
+    @property
+    def process_budget_s(self) -> float:
+        """The measurement budget of one of the point's processes."""
+        return self.budget_s / self.processes
+
+    def check_process_budget(self, what: str = "--budget") -> None:
+        """UserError unless each of the point's processes gets at least MIN_PROCESS_BUDGET_S."""
+        if self.budget_s < MIN_PROCESS_BUDGET_S * self.processes * (1 - 1e-9):  # 0.6 / 3 is 0.1999…
+            raise UserError(
+                f"{what} {self.budget_s:g} s is too small for {self.processes} processes per point: "
+                f"each needs at least {MIN_PROCESS_BUDGET_S:g} s, so the minimum is "
+                f"{MIN_PROCESS_BUDGET_S * self.processes:g} s (or give fewer --processes)")
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}

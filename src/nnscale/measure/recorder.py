@@ -2,7 +2,8 @@
 
 Shared by `sweep` and `tune`. Durability comes from the store: `add_measurement` commits one point
 per transaction before it returns, so a run killed at any moment (SIGKILL included) loses at most
-the point in flight. Resuming reads the run's finished points (ok, unstable, oom) back and reuses
+the point in flight. Each point is measured in `spec.policy.processes` fresh workers or more
+(`nnscale.measure.processes`) and stored once, combined. Resuming reads the run's finished points (ok, unstable, oom) back and reuses
 them instead of measuring again; points that ended in error or timeout are measured again.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 from nnscale.errors import UserError
 from nnscale.measure.point import derive
+from nnscale.measure.processes import run_processes
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.runner import PointSpec, run_point
 from nnscale.records import Measurement, Workload
@@ -21,7 +23,8 @@ from nnscale.store import FINISHED_STATUSES, capture_environment
 
 
 def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
-             command_line: str = "") -> tuple[int, str, dict[str, Measurement]]:
+             command_line: str = "", extra_environment: dict | None = None,
+             ) -> tuple[int, str, dict[str, Measurement]]:
     """(run id, run name, finished points by workload key). `kind` is "sweep" or "tune"."""
     if resume:
         if not run:
@@ -31,7 +34,7 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
             done = {m.workload.key(): m for m in store.measurements(run)
                     if m.status in FINISHED_STATUSES}
             return info.id, info.name, done
-    environment = capture_environment()
+    environment = dict(capture_environment(), **(extra_environment or {}))
     notes = json.dumps({kind: config}, sort_keys=True)
     run_id = store.create_run(run, command_line=command_line, environment=environment, notes=notes)
     name = run if run else next(r.name for r in reversed(store.runs()) if r.id == run_id)
@@ -57,11 +60,13 @@ class Recorder:
     def __init__(self, store, run_id: int, done: dict[str, Measurement], progress=None,
                  runner: Callable[[PointSpec], Measurement] = run_point,
                  flop_per_sample: Callable[[Workload], int | None] = lambda w: None,
-                 peak_flop_per_s: Callable[[Measurement], float | None] = lambda m: None) -> None:
+                 peak_flop_per_s: Callable[[Measurement], float | None] = lambda m: None,
+                 more_processes: Callable[[int], bool] = lambda k: True) -> None:
         self.store, self.run_id, self.done = store, run_id, dict(done)
         self.progress = progress or NullProgress()
         self.runner = runner
         self.flop_per_sample, self.peak_flop_per_s = flop_per_sample, peak_flop_per_s
+        self.more_processes = more_processes  # may a noisy point get another process? (the study's plan)
         self.measured: list[Measurement] = []  # this run's points in order, reused ones included
 
     def point(self, spec: PointSpec) -> Measurement:
@@ -72,7 +77,7 @@ class Recorder:
         else:
             self.progress.point_start(spec.workload)
             start = time.monotonic()
-            m = self.runner(spec)
+            m = run_processes(spec, self.runner, self.more_processes)  # k fresh workers, one point
             wall = time.monotonic() - start
             m = derive(m, self.flop_per_sample(m.workload), self.peak_flop_per_s(m))
             m = Measurement(m.workload, m.status, m.samples_ms, dict(m.stats, point_wall_s=wall), m.error)
@@ -83,11 +88,14 @@ class Recorder:
         return m
 
 
+_FLOPS: dict[tuple, tuple[int, int] | None] = {}
+
+
 def flop_counter() -> Callable[[Workload], int | None]:
     """FLOPs per sample of a workload (nnscale's count, docs/statistics.md), counted once per model."""
     from nnscale.netstats import network_stats
 
-    cache: dict[tuple, int | None] = {}
+    cache = _FLOPS  # per model and input: a study asks for the same net in many sweeps
 
     def flops(w: Workload) -> int | None:
         key = (w.model, tuple(w.input_shape))

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field, fields, replace
 
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import check_framework, check_model
-from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
 from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
 from nnscale.measure.validate import check_device, check_precision, check_seconds, check_threads
+from nnscale.environment import interference, interference_warning
 from nnscale.records import MODES, PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
@@ -48,6 +49,8 @@ class SweepConfig:
     memory_cap_bytes: int | None = None  # per worker; None: on CPU what the machine has free
     auto_max_batch: int = 1 << 16
     auto_max_step_s: float | None = None
+    # Warn when the load per core, others' CPU share or the steal share is above this (environment.py)
+    interference_max: float = INTERFERENCE_MAX
 
     def __post_init__(self) -> None:
         if not self.modes or any(m not in MODES for m in self.modes):
@@ -64,6 +67,7 @@ class SweepConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UserError(f"bad {name} {value!r}: expected a positive number")
+        check_interference_max(self.interference_max)
         if self.auto_max_batch < 1:
             raise UserError(f"bad auto_max_batch {self.auto_max_batch!r}: expected a positive integer")
 
@@ -100,6 +104,7 @@ def resolve(config: SweepConfig) -> tuple[SweepConfig, tuple[str, ...]]:
     note = check_precision(device, config.precision)
     default_shape = tuple(model_info(config.model).input_shape)
     check_model(config.framework, config.model, config.input_shape, default_shape)
+    config.policy.check_process_budget()
     shape = tuple(config.input_shape or default_shape)
     if config.channels_last and len(shape) != 3:
         raise UserError(f"--channels-last needs image input (C, H, W); {config.model} takes {shape}")
@@ -115,15 +120,17 @@ def workload(config: SweepConfig, mode: str, batch: int) -> Workload:
                     framework=config.framework)
 
 
-def spec(config: SweepConfig, w: Workload) -> PointSpec:
+def spec(config: SweepConfig, w: Workload, policy: MeasurePolicy | None = None) -> PointSpec:
+    policy = policy or config.policy
     compile_s = config.compile_timeout_s if w.compile else 0.0
-    timeout = config.timeout_s or default_timeout_s(config.policy, compile_s)
-    return PointSpec(w, config.policy, timeout, config.memory_cap_bytes)
+    one = replace(policy, budget_s=policy.process_budget_s)  # a worker's timeout
+    timeout = config.timeout_s or default_timeout_s(one, compile_s)
+    return PointSpec(w, policy, timeout, config.memory_cap_bytes)
 
 
 def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], Measurement]) -> None:
     """Double, then bisect after an OOM, to the largest batch that fits (module docstring)."""
-    max_step_ms = 1000.0 * (config.auto_max_step_s or config.policy.budget_s / config.policy.min_iters)
+    max_step_ms = 1000.0 * (config.auto_max_step_s or config.policy.process_budget_s / config.policy.min_iters)
     fits, batch, failed = None, 1, None
     while batch <= config.auto_max_batch:
         m = point(spec(config, workload(config, mode, batch)))
@@ -154,21 +161,34 @@ def run_sweep(
     resume: bool = False,
     command_line: str = "",
     runner: Callable[[PointSpec], Measurement] = run_point,
+    check_machine: bool = True,
+    more_processes: Callable[[int], bool] = lambda k: True,
 ) -> SweepResult:
-    """Measure `config`'s points into run `run` of `store` (a new run unless `resume`)."""
+    """Measure `config`'s points into run `run` of `store` (a new run unless `resume`).
+
+    `check_machine`: look for interference first (a study does it once for all its sweeps);
+    `more_processes(k)`: may a noisy point get a (k+1)-th process (the study's plan decides)."""
     progress = progress or NullProgress()
     config, notes = resolve(config)
     flops = flop_counter()
     flops(workload(config, config.modes[0], 1))  # checks the input fits the model: before any run exists
-    run_id, run_name, done = open_run(store, "sweep", config.to_dict(), run, resume, command_line)
-    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
+    found = interference() if check_machine else None
+    warning = interference_warning(found, config.interference_max) if found else None
+    if found:
+        found["warning"] = warning
+    run_id, run_name, done = open_run(store, "sweep", config.to_dict(), run, resume, command_line,
+                                      extra_environment={"interference": found} if found else None)
+    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)
     total = None if config.batches is None else len(config.batches) * len(config.modes)
-    per_point = STARTUP_S / 4 + config.policy.warmup_max_s + config.policy.budget_s
+    p = config.policy
+    per_point = p.processes * (STARTUP_S / 4 + p.warmup_max_s) + p.budget_s
     on = f"on {config.device}" if config.framework == "torch" else f"with {config.framework} on {config.device}"
     progress.begin(f"sweep {config.model} {on} ({config.precision}) -> run {run_name!r}",
                    total, per_point)
     for note in notes:
         progress.note(f"note: {note}")
+    if warning:
+        progress.note(warning)
     knees = {}
     try:
         for mode in config.modes:

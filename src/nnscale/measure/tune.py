@@ -21,9 +21,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
+from nnscale.environment import interference, interference_warning
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import framework_spec
-from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
 from nnscale.measure.runner import STARTUP_S, PointSpec, run_point
@@ -50,8 +51,10 @@ class TuneConfig:
     compile_timeout_s: float = 300.0
     memory_cap_bytes: int | None = None
     framework: str = "torch"
+    interference_max: float = INTERFERENCE_MAX
 
     def __post_init__(self) -> None:
+        check_interference_max(self.interference_max)
         if not self.batches:
             raise UserError("tune needs at least one batch size")
         if self.precisions is not None and not self.precisions:
@@ -177,14 +180,21 @@ def run_tune(
     configs, notes = candidates(config)
     flops = flop_counter()
     flops(workload(configs[0], config.modes[0], 1))  # checks the input fits: before any run exists
-    run_id, run_name, done = open_run(store, "tune", config.to_dict(), run, resume, command_line)
+    found = interference()
+    warning = interference_warning(found, config.interference_max)
+    found["warning"] = warning
+    run_id, run_name, done = open_run(store, "tune", config.to_dict(), run, resume, command_line,
+                                      extra_environment={"interference": found})
     recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
     total = len(configs) * len(config.batches) * len(config.modes)
-    per_point = STARTUP_S / 4 + config.policy.warmup_max_s + config.policy.budget_s
+    p = config.policy
+    per_point = p.processes * (STARTUP_S / 4 + p.warmup_max_s) + p.budget_s
     progress.begin(f"tune {config.model} on {configs[0].device}: {len(configs)} configurations "
                    f"x {len(config.batches)} batch sizes -> run {run_name!r}", total, per_point)
     for note in notes:
         progress.note(f"note: {note}")
+    if warning:
+        progress.note(warning)
     choices = []
     try:
         for mode, batch in itertools.product(config.modes, config.batches):

@@ -119,6 +119,13 @@ def build_report(
         notes.append("No predictions given: no measured-against-predicted plot.")
     if "time" not in have:
         notes.append("No time to train, measured or predicted: no time-to-train bars.")
+    found = env.get("interference") if isinstance(env.get("interference"), dict) else {}
+    if found.get("warning"):  # what the run found before measuring (nnscale.environment)
+        notes.append(f"Before measuring, {found['warning'].removeprefix('warning: ')}.")
+    plan = env.get("study_plan") if isinstance(env.get("study_plan"), dict) else {}
+    if plan.get("dropped"):
+        notes.append(f"To fit its budget the study dropped {len(plan['dropped'])} points: "
+                     + "; ".join(plan["dropped"]) + ".")
 
     table_list = [tables.best_table(ms)]
     if netstats_rows:

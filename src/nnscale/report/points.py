@@ -17,6 +17,8 @@ from nnscale.stats import knee as _knee
 
 # Statuses whose timings are real (an unstable point was measured, only less precisely than asked).
 MEASURED = ("ok", "unstable")
+# A point during which the hypervisor took at least this share of the CPUs is flagged.
+STEAL_FLAG = 0.05
 # What, besides the model and mode, tells two batch-size curves apart.
 VARIANT_FIELDS = ("framework", "precision", "channels_last", "compile", "device", "threads")
 
@@ -82,6 +84,9 @@ def flags(m: Measurement) -> list[str]:
         outliers = num(m.stats, "outliers")
         if outliers:
             out.append(f"{int(outliers)} outliers")
+        steal = num(m.stats, "steal_share")
+        if steal is not None and steal >= STEAL_FLAG:
+            out.append(f"steal {100 * steal:.0f} %")
     return out
 
 

@@ -49,7 +49,9 @@ POINT_COLUMNS = (
     ("batch_size", "batch"), ("world_size", "workers"), ("device", "device"),
     ("channels_last", "channels-last"), ("compile", "compiled"), ("status", "status"),
     ("samples_per_s", "samples/s"), ("samples_per_s_ci_low", "CI low"),
-    ("samples_per_s_ci_high", "CI high"), ("rel_ci", "rel. CI"), ("step_time_ms", "step ms"),
+    ("samples_per_s_ci_high", "CI high"), ("rel_ci", "rel. CI"), ("processes", "processes"),
+    ("rel_ci_within", "rel. CI of one process"), ("between_share", "between-process share"),
+    ("steal_share", "steal"), ("step_time_ms", "step ms"),
     ("latency_ms_p50", "p50 ms"), ("latency_ms_p95", "p95 ms"), ("latency_ms_p99", "p99 ms"),
     ("peak_memory_bytes", "peak memory"), ("mfu", "MFU"), ("speedup", "speedup"),
     ("efficiency", "efficiency"), ("time_to_train_min", "time to train [min]"),
@@ -67,7 +69,9 @@ def point_record(m: Measurement) -> dict:
         "channels_last": w.channels_last, "compile": w.compile, "threads": w.threads,
         "input_shape": "x".join(map(str, w.input_shape)), "status": m.status,
         "samples_per_s": P.rate(m), "samples_per_s_ci_low": lo, "samples_per_s_ci_high": hi,
-        "rel_ci": P.num(s, "rel_ci"), "step_time_ms": P.step_ms(m),
+        "rel_ci": P.num(s, "rel_ci"), "processes": P.num(s, "processes"),
+        "rel_ci_within": P.num(s, "rel_ci_within"), "between_share": P.num(s, "between_share"),
+        "steal_share": P.num(s, "steal_share"), "step_time_ms": P.step_ms(m),
         "latency_ms_p50": P.latency(m, 50), "latency_ms_p95": P.latency(m, 95),
         "latency_ms_p99": P.latency(m, 99), "peak_memory_bytes": P.memory(m), "mfu": P.mfu(m),
         "achieved_flop_per_s": P.num(s, "achieved_flop_per_s"), "speedup": P.num(s, "speedup"),
@@ -85,18 +89,25 @@ def points_table(ms: list[Measurement]) -> Table:
             compile="yes" if r["compile"] else "no",
             samples_per_s=fmt(r["samples_per_s"]), samples_per_s_ci_low=fmt(r["samples_per_s_ci_low"]),
             samples_per_s_ci_high=fmt(r["samples_per_s_ci_high"]), rel_ci=pct(r["rel_ci"], 2),
+            processes="–" if r["processes"] is None else str(int(r["processes"])),
+            rel_ci_within=pct(r["rel_ci_within"], 2), between_share=pct(r["between_share"]),
+            steal_share=pct(r["steal_share"]),
             step_time_ms=fmt(r["step_time_ms"]), latency_ms_p50=fmt(r["latency_ms_p50"]),
             latency_ms_p95=fmt(r["latency_ms_p95"]), latency_ms_p99=fmt(r["latency_ms_p99"]),
             peak_memory_bytes=mem(r["peak_memory_bytes"]), mfu=pct(r["mfu"]),
             speedup=fmt(r["speedup"]), efficiency=pct(r["efficiency"]),
             time_to_train_min=fmt(r["time_to_train_min"])))
     numeric = {"batch_size", "world_size", "samples_per_s", "samples_per_s_ci_low",
-               "samples_per_s_ci_high", "rel_ci", "step_time_ms", "latency_ms_p50",
+               "samples_per_s_ci_high", "rel_ci", "processes", "rel_ci_within", "between_share",
+               "steal_share", "step_time_ms", "latency_ms_p50",
                "latency_ms_p95", "latency_ms_p99", "peak_memory_bytes", "mfu", "speedup",
                "efficiency", "time_to_train_min"}
     return Table("points", "Every point", POINT_COLUMNS, tuple(shown),
-                 note="95 % confidence intervals of the median throughput. Flags: unstable = the "
-                      "CI target was not met within the time budget; oom / error / timeout = no "
+                 note="95 % confidence intervals of the median throughput, across the point's fresh "
+                      "processes (docs/methodology.md): 'rel. CI of one process' is what one process "
+                      "alone would have claimed, 'between-process share' how much of the spread is "
+                      "the processes differing, 'steal' the CPU time the hypervisor took. "
+                      "Flags: unstable = the CI target was not met within the time budget; oom / error / timeout = no "
                       "timing. The same rows, unformatted, are in points.csv.",
                  raw=tuple(raw), numeric=frozenset(numeric))
 

@@ -10,6 +10,8 @@ A study file lists what to run; every key but `nets` is optional:
     framework_nets: [tf-mnist-convnet]   # the nets the frameworks other than torch run; default all
     world_sizes: [1, 2]
     budget: 10m                # whole study; seconds or 30s/10m/1h
+    processes: 3               # fresh worker processes per point (more, up to max_processes, when noisy)
+    max_processes: 6
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import FRAMEWORKS
+from nnscale.measure.methodology import INTERFERENCE_MAX
 from nnscale.records import MODES, PRECISIONS
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
@@ -65,8 +68,24 @@ class StudyConfig:
     budget_s: float = 600.0
     point_budget_s: float | None = None  # per point; None: shared out of the whole budget
     target_rel_ci: float = 0.02
+    # Each point in `processes` fresh workers, more up to `max_processes` while the study has time
+    # and the interval across them is wider than the target (docs/methodology.md).
+    processes: int = 3
+    max_processes: int = 6
+    # On a CPU, measure the fastest precision it runs natively instead of `precisions` (bf16 with
+    # AMX or AVX-512 BF16, else fp32): the built-in quick study, for the machine at hand.
+    cpu_fastest_precision: bool = False
+    interference_max: float = INTERFERENCE_MAX  # warn above this share of the machine (nnscale run)
     predict_gpus: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+    # Per-net batch lists that replace the study's for that net: {net: {mode: (batches)}}.
+    net_batches: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+
+    def batches_for(self, net: str, mode: str) -> tuple[int, ...] | str:
+        own = self.net_batches.get(net, {}).get(mode)
+        if own is not None:
+            return own
+        return self.inference_batches if mode == "inference" else self.training_batches
 
     @property
     def scaling_net(self) -> str:
@@ -79,16 +98,28 @@ class StudyConfig:
         return tuple(n for n in self.nets if n in self.framework_nets)
 
 
-# `quick`: the seed's four networks as its framework slides define them (Caffe's convolution, the
-# TensorFlow and PyTorch MNIST nets, MatConvNet's LeNet), every step, sized to finish within 10
-# minutes on 2 CPU cores with every point at its CI target. The seed's big networks are too slow to
-# measure there (a ResNet-152 training step at batch 4 took 19.5 s on the 2-core development
-# machine): their statistics table is in every study, their sweeps are the `paper` study's.
+# `quick`: the seed's own study for the machine at hand, within 10 minutes of study time on 2 CPU
+# cores. The three networks of the seed's throughput-against-batch charts — AlexNet, Inception v1
+# and ResNet-50, torchvision's variants (`alexnet`, `googlenet`, `resnet50`; the zoo's `-original`
+# and `-v1` paper variants are the `paper` study's) — in inference and training against batch size,
+# plus the seed's four framework nets at one batch each. Sizing on the 2-core AVX2 development VM
+# (bare loops, issue 12): ResNet-50 training batch 8 ≈ 4.2 img/s (1.9 s a step), inference ≈ 12.4
+# img/s, GoogLeNet training ≈ 8.9 img/s, AlexNet training batch 16 ≈ 23 img/s; every point costs 3
+# fresh workers (~5 s each to import torch). So few batches per network, and the planner
+# (`nnscale.study.plan`) drops the costliest batch sizes first when the machine is slower.
 QUICK = StudyConfig(
     name="quick",
-    nets=("caffe-conv", "tf-mnist-convnet", "matconvnet-lenet", "pytorch-mnist-net"),
-    inference_batches=(1, 16, 128),
-    training_batches=(16, 64, 256),
+    nets=("alexnet", "googlenet", "resnet50",
+          "caffe-conv", "tf-mnist-convnet", "matconvnet-lenet", "pytorch-mnist-net"),
+    inference_batches=(1, 4, 16),
+    training_batches=(2, 8),
+    # The seed's four framework nets (Caffe's convolution, the TensorFlow and PyTorch MNIST nets,
+    # MatConvNet's LeNet) need no batch sweep: one batch each, inference; the net every framework
+    # runs (TensorFlow's) in training too. An empty tuple: that mode is not measured for the net.
+    net_batches={"caffe-conv": {"inference": (64,), "training": ()},
+                 "matconvnet-lenet": {"inference": (64,), "training": ()},
+                 "pytorch-mnist-net": {"inference": (64,), "training": ()},
+                 "tf-mnist-convnet": {"inference": (64,), "training": (64,)}},
     world_sizes=(1, 2),
     # The seed opens by comparing frameworks: TensorFlow's own MNIST net in each framework that is
     # installed (`make run` installs them all), one network in common so the comparison is cheap.
@@ -97,7 +128,9 @@ QUICK = StudyConfig(
     skip_missing_frameworks=True,
     scale_net="pytorch-mnist-net",
     scale_batch_per_worker=64,
-    budget_s=480.0,
+    budget_s=600.0,
+    target_rel_ci=0.05,
+    cpu_fastest_precision=True,
 )
 # `paper`: the full study for a GPU machine, as the seed ran it (batch sweeps to the memory limit,
 # mixed precision, all the GPUs present).
@@ -117,7 +150,7 @@ BUILTIN = {"quick": QUICK, "paper": PAPER}
 
 _KEYS = {"nets", "modes", "batches", "inference_batches", "training_batches", "precisions",
          "frameworks", "framework_nets", "world_sizes", "scale_net", "scale_batch_per_worker", "budget",
-         "point_budget", "target_rel_ci", "predict_gpus", "name"}
+         "point_budget", "target_rel_ci", "predict_gpus", "name", "processes", "max_processes"}
 
 
 def _list(data: dict, key: str, kind: type, where: str) -> tuple:
@@ -192,6 +225,17 @@ def study_from_dict(data: object, where: str, check_net=None) -> StudyConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"{where}: 'scale_batch_per_worker' must be a positive integer, got {value!r}")
         kw["scale_batch_per_worker"] = value
+    for key in ("processes", "max_processes"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UserError(f"{where}: '{key}' must be an integer >= 1, got {value!r}")
+            kw[key] = value
+    if "processes" in kw and "max_processes" not in kw:
+        kw["max_processes"] = max(2 * kw["processes"], 1)
+    if kw.get("max_processes", 6) < kw.get("processes", 3):
+        raise UserError(f"{where}: 'max_processes' ({kw.get('max_processes', 6)}) must be at least "
+                        f"'processes' ({kw.get('processes', 3)})")
     if "budget" in data:
         kw["budget_s"] = parse_duration_s(data["budget"], f"{where}: budget")
     if "point_budget" in data:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnscale.distributed.allreduce import run_allreduce
+from nnscale.environment import interference, interference_warning
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.errors import UserError
@@ -28,7 +29,6 @@ from nnscale.measure.frameworks import (
     keras_model_names,
 )
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.measure.sweep import SweepConfig, run_sweep
 from nnscale.netstats.paper import paper_rows
 from nnscale.records import Measurement
 from nnscale.store import capture_environment, open_store
@@ -38,6 +38,7 @@ from nnscale.study.precheck import precheck
 from nnscale.study.prediction import PredictRequest, prediction_report
 from nnscale.study.progress import StudyProgress
 from nnscale.study.reporting import default_report_dir, netstats_rows, prediction_rows
+from nnscale.study.sweeps import make_study_plan, precisions_for, run_sweeps, scaling_policy
 
 STEPS = 6
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set, as the seed's time-to-train assumes
@@ -80,7 +81,9 @@ def planned_sweeps(study: StudyConfig):
                         continue
                     if precision == "fp16" and mode == "training" and not spec.fp16_training:
                         continue
-                    batches = study.inference_batches if mode == "inference" else study.training_batches
+                    batches = study.batches_for(net, mode)
+                    if not batches:
+                        continue
                     yield framework, net, precision, mode, batches
 
 
@@ -97,11 +100,13 @@ def point_policy(study: StudyConfig) -> MeasurePolicy:
         points = sweep_points(study)
         measured = study.budget_s - FIXED_S - LAUNCH_S * (len(study.world_sizes) + 1)
         per_point = max(2.0, measured / max(points + len(study.world_sizes) + 2, 1) - WORKER_START_S)
-    return MeasurePolicy(target_rel_ci=study.target_rel_ci, budget_s=0.7 * per_point,
-                         warmup_max_s=0.3 * per_point)
+    k = study.processes
+    return MeasurePolicy(target_rel_ci=study.target_rel_ci, budget_s=max(0.7 * per_point, k * 0.2),
+                         warmup_max_s=0.3 * per_point, processes=k, max_processes=study.max_processes)
 
 
-def _open_run(store, name: str | None, study: StudyConfig, device: str, command: str):
+def _open_run(store, name: str | None, study: StudyConfig, device: str, command: str, plan=None):
+    """(run id, name, environment, resumed); a new run's environment holds the study's plan."""
     from nnscale.measure.device import measure_device
 
     existing = {r.name for r in store.runs()}
@@ -110,6 +115,11 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
         _check_same_study(info, name, study, device)
         return info.id, info.name, info.environment, True
     environment = capture_environment()
+    found = interference()
+    found["warning"] = interference_warning(found, study.interference_max)
+    environment["interference"] = found
+    if plan is not None:
+        environment["study_plan"] = plan.to_dict()
     profile, _cached = measure_device(device)
     environment["device_profile"] = {"device_name": profile.device_name,
                                      "gemm_flop_per_s": profile.gemm_flop_per_s,
@@ -165,18 +175,8 @@ def check_frameworks(study: StudyConfig) -> tuple[StudyConfig, list[str]]:
     return replace(study, frameworks=tuple(present)), notes
 
 
-def _sweeps(study, store, run_name, device, policy, progress) -> None:
-    """One sweep per framework, net, precision and mode (`planned_sweeps`)."""
-    for framework, net, precision, mode, batches in planned_sweeps(study):
-        config = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
-                             batches=None if batches == "auto" else tuple(batches),
-                             policy=policy, framework=framework,
-                             compile=framework_spec(framework).always_compiled)
-        run_sweep(config, store, progress, run=run_name, resume=True)
-
-
-def _scaling(study, store, run_id, run_name, plan, policy, progress) -> list[str]:
-    nproc, device = plan.world_sizes, plan.device  # checked before the sweeps (precheck)
+def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[str]:
+    nproc, device = checked.world_sizes, checked.device  # checked before the sweeps (precheck)
     sink = Sink(store, run_id, run_name, on_warning=progress.note)
     cfg = ScaleConfig(study.scaling_net, Launching(nproc=nproc, device=device),
                       batch_per_worker=study.scale_batch_per_worker, policy=policy,
@@ -230,9 +230,20 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
 
     device = resolve_device(device)
     study, framework_notes = check_frameworks(study)  # not installed: an error before any run
-    plan = precheck(study, device)  # device, nets, world sizes: an error before any run
-    framework_notes += plan.notes
+    checked = precheck(study, device)  # device, nets, world sizes: an error before any run
+    framework_notes += checked.notes
+    precisions, precision_note = precisions_for(study, device)
+    study = replace(study, precisions=precisions)
+    framework_notes += [precision_note] if precision_note else []
     policy = point_policy(study)
+    sweeps = list(planned_sweeps(study))
+    plan = None
+    if study.point_budget_s is None:  # a study file's point_budget: the even share, as it asks
+        from nnscale.measure.device import measure_device
+
+        # Before anything else: a budget too small for the plan is an error at once. The device's
+        # peaks are cached per machine (step 2 measures them if they are not).
+        plan = make_study_plan(study, sweeps, measure_device(device)[0].gemm_flop_per_s)
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
                                          study.budget_s)
@@ -243,16 +254,27 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
         table = paper_rows()
         with open_store(db) as store:
             progress.step(2, STEPS, f"{device} peaks (nnscale device; cached per machine)")
-            run_id, run_name, environment, resumed = _open_run(store, run, study, device, command)
+            run_id, run_name, environment, resumed = _open_run(store, run, study, device, command, plan)
             if resumed:
                 progress.note(f"resuming run {run_name!r}: finished points are kept")
+            warning = interference_warning(environment.get("interference") or {}, study.interference_max)
+            if warning and not resumed:
+                progress.note(warning)
             progress.step(3, STEPS, f"batch-size sweeps of {', '.join(study.nets)} "
-                                    f"({policy.budget_s:.1f} s per point)")
+                                    f"({study.processes} processes per point)")
             for note in framework_notes:
                 progress.note(f"note: {note}")
-            _sweeps(study, store, run_name, device, policy, progress)
+            for line in plan.lines() if plan else ():
+                progress.note(line)
+            if plan is not None and plan.points and isinstance(progress, StudyProgress):
+                progress.total = len(plan.points) + sweep_points(study) - sum(
+                    len(b) for *_, b in sweeps if b != "auto")
+                progress.per_point_s = plan.cost_s / len(plan.points)
+            plan = run_sweeps(study, store, run_name, device, sweeps, plan, policy, progress)
+            notes += [f"dropped {p.label()}: {why}" for p, why in (plan.dropped if plan else ())]
             progress.step(4, STEPS, f"data-parallel scaling of {study.scaling_net}")
-            notes += _scaling(study, store, run_id, run_name, plan, policy, progress)
+            notes += _scaling(study, store, run_id, run_name, checked, scaling_policy(study),
+                              progress)
             measurements = store.measurements(run_name)
         progress.step(5, STEPS, "all-reduce fit and predicted scaling to "
                                 f"{max(study.predict_gpus)} GPUs")
@@ -261,6 +283,8 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
         progress.step(6, STEPS, "report")
         measured = netstats_rows(measurements)
         known = {r["model"] for r in table}
+        if plan is not None:  # the plan as it ended (points dropped while running included)
+            environment = dict(environment, study_plan=plan.to_dict())
         report = build_report(measurements, environment, predictions=predictions,
                               netstats_rows=table + [r for r in measured if r["model"] not in known],
                               title=f"nnscale study '{study.name}' · run {run_name}")

@@ -1,0 +1,201 @@
+"""Budget by need: which points a study measures, with what policy, and what it drops to fit.
+
+A study's budget used to be shared out evenly: every point got the same few seconds, so a slow
+point (ResNet-50 training, 1.9 s a step here) could not reach even `min_iters` iterations and half
+the points ended unstable. Instead, each point is planned to be able to reach its target:
+
+1. **Cost of a point.** Its step time is estimated from nnscale's FLOP count and the device's
+   measured GEMM peak (`nnscale device`, step 2) at an efficiency of EFFICIENCY, plus a per-step
+   overhead. On the 2-core development VM (fp32 peak 118 GFLOP/s) the seed's nets reached 0.66-0.87
+   of it: ResNet-50 training batch 8 ≈ 4.2 img/s, inference ≈ 12.4 img/s, GoogLeNet training ≈ 8.9,
+   AlexNet training batch 16 ≈ 23 (bare loops, issue 12). One process costs a worker's start
+   (START_S, per framework), the first step, warm-up (≤ WARMUP_STEPS steps) and `min_iters` steps
+   of measurement; the point costs `processes` of those.
+2. **Fit.** While the plan's cost is over the time the study has for sweeps, drop the largest batch
+   size of the sweep (network × mode × framework) whose largest batch costs most — never a sweep's
+   last batch: batch sizes go before networks. If one batch per sweep still does not fit, the budget
+   is too small: a UserError says the minimum.
+3. **Sequential.** Every process stops once its own interval is tight; a point stops after k
+   processes once the interval across them is tight; a noisy point gets more processes while the
+   study is ahead of its plan (`more_processes`). After each point the plan's estimates are scaled
+   by how long the measured points really took, and batch sizes are dropped again, by the same
+   rule, if the rest no longer fits. Every drop is printed and reported.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from nnscale.errors import UserError
+from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
+
+EFFICIENCY = 0.75  # of the measured GEMM peak: the seed's nets reached 0.66-0.87 of it (the pacer corrects)
+STEP_OVERHEAD_S = 0.002  # Python and dispatch per step, what a tiny net's step costs here
+# Fresh worker to first step: interpreter, framework import, model build (2-core development VM:
+# `import torch, torchvision` 4.8 s on a quiet machine; TensorFlow and JAX import more; ONNX Runtime
+# also exports the model from torch).
+START_S = {"torch": 5.0, "tensorflow": 9.0, "jax": 8.0, "onnxruntime": 9.0}
+WARMUP_STEPS = 3  # slow steps: warm-up is bounded to about this many (the first step is apart)
+STUDY_MIN_ITERS = 5  # per process; k processes give the point k x 5 iterations at least
+FALLBACK_STEP_S = 0.05  # a net the FLOP counter cannot trace
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPoint:
+    framework: str
+    net: str
+    precision: str
+    mode: str
+    batch: int
+    step_s: float  # estimated
+    cost_s: float  # estimated, all its processes
+
+    @property
+    def sweep(self) -> tuple[str, str, str, str]:
+        return self.framework, self.net, self.precision, self.mode
+
+    def label(self) -> str:
+        fw = "" if self.framework == "torch" else f"{self.framework} "
+        return f"{fw}{self.net} {self.mode} batch {self.batch} ({self.precision})"
+
+
+@dataclass(slots=True)
+class Plan:
+    points: list[PlannedPoint]
+    dropped: list[tuple[PlannedPoint, str]] = field(default_factory=list)
+    available_s: float = 0.0
+    processes: int = 3
+
+    @property
+    def cost_s(self) -> float:
+        return sum(p.cost_s for p in self.points)
+
+    def to_dict(self) -> dict:
+        """What the run's environment stores (the report's environment table shows it)."""
+        return {"processes_per_point": self.processes,
+                "available_s": round(self.available_s, 1), "planned_s": round(self.cost_s, 1),
+                "points": [f"{p.label()}: ~{p.cost_s:.0f} s" for p in self.points],
+                "dropped": [f"{p.label()}: {why}" for p, why in self.dropped]}
+
+    def lines(self) -> list[str]:
+        head = (f"plan: {len(self.points)} points x {self.processes} processes, ~{self.cost_s:.0f} s "
+                f"of the {self.available_s:.0f} s for sweeps")
+        out = [head]
+        out += [f"  dropped {p.label()}: {why}" for p, why in self.dropped]
+        return out
+
+
+def step_estimate_s(flop_per_sample: int | None, batch: int, peak_flop_per_s: float | None) -> float:
+    if not flop_per_sample or not peak_flop_per_s:
+        return FALLBACK_STEP_S * batch ** 0.5
+    return flop_per_sample * batch / (EFFICIENCY * peak_flop_per_s) + STEP_OVERHEAD_S
+
+
+def warmup_bound_s(step_s: float) -> float:
+    return max(0.5, min(10.0, WARMUP_STEPS * step_s))
+
+
+def process_cost_s(framework: str, step_s: float) -> float:
+    """One process: start, first step, warm-up (steady after ~20 fast steps, else its bound) and
+    measurement (min_iters steps when tight at once, up to its budget when noisy: ~7 steps)."""
+    warm = min(warmup_bound_s(step_s), 20 * step_s)
+    measure = max(2 * MIN_PROCESS_BUDGET_S, (STUDY_MIN_ITERS + 2) * step_s)
+    return START_S.get(framework, START_S["torch"]) + step_s + warm + measure
+
+
+def point_policy(step_s: float, target_rel_ci: float, processes: int, max_processes: int) -> MeasurePolicy:
+    """A point's policy from its estimated step: room for min_iters per process, twice over."""
+    per_process = max(1.0, 2.0 * STUDY_MIN_ITERS * step_s)
+    return MeasurePolicy(target_rel_ci=target_rel_ci, min_iters=STUDY_MIN_ITERS,
+                         warmup_max_s=warmup_bound_s(step_s),
+                         budget_s=processes * per_process, processes=processes,
+                         max_processes=max_processes)
+
+
+def make_point(framework, net, precision, mode, batch, flops, peak, processes) -> PlannedPoint:
+    step = step_estimate_s(flops, batch, peak)
+    return PlannedPoint(framework, net, precision, mode, batch, step,
+                        processes * process_cost_s(framework, step))
+
+
+def fit(plan: Plan, available_s: float, scale: float = 1.0, why: str = "") -> list[PlannedPoint]:
+    """Drop batch sizes (module docstring, step 2) until `scale` x the plan fits; what was dropped."""
+    dropped = []
+    while scale * plan.cost_s > available_s:
+        groups: dict[tuple, list[PlannedPoint]] = {}
+        for p in plan.points:
+            groups.setdefault(p.sweep, []).append(p)
+        candidates = [max(ps, key=lambda p: p.batch) for ps in groups.values() if len(ps) > 1]
+        if not candidates:
+            break
+        victim = max(candidates, key=lambda p: p.cost_s)
+        plan.points.remove(victim)
+        reason = why or f"~{scale * victim.cost_s:.0f} s does not fit the budget"
+        plan.dropped.append((victim, reason))
+        dropped.append(victim)
+    return dropped
+
+
+def make_plan(points: list[PlannedPoint], available_s: float, processes: int, budget_s: float) -> Plan:
+    """The study's plan: `points` in order, fitted to `available_s` (UserError if it cannot fit)."""
+    plan = Plan(list(points), available_s=available_s, processes=processes)
+    fit(plan, available_s)
+    if plan.cost_s > available_s:
+        minimum = math.ceil(budget_s - available_s + plan.cost_s)
+        raise UserError(
+            f"budget {budget_s:g} s is too small for {processes} processes per point: even one batch "
+            f"size per sweep needs about {plan.cost_s:.0f} s of measuring, so the minimum is about "
+            f"{minimum} s (give --budget {minimum} or more, or a study with fewer nets)")
+    return plan
+
+
+class Pacer:
+    """Keeps the study on its plan while it runs (module docstring, step 3)."""
+
+    def __init__(self, plan: Plan, clock, notify=lambda line: None) -> None:
+        self.plan, self.clock, self.notify = plan, clock, notify
+        self.start = clock()
+        self.remaining = list(plan.points)
+        self.estimated_done = self.actual_done = 0.0
+        self.current: PlannedPoint | None = None
+
+    def scale(self) -> float:
+        """Measured / estimated time of the points measured so far (1 before the first)."""
+        if self.estimated_done <= 0:
+            return 1.0
+        return max(0.5, self.actual_done / self.estimated_done)
+
+    def left_s(self) -> float:
+        return self.plan.available_s - (self.clock() - self.start)
+
+    def begin(self, p: PlannedPoint) -> bool:
+        """Before a point: re-fit what is left; False if this point was dropped."""
+        self.current = p
+        rest = Plan(list(self.remaining), available_s=self.left_s(), processes=self.plan.processes)
+        why = (f"dropped while running: the points so far took {100 * (self.scale() - 1):+.0f} % "
+               "against their estimates")
+        for q in fit(rest, self.left_s(), self.scale(), why=why):
+            self.remaining.remove(q)
+            self.plan.points.remove(q)
+            self.plan.dropped.append((q, why))
+            self.notify(f"dropped {q.label()} to stay within the budget ({why})")
+        return p in self.remaining
+
+    def end(self, p: PlannedPoint, wall_s: float | None) -> None:
+        """After a point; `wall_s` None when it was reused from a resumed run (no evidence)."""
+        if p in self.remaining:
+            self.remaining.remove(p)
+        if wall_s is not None:
+            self.estimated_done += p.cost_s
+            self.actual_done += wall_s
+        self.current = None
+
+    def more_processes(self, k: int) -> bool:
+        """May the current, noisy point start process k+1? Only with slack beyond the rest's plan."""
+        p = self.current
+        if p is None:
+            return False
+        one = p.cost_s / max(1, self.plan.processes)
+        rest = sum(q.cost_s for q in self.remaining if q is not p) * self.scale()
+        return self.left_s() - rest > 2 * one

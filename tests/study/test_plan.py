@@ -1,0 +1,93 @@
+"""Budget by need: the plan's cost model, what it drops to fit (batch sizes before networks), the
+minimum budget, and the pacer that re-fits and hands out extra processes while the study runs."""
+
+import pytest
+
+from nnscale.errors import UserError
+from nnscale.study.config import QUICK
+from nnscale.study.plan import Pacer, make_plan, make_point, point_policy
+from nnscale.study.runner import check_frameworks, planned_sweeps
+from nnscale.study.sweeps import make_study_plan, sweep_time_s
+
+PEAK = 117.8e9  # this 2-core VM's measured fp32 GEMM peak (nnscale device)
+GFLOP = 10**9
+
+
+def points(k=3):
+    # A big net's sweep (inference 1, 4, 16) and a small one's (one batch).
+    big = [make_point("torch", "big", "fp32", "inference", b, 8 * GFLOP, PEAK, k) for b in (1, 4, 16)]
+    return big + [make_point("torch", "small", "fp32", "inference", 64, 10**7, PEAK, k)]
+
+
+def test_cost_grows_with_the_step_and_the_processes():
+    p1, p3 = make_point("torch", "n", "fp32", "training", 8, 24 * GFLOP, PEAK, 1), \
+        make_point("torch", "n", "fp32", "training", 8, 24 * GFLOP, PEAK, 3)
+    assert p3.cost_s == pytest.approx(3 * p1.cost_s)
+    assert 1.5 < p1.step_s < 3.0  # ResNet-50 training batch 8: 1.9 s a step measured here
+    policy = point_policy(p1.step_s, 0.05, 3, 6)
+    assert policy.processes == 3 and policy.process_budget_s >= 5 * p1.step_s
+
+
+def test_fitting_drops_the_costliest_largest_batch_and_keeps_every_sweep():
+    pts = points()
+    total = sum(p.cost_s for p in pts)
+    plan = make_plan(pts, total - 1, 3, 600)
+    assert [(p.net, p.batch) for p, _ in plan.dropped] == [("big", 16)]
+    assert {p.net for p in plan.points} == {"big", "small"}
+    assert plan.cost_s <= total - 1
+    assert "dropped big inference batch 16" in "\n".join(plan.lines())
+    assert plan.to_dict()["dropped"][0].startswith("big inference batch 16")
+
+
+def test_a_budget_too_small_for_one_batch_per_sweep_says_the_minimum():
+    pts = points()
+    with pytest.raises(UserError, match=r"too small for 3 processes per point: .* minimum is about \d+ s"):
+        make_plan(pts, 10.0, 3, 100)
+
+
+def test_the_pacer_drops_more_when_points_take_longer_than_planned():
+    pts = points()
+    plan = make_plan(pts, sum(p.cost_s for p in pts) + 1, 3, 600)
+    now = [0.0]
+    notes = []
+    pacer = Pacer(plan, lambda: now[0], notes.append)
+    first = plan.points[0]
+    assert pacer.begin(first)
+    now[0] += 3 * first.cost_s  # three times slower than estimated
+    pacer.end(first, 3 * first.cost_s)
+    assert pacer.scale() == pytest.approx(3.0)
+    assert not pacer.begin(next(p for p in plan.points if p.batch == 16) if any(
+        p.batch == 16 for p in plan.points) else plan.points[-1]) or notes
+    assert any("dropped big inference batch 16" in n for n in notes)
+    assert ("big", 16) in [(p.net, p.batch) for p, _ in plan.dropped]
+
+
+def test_extra_processes_only_with_slack():
+    pts = points()
+    for available, allowed in ((10 * sum(p.cost_s for p in pts), True), (sum(p.cost_s for p in pts), False)):
+        now = [0.0]
+        pacer = Pacer(make_plan(list(pts), available, 3, 6000), lambda: now[0])
+        first = pacer.plan.points[0]
+        pacer.begin(first)
+        now[0] = first.cost_s  # by the time it asks, the point's three processes have run
+        assert pacer.more_processes(3) is allowed
+
+
+def test_the_quick_study_plan_fits_and_keeps_the_seeds_three_networks():
+    study, _ = check_frameworks(QUICK)
+    plan = make_study_plan(study, list(planned_sweeps(study)), {"fp32": PEAK})
+    assert plan.cost_s <= sweep_time_s(study)
+    kept = {(p.net, p.mode) for p in plan.points}
+    for net in ("alexnet", "googlenet", "resnet50"):
+        assert {(net, "inference"), (net, "training")} <= kept
+    assert {"caffe-conv", "tf-mnist-convnet", "matconvnet-lenet", "pytorch-mnist-net"} <= {p.net for p in plan.points}
+
+
+def test_the_cpus_fastest_precision_is_chosen_and_said():
+    from nnscale.study.sweeps import precisions_for
+
+    precisions, note = precisions_for(QUICK, "cpu")
+    native = any(f in open("/proc/cpuinfo").read() for f in ("amx_bf16", "avx512_bf16"))
+    assert precisions == (("bf16",) if native else ("fp32",))
+    assert ("native bf16" in note) if native else ("no AMX or AVX-512 BF16" in note)
+    assert precisions_for(QUICK, "cuda") == (QUICK.precisions, None)
