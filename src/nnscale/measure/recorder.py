@@ -31,6 +31,7 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
             raise UserError("--resume needs the name of the run to resume")
         if store.runs():  # else: killed before its first commit, nothing to resume: start it
             info = store.run(run)  # UserError naming the known runs if there is none
+            _check_same(info, kind, config)
             done = {m.workload.key(): m for m in store.measurements(run)
                     if m.status in FINISHED_STATUSES}
             return info.id, info.name, done
@@ -39,6 +40,27 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
     run_id = store.create_run(run, command_line=command_line, environment=environment, notes=notes)
     name = run if run else next(r.name for r in reversed(store.runs()) if r.id == run_id)
     return run_id, name, {}
+
+
+# What a resumed run must share with the one stored: points of another model, device or framework
+# would be mixed into it under the same name (batches, budgets and the like may change).
+RESUME_SAME = ("model", "device", "framework")
+
+
+def _check_same(info, kind: str, config: dict) -> None:
+    """UserError if the stored run was started by the same command with another model, device or
+    framework. A run of another kind (a study's run, resumed by its sweeps) is checked by its own
+    command."""
+    try:
+        stored = json.loads(info.notes).get(kind)
+    except (ValueError, AttributeError):
+        return
+    if not isinstance(stored, dict):
+        return
+    for key in RESUME_SAME:
+        if key in stored and key in config and stored[key] != config[key]:
+            raise UserError(f"run {info.name!r} was started with {key} {stored[key]!r}, not "
+                            f"{config[key]!r}; resume it with the same {key} or give a new --run")
 
 
 def stored_config(store, run: str, kind: str) -> dict:
