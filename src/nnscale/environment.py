@@ -211,6 +211,7 @@ def capture_environment(include_torch: bool = True) -> dict:
 
 BUSY_STATES = (0, 1, 2, 5, 6)  # user nice system irq softirq (of user nice system idle iowait irq softirq steal)
 STEAL_STATE = 7
+LOAD_PER_CORE_MAX = 1.0
 INTERFERENCE_WINDOW_S = 0.25  # long enough for 25 jiffies at USER_HZ 100, short before a sweep
 
 
@@ -275,10 +276,13 @@ def interference(window_s: float = INTERFERENCE_WINDOW_S) -> dict:
 
 
 def interference_warning(found: dict, threshold: float) -> str | None:
-    """One line naming what is over `threshold` (a share of the machine), or None when quiet."""
+    """One line naming what is over: others' CPU share or the steal share above `threshold` (a share
+    of the machine), a load average above one runnable task per core; None when quiet."""
     over = []
+    # The load average lags (1-minute decay) and counts nnscale's own start-up (importing a
+    # framework keeps a core busy for seconds): only more runnable tasks than cores is over.
     load = found.get("load_per_core")
-    if load is not None and load > threshold:
+    if load is not None and load > LOAD_PER_CORE_MAX:
         over.append(f"load average {found['load_average'][0]:.2f} ({load:.2f} per core)")
     others = found.get("others_cpu_share")
     if others is not None and others > threshold:

@@ -3,7 +3,8 @@
 Shared by `sweep` and `tune`. Durability comes from the store: `add_measurement` commits one point
 per transaction before it returns, so a run killed at any moment (SIGKILL included) loses at most
 the point in flight. Each point is measured in `spec.policy.processes` fresh workers or more
-(`nnscale.measure.processes`) and stored once, combined. Resuming reads the run's finished points (ok, unstable, oom) back and reuses
+(`nnscale.measure.processes`) and stored once, combined. Resuming reads the run's finished points
+(ok, unstable, oom) back and reuses
 them instead of measuring again; points that ended in error or timeout are measured again.
 """
 

@@ -129,7 +129,12 @@ QUICK = StudyConfig(
     scale_net="pytorch-mnist-net",
     scale_batch_per_worker=64,
     budget_s=600.0,
-    target_rel_ci=0.05,
+    # The target applies to the interval across fresh processes, and on the 2-core development VM
+    # fresh processes of one point differ a lot: 18 processes of ResNet-18 inference batch 16 ran
+    # 20.1-27.6 img/s (sd 9.7 %, quiet machine; docs/benchmarks.md). With 3-6 processes an honest
+    # 95 % interval is then ±10-25 %; ±15 % is what most points can reach here, and a point that
+    # cannot is flagged, never hidden. On a steadier machine give a study file a tighter target.
+    target_rel_ci=0.15,
     cpu_fastest_precision=True,
 )
 # `paper`: the full study for a GPU machine, as the seed ran it (batch sweeps to the memory limit,

@@ -32,10 +32,11 @@ from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
 
 EFFICIENCY = 0.75  # of the measured GEMM peak: the seed's nets reached 0.66-0.87 of it (the pacer corrects)
 STEP_OVERHEAD_S = 0.002  # Python and dispatch per step, what a tiny net's step costs here
-# Fresh worker to first step: interpreter, framework import, model build (2-core development VM:
-# `import torch, torchvision` 4.8 s on a quiet machine; TensorFlow and JAX import more; ONNX Runtime
-# also exports the model from torch).
-START_S = {"torch": 5.0, "tensorflow": 9.0, "jax": 8.0, "onnxruntime": 9.0}
+# Fresh worker to first step, and the parent's per-point work: interpreter, framework import, model
+# build, set-up (2-core development VM, quiet: `import torch, torchvision` alone 4.8 s; the quick
+# study's AlexNet points took 7-7.5 s per process beyond warm-up and measurement). TensorFlow and
+# JAX import more; ONNX Runtime also exports the model from torch.
+START_S = {"torch": 7.0, "tensorflow": 11.0, "jax": 10.0, "onnxruntime": 11.0}
 WARMUP_STEPS = 3  # slow steps: warm-up is bounded to about this many (the first step is apart)
 STUDY_MIN_ITERS = 5  # per process; k processes give the point k x 5 iterations at least
 FALLBACK_STEP_S = 0.05  # a net the FLOP counter cannot trace
