@@ -23,6 +23,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
@@ -259,8 +260,6 @@ def interference(window_s: float = INTERFERENCE_WINDOW_S) -> dict:
     mine = {os.getpid(), os.getppid()}
     load = _probe(lambda: [float(x) for x in _read("/proc/loadavg").split()[:3]])
     before, procs0 = cpu_jiffies(), _probe(lambda: _process_jiffies(mine)) or {}
-    import time
-
     time.sleep(window_s)
     after, procs1 = cpu_jiffies(), _probe(lambda: _process_jiffies(mine)) or {}
     result: dict = {"window_s": window_s, "cores": cores,
@@ -273,6 +272,14 @@ def interference(window_s: float = INTERFERENCE_WINDOW_S) -> dict:
                        if p in procs1 and procs1[p][1] > j), reverse=True)
         result["busiest"] = [f"{name} (pid {pid}) {100 * d / total:.0f} %" for d, name, pid in used[:3]]
     return result
+
+
+def check_interference(threshold: float) -> dict:
+    """`interference()` with its `interference_warning` under "warning" (None when quiet): what a
+    sweep, tune or study stores with its run and prints before measuring."""
+    found = interference()
+    found["warning"] = interference_warning(found, threshold)
+    return found
 
 
 def interference_warning(found: dict, threshold: float) -> str | None:

@@ -37,8 +37,8 @@ from nnscale.stats import Summary, is_stable, mean_ci, steady_state_index, summa
 
 STEADY_WINDOW_MAX = 10  # samples per window of the steady-state detector (its own default)
 STEADY_WINDOW_MIN = 3  # smallest window still worth a median; slow steps get short windows
-CHECK_SPACING = 0.05
-MIN_PROCESS_BUDGET_S = 0.2
+CHECK_SPACING = 0.05  # after min_iters, check again after 5 % more samples
+MIN_PROCESS_BUDGET_S = 0.2  # below this a process measures a handful of iterations at best
 # Interference threshold, a share of the machine: the load average per core, the CPU share other
 # processes used, or the steal share above it gets a warning (nnscale.environment.interference).
 # 0.25: on a quiet 2-core VM these stay under 0.15 (load average 0.2: 0.1 per core); one busy core
@@ -48,7 +48,7 @@ INTERFERENCE_MAX = 0.25
 
 def check_interference_max(value: float, what: str = "--interference-max") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
-        raise UserError(f"bad {what} {value!r}: expected a share of the machine in (0, 1], e.g. 0.25")  # below this a process measures a handful of iterations at best  # after min_iters, check again after 5 % more samples
+        raise UserError(f"bad {what} {value!r}: expected a share of the machine in (0, 1], e.g. 0.25")
 
 
 class Timer(Protocol):

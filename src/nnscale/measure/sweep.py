@@ -21,7 +21,7 @@ from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
 from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
 from nnscale.measure.validate import check_device, check_precision, check_seconds, check_threads
-from nnscale.environment import interference, interference_warning
+from nnscale.environment import check_interference
 from nnscale.records import MODES, PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
@@ -172,10 +172,8 @@ def run_sweep(
     config, notes = resolve(config)
     flops = flop_counter()
     flops(workload(config, config.modes[0], 1))  # checks the input fits the model: before any run exists
-    found = interference() if check_machine else None
-    warning = interference_warning(found, config.interference_max) if found else None
-    if found:
-        found["warning"] = warning
+    found = check_interference(config.interference_max) if check_machine else None
+    warning = found["warning"] if found else None
     run_id, run_name, done = open_run(store, "sweep", config.to_dict(), run, resume, command_line,
                                       extra_environment={"interference": found} if found else None)
     recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)

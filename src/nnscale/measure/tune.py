@@ -21,7 +21,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 
-from nnscale.environment import interference, interference_warning
+from nnscale.environment import check_interference
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
@@ -180,9 +180,8 @@ def run_tune(
     configs, notes = candidates(config)
     flops = flop_counter()
     flops(workload(configs[0], config.modes[0], 1))  # checks the input fits: before any run exists
-    found = interference()
-    warning = interference_warning(found, config.interference_max)
-    found["warning"] = warning
+    found = check_interference(config.interference_max)
+    warning = found["warning"]
     run_id, run_name, done = open_run(store, "tune", config.to_dict(), run, resume, command_line,
                                       extra_environment={"interference": found})
     recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnscale.distributed.allreduce import run_allreduce
-from nnscale.environment import interference, interference_warning
+from nnscale.environment import check_interference
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.errors import UserError
@@ -115,9 +115,7 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
         _check_same_study(info, name, study, device)
         return info.id, info.name, info.environment, True
     environment = capture_environment()
-    found = interference()
-    found["warning"] = interference_warning(found, study.interference_max)
-    environment["interference"] = found
+    environment["interference"] = check_interference(study.interference_max)
     if plan is not None:
         environment["study_plan"] = plan.to_dict()
     profile, _cached = measure_device(device)
@@ -257,7 +255,7 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
             run_id, run_name, environment, resumed = _open_run(store, run, study, device, command, plan)
             if resumed:
                 progress.note(f"resuming run {run_name!r}: finished points are kept")
-            warning = interference_warning(environment.get("interference") or {}, study.interference_max)
+            warning = (environment.get("interference") or {}).get("warning")
             if warning and not resumed:
                 progress.note(warning)
             progress.step(3, STEPS, f"batch-size sweeps of {', '.join(study.nets)} "
