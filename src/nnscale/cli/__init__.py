@@ -6,15 +6,18 @@ Handlers only parse and print; the work is done by functions callable from Pytho
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 
 from nnscale import __version__
-from nnscale.cli import (allreduce, compare, device, models, predict, report, results, run, scale,
-                         slurm, stats, sweep, tune)
 from nnscale.errors import Terminated, UserError, raise_on_termination
 
-_COMMANDS = (models, stats, run, sweep, tune, results, device, report, compare, predict, scale, allreduce, slurm)
+# Subcommand names, each the module nnscale.cli.NAME, in the order `nnscale --help` lists them.
+# Only the chosen command's module is imported: most of them import torch (seconds), and the pure
+# ones (`predict`, `plan`, `results`, `compare`) should not pay for it.
+COMMANDS = ("models", "stats", "run", "sweep", "tune", "results", "device", "report", "compare",
+            "predict", "scale", "allreduce", "slurm")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,19 +27,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str]) -> tuple[str, ...]:
+    """The commands whose parsers are needed for `argv`: the one named first, else all of them
+    (for `--help`, a missing or a misspelt command, which argparse answers by listing them all)."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return (first,) if first in COMMANDS else COMMANDS
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv` (default: every command's)."""
     parser = _Parser(prog="nnscale", description="How a neural network's speed scales: with batch "
                      "size, precision, GPUs and nodes, and on hardware you do not have yet.")
     parser.add_argument("--version", action="version", version=f"nnscale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for command in _COMMANDS:
-        command.add_parser(sub)
+    for name in COMMANDS if argv is None else _chosen(argv):
+        importlib.import_module(f"nnscale.cli.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     previous = raise_on_termination()  # SIGTERM/SIGHUP run the same clean-up as Ctrl-C
     try:
         return int(args.handle(args) or 0)
