@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nnscale.distributed.config import ScaleConfig, check_workers
-from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
+from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.records import Measurement, Workload
@@ -65,7 +65,7 @@ def workload(cfg: ScaleConfig, nproc: int) -> Workload:
     world = cfg.launching.nnodes * nproc
     shape = cfg.input_shape or model_info(cfg.model).input_shape
     cpu = cfg.launching.device == "cpu"
-    threads = split_cores(nproc, cfg.launching.threads_per_worker).threads if cpu else 0
+    threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
     return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
                     input_shape=tuple(shape), device=cfg.launching.device, precision=cfg.precision,
                     channels_last=cfg.channels_last, threads=threads,
@@ -107,6 +107,12 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         "per_rank_compute_ms": [r["compute_ms"] for r in per_rank],
         "per_rank_comm_exposed_ms": [r["breakdown"]["comm_exposed_ms"] for r in per_rank],
         "per_rank_host": [r["host"] for r in per_rank],
+        # Each rank's own reading after setup (worker._resources): torch threads and the cores it
+        # may run on; and what one worker is, in words, for the report.
+        "per_rank_threads": [r.get("threads") for r in per_rank],
+        "per_rank_cpus": [r.get("cpus") for r in per_rank],
+        "threads_per_worker": w.threads or None,
+        "worker": describe_worker(cfg.launching.device, per_rank[0]),
         **straggler_stats([r["compute_ms"] for r in per_rank]),
         "ddp_logging": result["ddp_logging"],
         "dataset_size": cfg.dataset_size, "epochs": cfg.epochs,
@@ -119,9 +125,21 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
     return stats
 
 
+def describe_worker(device: str, rank: dict) -> str:
+    """One worker of the point, in words: '1 CPU thread pinned to core 0', or the GPU's name."""
+    if device == "cuda":
+        return f"1 GPU ({rank.get('gpu') or 'CUDA'})"
+    threads, cpus = rank.get("threads"), rank.get("cpus") or []
+    what = f"{threads} CPU thread{'s' if threads != 1 else ''}"
+    if not rank.get("pinned"):
+        return what + f" (not pinned: more workers than cores, sharing {len(cpus)} cores)"
+    return what + f" pinned to core{'s' if len(cpus) > 1 else ''} {','.join(map(str, cpus))}"
+
+
 def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     b = a.workload
-    return (a.status in USABLE and b.model == w.model and b.device == w.device
+    # The same threads per worker: a 1-worker point with more threads is another kind of worker.
+    return (a.status in USABLE and b.model == w.model and b.device == w.device and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
             and b.channels_last == w.channels_last and b.framework.startswith("torch-ddp")
             and a.stats.get("ddp_options") == ddp_options(cfg))

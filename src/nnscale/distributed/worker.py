@@ -90,6 +90,16 @@ def _setup_device(job: dict, local_rank: int):
     return torch.device("cpu")
 
 
+def _resources(device, job: dict) -> dict:
+    """What this rank really runs on, read in the rank itself after setup (recorded per point)."""
+    import torch
+
+    if device.type == "cuda":
+        return {"threads": torch.get_num_threads(), "cpus": None, "gpu": torch.cuda.get_device_name(device)}
+    return {"threads": torch.get_num_threads(), "cpus": sorted(os.sched_getaffinity(0)),
+            "pinned": bool(job.get("cpus"))}
+
+
 def _scale(job: dict, ctx: dict, state: _State) -> dict:
     import torch.distributed as dist
 
@@ -128,7 +138,8 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
     samples = sorted(timed.samples_ms)
     mine = {"rank": ctx["rank"], "host": socket.gethostname(), "step_ms": samples[len(samples) // 2],
             "breakdown": parts,
-            "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms")}
+            "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms"),
+            **_resources(ctx["device"], job)}
     everyone = [None] * ctx["world_size"]
     dist.all_gather_object(everyone, mine, group=ctx["ctrl"])
     return {
