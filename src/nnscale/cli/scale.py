@@ -79,6 +79,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads-per-worker", type=int, help="CPU: threads per worker (default: the "
                                                           "node's cores split evenly)")
     add_workload_options(p)
+    p.add_argument("--no-trace", dest="trace", action="store_false",
+                   help="do not record one step per point with torch.profiler (default: recorded, "
+                        "a Chrome trace beside the store)")
     p.add_argument("--db", help="results store (default sqlite:///nnscale.db)")
     p.add_argument("--run", help="run name; an existing run is resumed (single node)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -120,7 +123,7 @@ def config_from_args(args) -> ScaleConfig:
                        channels_last=args.channels_last, input_shape=shape, policy=policy,
                        breakdown=args.breakdown, breakdown_iters=args.breakdown_iters,
                        dataset_size=args.dataset_size,
-                       epochs=args.epochs)
+                       epochs=args.epochs, trace=getattr(args, "trace", True))
 
 
 def open_sink(args, node_rank: int, on_point=None) -> Sink:

@@ -204,6 +204,7 @@ class ScaleConfig:
     policy: MeasurePolicy = MeasurePolicy()
     breakdown: str = "inline"  # "inline": the measured steps carry the marks; "separate" pass
     breakdown_iters: int = 20  # iterations of the separate pass
+    trace: bool = True  # one step under torch.profiler after measuring, its trace beside the store
     dataset_size: int = IMAGENET_TRAIN_IMAGES
     epochs: int = DEFAULT_EPOCHS
 

@@ -13,8 +13,10 @@ Multi-node: every node runs run_scale with the same configuration; only node ran
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from nnscale.distributed.config import ScaleConfig, check_workers
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
@@ -81,6 +83,18 @@ def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
     return job, {"step": step, "policy": job["policy"], "world": w.world_size}
 
 
+def trace_path(sink: Sink, w: Workload) -> Path | None:
+    """Where a point's Chrome trace goes: beside the store (an SQLite file's FILE.traces/ folder,
+    ./nnscale-traces/ for a server store), one file per run and workload; None without a store."""
+    if sink.store is None:
+        return None
+    db = Path(sink.store.url)
+    folder = (db.parent / f"{db.name}.traces" if sink.store.backend == "sqlite" and db.is_file()
+              else Path.cwd() / "nnscale-traces")
+    run = re.sub(r"[^A-Za-z0-9._-]+", "_", sink.run_name or "run").strip("._") or "run"
+    return folder / f"{run}-w{w.world_size}-{w.key()}.trace.json"
+
+
 def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
     summary = Summary.from_dict(result["summary"])
     global_batch = w.batch_size * w.world_size
@@ -120,6 +134,8 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
                                                cfg.epochs),
         "torch": result.get("torch"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "trace_file": result.get("trace_file"),  # Chrome trace JSON of one step (trace.py)
+        "step_timeline": result.get("step_timeline"),
     }
     stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket, as nnscale.predict reads them
     return stats
@@ -182,6 +198,9 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
             warn(f"world size {w.world_size}: already measured in this run, skipped")
             continue
         job, key = _job(cfg, w)
+        path = trace_path(sink, w) if cfg.trace and storing else None
+        if path is not None:
+            job["trace"] = str(path)
         try:
             result = launch(launch_spec(cfg.launching, nproc, job, key))
         except LaunchFailed as e:

@@ -2,7 +2,7 @@
 
 The parent (`launch.launch`) writes JOB.json into a fresh directory and reads back from it:
 - `rank<R>.state.json`: the rank's pid, host and current phase (init, warmup+measure, breakdown,
-  gather, done), rewritten at each phase change, so a timeout can say where each rank was;
+  trace, gather, done), rewritten at each phase change, so a timeout can say where each rank was;
 - `rank<R>.error.json`: written by a rank that raised: its type, message and traceback tail;
 - `result.json`: rank 0's result, broadcast to every rank and written by each node's local rank 0,
   so that the parent on every node has it (only one stores it).
@@ -133,6 +133,14 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
             trainer.flush()
         iterations = trainer.take_rows()[3:]
     parts = summarize_breakdown(iterations)
+    timeline = None
+    if job.get("trace"):  # one step under torch.profiler, after the measured ones (trace.py)
+        from nnscale.distributed.trace import read_timeline, record_step_trace
+
+        state.phase("trace")
+        path = Path(job["trace"]) if ctx["rank"] == 0 else None
+        record_step_trace(trainer, ctx["device"], path)
+        timeline = read_timeline(path) if path is not None else None
 
     state.phase("gather")
     samples = sorted(timed.samples_ms)
@@ -157,6 +165,8 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
                               for it in iterations[-1000:]],
         "per_rank": everyone,
         "ddp_logging": logging,
+        "trace_file": job.get("trace") if timeline is not None else None,
+        "step_timeline": timeline,
     }
 
 

@@ -96,6 +96,14 @@ def _open_records(run: str, store: str | None):
         return db.measurements(run)
 
 
+def worker_threads(records, model: str) -> int | None:
+    """Threads per worker of RUN's data-parallel training points of `model` (the largest world
+    size's), None when it has none or they did not set threads."""
+    multi = [m for m in records if m.status in calibrate.USABLE and m.workload.model == model
+             and m.workload.mode == "training" and m.workload.world_size > 1 and m.workload.threads]
+    return max(multi, key=lambda m: m.workload.world_size).workload.threads if multi else None
+
+
 def measured_profile(records, run: str, profile: ModelProfile, batch: int | None,
                      precision: str | None = None) -> ModelProfile:
     """`profile` with the single-device step time of RUN's world_size = 1 training point of the model
@@ -108,7 +116,14 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
         raise UserError(f"run {run!r} has no single-device training point of {profile.name}"
                         f"{' in ' + precision if precision else ''}; it has: {', '.join(models) or 'none'}")
     want = batch or max(m.workload.batch_size for m in singles)
-    m = min(singles, key=lambda m: (abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
+    workers = worker_threads(records, profile.name)
+    # The same per-worker resources first: a prediction of the run's data-parallel points must start
+    # from the compute of one of *their* workers (issue 11: a 2-thread reference against 1-thread
+    # workers gave +102 %); then a DDP world-size-1 point (it pays DDP's hooks, as the workers do);
+    # then the nearest batch.
+    m = min(singles, key=lambda m: (workers is not None and m.workload.threads != workers,
+                                    not m.workload.framework.startswith("torch-ddp"),
+                                    abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
     opt = m.stats.get("optimizer_ms")
     return replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
                    optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}")
@@ -160,8 +175,11 @@ def prediction_report(args: PredictRequest) -> dict:
         profile = measured_profile(records, run, profile, args.batch_per_gpu, args.precision)
         device = Device(args.device, f"as measured in run {run}", {}, math.inf, math.inf)
         batch = args.batch_per_gpu or profile.measured_batch
+        threads = worker_threads(records, profile.name)
         notes.append(f"compute: measured, {1e3 * profile.step_time_s:.2f} ms per step at batch "
-                     f"{profile.measured_batch} (run {run})")
+                     f"{profile.measured_batch} (run {run})"
+                     + (f", one worker of {threads} CPU thread(s) as in the run's data-parallel points"
+                        if threads else ""))
         try:
             fit = calibrate.fit(records, {profile.name: profile}, run=f"run {run}")
         except UserError as exc:
