@@ -60,12 +60,15 @@ def scaling_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]:
                   label=label(f"{series_label(pkey)} predicted"))
         eff = [(r["gpus"], r.get("efficiency") or r["speedup"] / r["gpus"]) for r in rows]
         ax_e.plot([g for g, _ in eff], [100 * e for _, e in eff], ls="--", marker=".", color=color)
+    # Predicted series name their own cluster (legend); the axis says what the measured ones were.
+    kind = "GPUs" if all(m.workload.device.startswith("cuda") for rows in measured.values()
+                         for _, m, _ in rows) else "CPU workers"
     top = max(workers)
     ax_s.plot([1, top], [1, top], ls=":", color=INK, lw=1.2, label="ideal (linear)")
     ax_e.axhline(100, ls=":", color=INK, lw=1.2)
     for ax in (ax_s, ax_e):
         log2_batches(ax, workers)
-        ax.set_xlabel("workers (each series names its kind of worker)")
+        ax.set_xlabel(f"workers [{kind}]")
     if top > 16:  # a linear axis would crush the measured few-GPU points against the origin
         ax_s.set_yscale("log", base=2)
         ax_s.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))

@@ -113,8 +113,9 @@ def measured_like(r: dict) -> bool:
 
 
 def unit(r: dict) -> str:
-    """What the row's worker count counts: GPUs for a catalogue GPU cluster, else workers."""
-    return "GPUs" if r.get("cluster_kind") == "catalogue" and "GPU" in str(r.get("cluster")) else "workers"
+    """What the row's worker count counts: "workers" for workers like a run's own (their kind is
+    in the row's cluster name), else GPUs (a catalogue cluster, or a row that does not say)."""
+    return "workers" if r.get("cluster_kind") == "measured" else "GPUs"
 
 
 def pred_series(rows: list[dict]) -> dict[tuple, list[dict]]:
