@@ -195,6 +195,8 @@ def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
           f"{ok[-1].stats.get('baseline_1_worker') or 'no 1-worker point in this run'}"
           + ("; against 1 node: " + (ok[-1].stats.get("baseline_1_node") or "none")
              if cfg.launching.nnodes > 1 else ""))
+    if ok[-1].stats.get("worker"):  # every world size's workers alike (launch.split_cores)
+        print(f"a worker: {ok[-1].stats['worker']} (rank 0), the same at every world size")
     unit = "GPUs" if cfg.launching.device == "cuda" else "workers"
     print(f"\nProjected time to train: {cfg.epochs} epochs of {cfg.dataset_size:,} samples\n")
     print(render(seed_rows(points, cfg.launching.device),

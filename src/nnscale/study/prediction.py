@@ -179,6 +179,7 @@ def prediction_report(args: PredictRequest) -> dict:
         batch = args.batch_per_gpu or profile.measured_batch
         threads = worker_threads(records, profile.name)
         worker, run_bucketing = measured_worker(records, profile.name)
+        worker = worker or f"as in run {run}"
         notes.append(f"compute: measured, {1e3 * profile.step_time_s:.2f} ms per step at batch "
                      f"{profile.measured_batch} (run {run})"
                      + (f", one worker of {threads} CPU thread(s) as in the run's data-parallel points"
@@ -255,7 +256,8 @@ def prediction_report(args: PredictRequest) -> dict:
                 t["step_ms"] = r.step_ms
             timelines[r.gpus] = t
     inputs = {"model": args.model, "device": device.name, "gpus_per_node": args.gpus_per_node,
-              "cluster": named, "cluster_kind": "measured" if worker else "catalogue",
+              "cluster": named,
+              "cluster_kind": "measured" if args.device.startswith("measured:") else "catalogue",
               "links": links, "algorithm": args.algorithm, "batch_per_gpu": batch,
               "precision": args.precision, "params": profile.params,
               "gradient_bytes": profile.grad_bytes, "bucketing": f"{args.fusion} {args.bucket_mb:g} MiB",
