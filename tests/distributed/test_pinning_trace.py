@@ -15,7 +15,7 @@ import pytest
 
 from nnscale.store import open_store
 
-from ddp_helpers import run_cli
+from ddp_helpers import run_cli, skip_or_fail
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def test_every_world_size_gets_the_largest_ones_share_pinned_and_disjoint(scaled
     _, points = scaled
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
-        pytest.skip("needs 2 usable cores to pin 2 workers apart")
+        skip_or_fail("needs 2 usable cores to pin 2 workers apart")
     share = len(cores) // 2
     one, two = points
     for p in (one, two):
