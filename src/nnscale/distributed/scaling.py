@@ -198,9 +198,12 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
             warn(f"world size {w.world_size}: already measured in this run, skipped")
             continue
         job, key = _job(cfg, w)
+        # Every node's ranks run the traced steps (they hold collectives), so the flag is the
+        # configuration's; only the storing node has a path to write to.
+        job["trace"] = cfg.trace
         path = trace_path(sink, w) if cfg.trace and storing else None
         if path is not None:
-            job["trace"] = str(path)
+            job["trace_path"] = str(path)
         try:
             result = launch(launch_spec(cfg.launching, nproc, job, key))
         except LaunchFailed as e:

@@ -133,23 +133,30 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
             trainer.flush()
         iterations = trainer.take_rows()[3:]
     parts = summarize_breakdown(iterations)
-    timeline = None
+    traced = {}
     if job.get("trace"):  # one step under torch.profiler, after the measured ones (trace.py)
         from nnscale.distributed.trace import read_timeline, record_step_trace
 
         state.phase("trace")
-        path = Path(job["trace"]) if ctx["rank"] == 0 else None
+        # Written by local rank 0 of the storing node (the only one given a path); with c10d's
+        # rendezvous that need not be global rank 0, so the timeline travels in the gather.
+        path = (Path(job["trace_path"]) if job.get("trace_path") and os.environ["LOCAL_RANK"] == "0"
+                else None)
         record_step_trace(trainer, ctx["device"], path)
         timeline = read_timeline(path) if path is not None else None
+        if timeline is not None:
+            traced = {"trace_file": str(path), "step_timeline": timeline}
 
     state.phase("gather")
     samples = sorted(timed.samples_ms)
     mine = {"rank": ctx["rank"], "host": socket.gethostname(), "step_ms": samples[len(samples) // 2],
             "breakdown": parts,
             "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms"),
-            **_resources(ctx["device"], job)}
+            **_resources(ctx["device"], job), **traced}
     everyone = [None] * ctx["world_size"]
     dist.all_gather_object(everyone, mine, group=ctx["ctrl"])
+    traced = next(({k: r.pop(k) for k in ("trace_file", "step_timeline")} for r in everyone
+                   if r.get("step_timeline")), {})
     return {
         "samples_ms": list(timed.samples_ms),
         "stable": timed.stable,
@@ -165,8 +172,8 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
                               for it in iterations[-1000:]],
         "per_rank": everyone,
         "ddp_logging": logging,
-        "trace_file": job.get("trace") if timeline is not None else None,
-        "step_timeline": timeline,
+        "trace_file": traced.get("trace_file"),
+        "step_timeline": traced.get("step_timeline"),
     }
 
 
