@@ -100,3 +100,13 @@ def test_bad_store_is_refused_before_anything_runs(capsys, tmp_path):
     bad.write_text("hello")
     one_line(capsys, BASE + ["--batch-per-worker", "4", "--db", str(bad)], "not an SQLite database")
     assert bad.read_text() == "hello"
+
+
+@pytest.mark.parametrize("command", [BASE + ["--batch-per-worker", "4"], ["allreduce", "--nproc", "2"]])
+def test_more_threads_times_workers_than_cores_is_refused(capsys, db, command):
+    import os
+
+    cores = len(os.sched_getaffinity(0))  # 2 workers x this many threads cannot each have their own
+    one_line(capsys, command + ["--threads-per-worker", str(cores), "--db", db],
+             f"--threads-per-worker {cores} x 2 workers = {2 * cores} threads",
+             f"{cores} usable cores", f"at most {max(1, cores // 2)} thread(s) per worker")

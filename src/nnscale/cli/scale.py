@@ -79,6 +79,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads-per-worker", type=int, help="CPU: threads per worker (default: the "
                                                           "node's cores split evenly)")
     add_workload_options(p)
+    p.add_argument("--no-trace", dest="trace", action="store_false",
+                   help="do not record one step per point with torch.profiler (default: recorded, "
+                        "a Chrome trace beside the store)")
     p.add_argument("--db", help="results store (default sqlite:///nnscale.db)")
     p.add_argument("--run", help="run name; an existing run is resumed (single node)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -120,7 +123,7 @@ def config_from_args(args) -> ScaleConfig:
                        channels_last=args.channels_last, input_shape=shape, policy=policy,
                        breakdown=args.breakdown, breakdown_iters=args.breakdown_iters,
                        dataset_size=args.dataset_size,
-                       epochs=args.epochs)
+                       epochs=args.epochs, trace=getattr(args, "trace", True))
 
 
 def open_sink(args, node_rank: int, on_point=None) -> Sink:
@@ -192,6 +195,8 @@ def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
           f"{ok[-1].stats.get('baseline_1_worker') or 'no 1-worker point in this run'}"
           + ("; against 1 node: " + (ok[-1].stats.get("baseline_1_node") or "none")
              if cfg.launching.nnodes > 1 else ""))
+    if ok[-1].stats.get("worker"):  # every world size's workers alike (launch.split_cores)
+        print(f"a worker: {ok[-1].stats['worker']} (rank 0), the same at every world size")
     unit = "GPUs" if cfg.launching.device == "cuda" else "workers"
     print(f"\nProjected time to train: {cfg.epochs} epochs of {cfg.dataset_size:,} samples\n")
     print(render(seed_rows(points, cfg.launching.device),

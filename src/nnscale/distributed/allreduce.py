@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from nnscale.distributed.config import AllreduceConfig, check_workers
 from nnscale.distributed.ddp_step import collective_flag
-from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
+from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
 from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
 from nnscale.distributed.scaling import ScaleFailed, Sink
 from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
@@ -87,7 +87,7 @@ def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
     tags = cfg.launching.tags
     tag = f"[{','.join(tags)}]" if tags else ""
     cpu = cfg.launching.device == "cpu"
-    threads = split_cores(nproc, cfg.launching.threads_per_worker).threads if cpu else 0
+    threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
     return Workload(model=MODEL, mode="training", batch_size=1,
                     input_shape=(max(1, size_bytes // itemsize),), device=cfg.launching.device,
                     precision=cfg.dtype, threads=threads,

@@ -117,6 +117,19 @@ def check_workers(nproc: int, device: str, option: str = "--nproc") -> list[str]
     return []
 
 
+def check_thread_fit(threads: int | None, nproc: int, device: str) -> None:
+    """An explicit --threads-per-worker that, times the workers per node, needs more cores than this
+    node has usable is refused (UserError): the workers could not each have their own cores, so
+    their times would include each other's slices. Without it, the split is automatic."""
+    cpus = usable_cpus()
+    if device != "cpu" or threads is None or threads * nproc <= len(cpus):
+        return
+    most = max(1, len(cpus) // nproc)
+    raise UserError(f"--threads-per-worker {threads} x {nproc} workers = {threads * nproc} threads, "
+                    f"more than this node's {len(cpus)} usable cores: give at most {most} thread(s) "
+                    "per worker at that many workers, or fewer workers")
+
+
 @dataclass(frozen=True, slots=True)
 class Launching:
     """Where and how the workers of every point start (shared by `scale` and `allreduce`)."""
@@ -160,6 +173,7 @@ class Launching:
             raise UserError(f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT, the same on "
                             "every node (e.g. the first node's address)")
         check_seconds(self.timeout_s, "--timeout")  # finite and bounded: c10d's timedelta overflows
+        check_thread_fit(self.threads_per_worker, max(self.nproc), self.device)
 
     def world_sizes(self) -> list[int]:
         return [self.nnodes * p for p in self.nproc]
@@ -190,6 +204,7 @@ class ScaleConfig:
     policy: MeasurePolicy = MeasurePolicy()
     breakdown: str = "inline"  # "inline": the measured steps carry the marks; "separate" pass
     breakdown_iters: int = 20  # iterations of the separate pass
+    trace: bool = True  # one step under torch.profiler after measuring, its trace beside the store
     dataset_size: int = IMAGENET_TRAIN_IMAGES
     epochs: int = DEFAULT_EPOCHS
 

@@ -16,10 +16,13 @@ an exception (`nnscale.errors.Terminated`) that runs this clean-up; for SIGKILL,
 torchrun and every worker die with their parent (`lifeline`: PR_SET_PDEATHSIG and a parent watch).
 
 Placement (`launch_spec`): per node and per launch, the rendezvous endpoint, who hosts it, threads,
-cores and environment. CPU workers split the node's usable cores evenly (`os.sched_getaffinity`): with p workers and c cores
-each gets ⌊c/p⌋ threads (OMP_NUM_THREADS and torch.set_num_threads) and is pinned to its own cores,
-so workers do not time each other's slices. With more workers than cores each gets one thread and
-no pinning (and the command warns). GPU workers get one GPU each (LOCAL_RANK).
+cores and environment. CPU workers split the node's usable cores evenly (`os.sched_getaffinity`): with P the largest
+workers-per-node of the run and c cores, every world size's workers get ⌊c/P⌋ threads each
+(OMP_NUM_THREADS and torch.set_num_threads) and local rank r is pinned to cores [r·t, (r+1)·t), so
+workers do not time each other's slices and the 1-worker reference is the same worker as the others.
+With more workers than cores each gets one thread and no pinning (and the command warns); more
+threads × workers than cores asked for explicitly is refused (config.check_thread_fit).
+GPU workers get one GPU each (LOCAL_RANK).
 
 Multi-node: every node runs the same nnscale command with the same --rdzv-endpoint; the node that
 owns the endpoint's address hosts the c10d store (see `netutil`). gloo, which nnscale also uses on GPU
@@ -234,11 +237,23 @@ class Cores:
     cpus: tuple[int, ...] | None  # pinned cores of the node, None: no pinning
 
 
-def split_cores(nproc: int, threads: int | None = None) -> Cores:
-    """Threads per worker (given, or the usable cores split evenly) and the cores to pin them to."""
+def split_cores(nproc: int, threads: int | None = None, most: int | None = None) -> Cores:
+    """Threads per worker (given, or the usable cores split evenly among `most` workers, the largest
+    world size of the run) and the cores to pin them to (None: more threads than cores, unpinned).
+
+    Every world size of a run gets the same per-worker share, the one of its largest: with 1 and 2
+    workers on 2 cores, 1 thread each, the lone worker included. Its 2-thread time would make the
+    1-worker reference a different worker, and speedup would mix thread scaling into data-parallel
+    scaling (issue 11: 1.07x measured at 2 workers against a 2-thread reference)."""
     cpus = usable_cpus()
-    threads = threads or max(1, len(cpus) // nproc)
-    return Cores(threads, tuple(cpus) if nproc * threads <= len(cpus) else None)
+    most = max(most or nproc, nproc)
+    threads = threads or max(1, len(cpus) // most)
+    return Cores(threads, tuple(cpus) if most * threads <= len(cpus) else None)
+
+
+def worker_cores(launching: Launching, nproc: int) -> Cores:
+    """The per-worker share of `nproc` workers in a launch of `launching` (split_cores)."""
+    return split_cores(nproc, launching.threads_per_worker, max(launching.nproc))
 
 
 def rdzv_id(kind: str, job_key: dict, world_size: int) -> str:
@@ -251,7 +266,7 @@ def launch_spec(launching: Launching, nproc: int, job: dict, job_key: dict) -> L
     """A LaunchSpec for `nproc` workers per node, after checking the endpoint (UserError if bad)."""
     env: dict[str, str] = {}
     if launching.device == "cpu":
-        cores = split_cores(nproc, launching.threads_per_worker)
+        cores = worker_cores(launching, nproc)
         job = dict(job, threads=cores.threads, cpus=list(cores.cpus) if cores.cpus else None)
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(cores.threads)

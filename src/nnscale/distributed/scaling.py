@@ -13,11 +13,13 @@ Multi-node: every node runs run_scale with the same configuration; only node ran
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from nnscale.distributed.config import ScaleConfig, check_workers
-from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
+from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.records import Measurement, Workload
@@ -65,7 +67,7 @@ def workload(cfg: ScaleConfig, nproc: int) -> Workload:
     world = cfg.launching.nnodes * nproc
     shape = cfg.input_shape or model_info(cfg.model).input_shape
     cpu = cfg.launching.device == "cpu"
-    threads = split_cores(nproc, cfg.launching.threads_per_worker).threads if cpu else 0
+    threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
     return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
                     input_shape=tuple(shape), device=cfg.launching.device, precision=cfg.precision,
                     channels_last=cfg.channels_last, threads=threads,
@@ -79,6 +81,18 @@ def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
            "policy": cfg.policy.to_dict(), "step": step, "breakdown": cfg.breakdown,
            "breakdown_iters": cfg.breakdown_iters}
     return job, {"step": step, "policy": job["policy"], "world": w.world_size}
+
+
+def trace_path(sink: Sink, w: Workload) -> Path | None:
+    """Where a point's Chrome trace goes: beside the store (an SQLite file's FILE.traces/ folder,
+    ./nnscale-traces/ for a server store), one file per run and workload; None without a store."""
+    if sink.store is None:
+        return None
+    db = Path(sink.store.url)
+    folder = (db.parent / f"{db.name}.traces" if sink.store.backend == "sqlite" and db.is_file()
+              else Path.cwd() / "nnscale-traces")
+    run = re.sub(r"[^A-Za-z0-9._-]+", "_", sink.run_name or "run").strip("._") or "run"
+    return folder / f"{run}-w{w.world_size}-{w.key()}.trace.json"
 
 
 def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
@@ -107,6 +121,12 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         "per_rank_compute_ms": [r["compute_ms"] for r in per_rank],
         "per_rank_comm_exposed_ms": [r["breakdown"]["comm_exposed_ms"] for r in per_rank],
         "per_rank_host": [r["host"] for r in per_rank],
+        # Each rank's own reading after setup (worker._resources): torch threads and the cores it
+        # may run on; and what one worker is, in words, for the report.
+        "per_rank_threads": [r.get("threads") for r in per_rank],
+        "per_rank_cpus": [r.get("cpus") for r in per_rank],
+        "threads_per_worker": w.threads or None,
+        "worker": describe_worker(cfg.launching.device, per_rank[0]),
         **straggler_stats([r["compute_ms"] for r in per_rank]),
         "ddp_logging": result["ddp_logging"],
         "dataset_size": cfg.dataset_size, "epochs": cfg.epochs,
@@ -114,14 +134,28 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
                                                cfg.epochs),
         "torch": result.get("torch"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "trace_file": result.get("trace_file"),  # Chrome trace JSON of one step (trace.py)
+        "step_timeline": result.get("step_timeline"),
     }
     stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket, as nnscale.predict reads them
     return stats
 
 
+def describe_worker(device: str, rank: dict) -> str:
+    """One worker of the point, in words: '1 CPU thread pinned to core 0', or the GPU's name."""
+    if device == "cuda":
+        return f"1 GPU ({rank.get('gpu') or 'CUDA'})"
+    threads, cpus = rank.get("threads"), rank.get("cpus") or []
+    what = f"{threads} CPU thread{'s' if threads != 1 else ''}"
+    if not rank.get("pinned"):
+        return what + f" (not pinned: more workers than cores, sharing {len(cpus)} cores)"
+    return what + f" pinned to core{'s' if len(cpus) > 1 else ''} {','.join(map(str, cpus))}"
+
+
 def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     b = a.workload
-    return (a.status in USABLE and b.model == w.model and b.device == w.device
+    # The same threads per worker: a 1-worker point with more threads is another kind of worker.
+    return (a.status in USABLE and b.model == w.model and b.device == w.device and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
             and b.channels_last == w.channels_last and b.framework.startswith("torch-ddp")
             and a.stats.get("ddp_options") == ddp_options(cfg))
@@ -164,6 +198,12 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
             warn(f"world size {w.world_size}: already measured in this run, skipped")
             continue
         job, key = _job(cfg, w)
+        # Every node's ranks run the traced steps (they hold collectives), so the flag is the
+        # configuration's; only the storing node has a path to write to.
+        job["trace"] = cfg.trace
+        path = trace_path(sink, w) if cfg.trace and storing else None
+        if path is not None:
+            job["trace_path"] = str(path)
         try:
             result = launch(launch_spec(cfg.launching, nproc, job, key))
         except LaunchFailed as e:

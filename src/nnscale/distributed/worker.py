@@ -2,7 +2,7 @@
 
 The parent (`launch.launch`) writes JOB.json into a fresh directory and reads back from it:
 - `rank<R>.state.json`: the rank's pid, host and current phase (init, warmup+measure, breakdown,
-  gather, done), rewritten at each phase change, so a timeout can say where each rank was;
+  trace, gather, done), rewritten at each phase change, so a timeout can say where each rank was;
 - `rank<R>.error.json`: written by a rank that raised: its type, message and traceback tail;
 - `result.json`: rank 0's result, broadcast to every rank and written by each node's local rank 0,
   so that the parent on every node has it (only one stores it).
@@ -90,6 +90,16 @@ def _setup_device(job: dict, local_rank: int):
     return torch.device("cpu")
 
 
+def _resources(device, job: dict) -> dict:
+    """What this rank really runs on, read in the rank itself after setup (recorded per point)."""
+    import torch
+
+    if device.type == "cuda":
+        return {"threads": torch.get_num_threads(), "cpus": None, "gpu": torch.cuda.get_device_name(device)}
+    return {"threads": torch.get_num_threads(), "cpus": sorted(os.sched_getaffinity(0)),
+            "pinned": bool(job.get("cpus"))}
+
+
 def _scale(job: dict, ctx: dict, state: _State) -> dict:
     import torch.distributed as dist
 
@@ -123,14 +133,30 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
             trainer.flush()
         iterations = trainer.take_rows()[3:]
     parts = summarize_breakdown(iterations)
+    traced = {}
+    if job.get("trace"):  # one step under torch.profiler, after the measured ones (trace.py)
+        from nnscale.distributed.trace import read_timeline, record_step_trace
+
+        state.phase("trace")
+        # Written by local rank 0 of the storing node (the only one given a path); with c10d's
+        # rendezvous that need not be global rank 0, so the timeline travels in the gather.
+        path = (Path(job["trace_path"]) if job.get("trace_path") and os.environ["LOCAL_RANK"] == "0"
+                else None)
+        record_step_trace(trainer, ctx["device"], path)
+        timeline = read_timeline(path) if path is not None else None
+        if timeline is not None:
+            traced = {"trace_file": str(path), "step_timeline": timeline}
 
     state.phase("gather")
     samples = sorted(timed.samples_ms)
     mine = {"rank": ctx["rank"], "host": socket.gethostname(), "step_ms": samples[len(samples) // 2],
             "breakdown": parts,
-            "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms")}
+            "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms"),
+            **_resources(ctx["device"], job), **traced}
     everyone = [None] * ctx["world_size"]
     dist.all_gather_object(everyone, mine, group=ctx["ctrl"])
+    traced = next(({k: r.pop(k) for k in ("trace_file", "step_timeline")} for r in everyone
+                   if r.get("step_timeline")), {})
     return {
         "samples_ms": list(timed.samples_ms),
         "stable": timed.stable,
@@ -146,6 +172,8 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
                               for it in iterations[-1000:]],
         "per_rank": everyone,
         "ddp_logging": logging,
+        "trace_file": traced.get("trace_file"),
+        "step_timeline": traced.get("step_timeline"),
     }
 
 

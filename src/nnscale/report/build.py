@@ -13,9 +13,9 @@ import matplotlib
 from nnscale.format import si
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report import plots_batch, plots_scaling, tables
+from nnscale.report import plots_batch, plots_scaling, tables, timeline
 from nnscale.report.model import Highlight, Report
-from nnscale.report.predictions import normalize
+from nnscale.report.predictions import normalize, pred_series, unit
 from nnscale.report.svg import RC
 
 
@@ -62,14 +62,21 @@ def _highlights(ms: list[Measurement], preds: list[dict]) -> list[Highlight]:
         ws, m, s = max(scaling, key=lambda t: (t[0], t[2]))
         eff = P.efficiency(ws, m, s)
         detail = f"{m.workload.model} · efficiency {tables.pct(eff, 0)}"
-        out.append(Highlight(f"speedup on {ws} GPUs", f"{s:.2f}", detail, unit="×"))
-    biggest = max((r for r in preds if r.get("efficiency") is not None),
-                  key=lambda r: r["gpus"], default=None)
-    if biggest is not None:
-        detail = str(biggest.get("model", ""))
+        kind = "GPUs" if m.workload.device.startswith("cuda") else "CPU workers"
+        if isinstance(m.stats.get("worker"), str):
+            detail += f" · a worker: {m.stats['worker']}"
+        out.append(Highlight(f"speedup on {ws} {kind}", f"{s:.2f}", detail, unit="×"))
+    # One card per named cluster (at its largest size), the card saying which cluster: never a
+    # bare "1024 GPUs" for a prediction from a laptop's CPU workers (issue 11).
+    for rows in pred_series(preds).values():
+        biggest = max((r for r in rows if r.get("efficiency") is not None),
+                      key=lambda r: r["gpus"], default=None)
+        if biggest is None:
+            continue
+        detail = " · ".join(str(p) for p in (biggest.get("model"), biggest.get("cluster")) if p)
         if biggest.get("samples_per_s"):
             detail += f" · {si(biggest['samples_per_s'])} samples/s"
-        out.append(Highlight(f"predicted on {biggest['gpus']} GPUs",
+        out.append(Highlight(f"predicted on {biggest['gpus']} {unit(biggest)}",
                              tables.pct(biggest["efficiency"], 0), detail, unit="efficiency"))
     return out
 
@@ -94,6 +101,7 @@ def build_report(
         plots = plots_batch.throughput_plots(ms)
         plots += plots_batch.framework_plot(ms)
         plots += plots_scaling.scaling_plot(ms, preds)
+        plots += timeline.timeline_plot(ms, preds)
         plots += plots_scaling.predicted_plot(ms, preds)
         plots += plots_scaling.time_to_train_plot(ttt_rows)
         plots += plots_batch.latency_plot(ms)

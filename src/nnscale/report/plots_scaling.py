@@ -14,7 +14,7 @@ from matplotlib.ticker import FuncFormatter
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.model import Plot
-from nnscale.report.predictions import pred_series, series_label
+from nnscale.report.predictions import measured_like, pred_series, series_label, unit
 from nnscale.report.svg import (INK, MUTED, PALETTE, color_for, fig_legend, label, log2_batches, new_figure,
                                 plain_log, to_svg)
 
@@ -51,7 +51,8 @@ def scaling_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]:
         ax_s.plot(xs, ss, marker="o", color=color, label=label(_series_name(key)))
         ax_e.plot(xs, [100 * e for e in es], marker="o", color=color)
     for j, (pkey, rows) in enumerate(predicted.items()):
-        color = colors.get((pkey[0], pkey[1]), PALETTE[(len(measured) + j) % len(PALETTE)])
+        color = (colors.get((pkey[0], pkey[1])) if measured_like(rows[0]) else None) or \
+            PALETTE[(len(measured) + j + 1) % len(PALETTE)]
         rows = [r for r in rows if r.get("speedup") is not None]
         xs = [r["gpus"] for r in rows]
         workers += xs
@@ -59,12 +60,15 @@ def scaling_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]:
                   label=label(f"{series_label(pkey)} predicted"))
         eff = [(r["gpus"], r.get("efficiency") or r["speedup"] / r["gpus"]) for r in rows]
         ax_e.plot([g for g, _ in eff], [100 * e for _, e in eff], ls="--", marker=".", color=color)
+    # Predicted series name their own cluster (legend); the axis says what the measured ones were.
+    kind = "GPUs" if all(m.workload.device.startswith("cuda") for rows in measured.values()
+                         for _, m, _ in rows) else "CPU workers"
     top = max(workers)
     ax_s.plot([1, top], [1, top], ls=":", color=INK, lw=1.2, label="ideal (linear)")
     ax_e.axhline(100, ls=":", color=INK, lw=1.2)
     for ax in (ax_s, ax_e):
         log2_batches(ax, workers)
-        ax.set_xlabel("workers [GPUs]")
+        ax.set_xlabel(f"workers [{kind}]")
     if top > 16:  # a linear axis would crush the measured few-GPU points against the origin
         ax_s.set_yscale("log", base=2)
         ax_s.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -75,13 +79,23 @@ def scaling_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]:
     ax_e.set_title("Efficiency = speedup / workers")
     fig_legend(fig, [ax_s])
     return [Plot(id="scaling", section="Scaling across workers", title="Speedup and efficiency",
-                 caption="Data-parallel training, batch per worker fixed (weak scaling). Solid: "
-                         "measured; dashed: predicted; dotted: ideal linear scaling.",
+                 caption="Data-parallel training, batch per worker fixed (weak scaling), speedup "
+                         "against one worker with the same resources as each of the others. Solid: "
+                         "measured; dashed: predicted, each for the cluster its label names; "
+                         "dotted: ideal linear scaling." + _worker_note(ms),
                  svg=to_svg(fig, "scaling"))]
 
 
+def _worker_note(ms: list[Measurement]) -> str:
+    """What one worker was on this machine, from the points themselves (scaling.describe_worker)."""
+    words = sorted({m.stats["worker"] for m in ms if P.measured(m) and m.workload.world_size > 1
+                    and isinstance(m.stats.get("worker"), str)})
+    return f" A worker here: {'; '.join(words)} (rank 0's reading; the others on their own cores)." \
+        if words else ""
+
+
 def _measured_for(ms: list[Measurement], key: tuple) -> list[Measurement]:
-    model, batch, precision = key
+    model, batch, precision, *_ = key
     return sorted((m for m in ms if P.measured(m) and m.workload.model == model
                    and m.workload.mode == "training"
                    and (batch is None or m.workload.batch_size == batch)
@@ -101,7 +115,7 @@ def predicted_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]
         xs = [r["gpus"] for r in rows]
         ax.plot(xs, [r["samples_per_s"] for r in rows], ls="--", marker=".", color=PALETTE[1],
                 label="predicted")
-        meas = _measured_for(ms, key)
+        meas = _measured_for(ms, key) if measured_like(rows[0]) else []
         if meas:
             ws = [m.workload.world_size for m in meas]
             ys = [P.rate(m) for m in meas]
@@ -113,13 +127,16 @@ def predicted_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]
         log2_batches(ax, xs)
         plain_log(ax)
         ax.set_title(label(series_label(key)))
-        ax.set_xlabel("workers [GPUs]")
+        ax.set_xlabel(f"workers [{unit(rows[0])}]")
         ax.set_ylabel("throughput [samples/s]")
         ax.legend(loc="upper left")
     return [Plot(id="predicted", section="Measured against predicted",
                  title="Measured against predicted throughput",
                  caption="The prediction extends the measured points to clusters not measured; "
-                         "where both exist, the gap is the prediction's error.",
+                         "where both exist, the gap is the prediction's error. Each panel is one "
+                         "named cluster: " + "; ".join(sorted({k[3] for k in series if k[3]}))
+                         + ". A catalogue GPU cluster is predicted from the GPU's data, not from "
+                         "this machine's workers, and is never compared with them.",
                  svg=to_svg(fig, "predicted"))]
 
 

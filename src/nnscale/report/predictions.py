@@ -3,7 +3,10 @@
 Keys read (all optional but `gpus` or `nodes`): those of `predict.model.PredictionRow.to_dict()` —
 nodes, gpus, samples_per_s, speedup, efficiency, compute_ms, comm_ms (all-reduce end to end),
 exposed_ms (the part not hidden behind backward), time_to_train_s, limited_by — plus what the caller
-adds to say which configuration was predicted: model, batch_size (per worker), precision. Also
+adds to say which configuration was predicted: model, batch_size (per worker), precision, and which
+cluster: `cluster` (its name in words: which workers, how many per node, which links) and
+`cluster_kind` ("measured": workers like the run's own; "catalogue": devices from the catalogue,
+never compared with the run's points), and `timeline` (report.timeline). Also
 accepted: world_size or nodes × gpus_per_node for gpus, time_to_train_min, comm_exposed_ms,
 limiting. Unknown keys are kept in report.json and ignored here.
 
@@ -23,7 +26,7 @@ from nnscale.errors import UserError
 _COUNTS = ("gpus", "world_size", "nodes", "gpus_per_node", "batch_size", "global_batch", "buckets")
 _AMOUNTS = ("samples_per_s", "speedup", "efficiency", "time_to_train_min", "time_to_train_s",
             "compute_ms", "comm_ms", "exposed_ms", "comm_exposed_ms", "step_ms", "overhead_ms")
-_NAMES = ("model", "precision", "limiting", "limited_by")
+_NAMES = ("model", "precision", "limiting", "limited_by", "cluster", "cluster_kind")
 
 
 def _number(v) -> float | None:
@@ -95,9 +98,24 @@ def normalize(rows: list[dict] | None) -> list[dict]:
 
 
 def key(r: dict) -> tuple:
+    """(model, batch per worker, precision, cluster): rows of different clusters are different
+    series, never one curve (a CPU run's workers and a catalogue GPU cluster of the same model)."""
     bs = r.get("batch_size")
+    cluster = r.get("cluster") if isinstance(r.get("cluster"), str) else None
     return (str(r.get("model", "?")), int(bs) if _number(bs) is not None else None,
-            r.get("precision"))
+            r.get("precision"), cluster)
+
+
+def measured_like(r: dict) -> bool:
+    """Does the row describe workers like the run's own (so that a measured point compares)? Rows
+    from a catalogue cluster (cluster_kind "catalogue") never do."""
+    return r.get("cluster_kind") != "catalogue"
+
+
+def unit(r: dict) -> str:
+    """What the row's worker count counts: "workers" for workers like a run's own (their kind is
+    in the row's cluster name), else GPUs (a catalogue cluster, or a row that does not say)."""
+    return "workers" if r.get("cluster_kind") == "measured" else "GPUs"
 
 
 def pred_series(rows: list[dict]) -> dict[tuple, list[dict]]:
@@ -109,6 +127,10 @@ def pred_series(rows: list[dict]) -> dict[tuple, list[dict]]:
 
 
 def series_label(k: tuple) -> str:
-    model, batch, precision = k
-    return " ".join(str(p) for p in (model, f"b{batch}" if batch is not None else None, precision)
+    model, batch, precision, *rest = k
+    cluster = rest[0] if rest else None
+    name = " ".join(str(p) for p in (model, f"b{batch}" if batch is not None else None, precision)
                     if p is not None)
+    if cluster:  # its first clause says which workers: "8 a100 GPUs per node", "2 workers like ..."
+        name += f" · {cluster.split(',')[0].split(' (')[0]}"
+    return name

@@ -13,6 +13,7 @@ from nnscale.format import binary_bytes, si
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.model import Table
+from nnscale.report.predictions import key, measured_like, series_label
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
@@ -193,11 +194,13 @@ def predictions_table(preds: list[dict], ms: list[Measurement]) -> Table:
                 measured.setdefault((w.model, w.batch_size, prec, w.world_size), m)
     rows, raw = [], []
     for r in preds:
-        m = measured.get((r.get("model"), r.get("batch_size"), r.get("precision"), r["gpus"]))
+        m = (measured.get((r.get("model"), r.get("batch_size"), r.get("precision"), r["gpus"]))
+             if measured_like(r) else None)  # a catalogue GPU row is not this machine's point
         got = P.rate(m) if m is not None else None
         err = (r["samples_per_s"] - got) / got if got and r["samples_per_s"] is not None else None
         raw.append({**r, "measured_samples_per_s": got, "error": err})
         rows.append({"model": r.get("model", "–"), "batch_size": r.get("batch_size", "–"),
+                     "cluster": series_label(key(r)).split(" · ", 1)[-1] if r.get("cluster") else "–",
                      "nodes": "–" if r["nodes"] is None else r["nodes"], "gpus": r["gpus"],
                      "samples_per_s": fmt(r["samples_per_s"]), "measured": fmt(got),
                      "error": "–" if err is None else f"{100 * err:+.1f} %",
@@ -206,15 +209,18 @@ def predictions_table(preds: list[dict], ms: list[Measurement]) -> Table:
                      "exposed_ms": fmt(r["exposed_ms"]),
                      "limiting": r.get("limiting") or "–",
                      "time_to_train_min": fmt(r["time_to_train_min"])})
-    columns = (("model", "network"), ("batch_size", "batch/GPU"), ("nodes", "nodes"),
-               ("gpus", "GPUs"), ("samples_per_s", "predicted samples/s"),
+    columns = (("model", "network"), ("cluster", "cluster"), ("batch_size", "batch/worker"),
+               ("nodes", "nodes"), ("gpus", "workers"), ("samples_per_s", "predicted samples/s"),
                ("measured", "measured samples/s"), ("error", "error"), ("speedup", "speedup"),
                ("efficiency", "efficiency"), ("compute_ms", "compute ms"),
                ("comm_ms", "all-reduce ms"), ("exposed_ms", "exposed ms"),
                ("limiting", "limited by"),
                ("time_to_train_min", "time to train [min]"))
     return Table("predictions", "Predicted scaling", columns, tuple(rows),
-                 note="error = (predicted − measured) / measured, where the point was measured.",
+                 note="error = (predicted − measured) / measured, where the point was measured "
+                      "(only rows of workers like the measured ones). Clusters: "
+                      + ("; ".join(sorted({r["cluster"] for r in preds if r.get("cluster")}))
+                         or "not named") + ".",
                  raw=tuple(raw), numeric=frozenset({"batch_size", "nodes", "gpus", "samples_per_s",
                                                     "measured", "error", "speedup", "efficiency",
                                                     "compute_ms", "comm_ms", "exposed_ms",

@@ -13,6 +13,7 @@ from nnscale.format import si
 from nnscale.predict import calibrate, published
 from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
 from nnscale.predict.model import DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, predict
+from nnscale.predict.points import measured_bucketing
 from nnscale.predict.validate import Validation, validate_leave_one_out
 
 DEFAULT_NODES = "1,2,4,...,128"
@@ -96,6 +97,14 @@ def _open_records(run: str, store: str | None):
         return db.measurements(run)
 
 
+def worker_threads(records, model: str) -> int | None:
+    """Threads per worker of RUN's data-parallel training points of `model` (the largest world
+    size's), None when it has none or they did not set threads."""
+    multi = [m for m in records if m.status in calibrate.USABLE and m.workload.model == model
+             and m.workload.mode == "training" and m.workload.world_size > 1 and m.workload.threads]
+    return max(multi, key=lambda m: m.workload.world_size).workload.threads if multi else None
+
+
 def measured_profile(records, run: str, profile: ModelProfile, batch: int | None,
                      precision: str | None = None) -> ModelProfile:
     """`profile` with the single-device step time of RUN's world_size = 1 training point of the model
@@ -108,7 +117,14 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
         raise UserError(f"run {run!r} has no single-device training point of {profile.name}"
                         f"{' in ' + precision if precision else ''}; it has: {', '.join(models) or 'none'}")
     want = batch or max(m.workload.batch_size for m in singles)
-    m = min(singles, key=lambda m: (abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
+    workers = worker_threads(records, profile.name)
+    # The same per-worker resources first: a prediction of the run's data-parallel points must start
+    # from the compute of one of *their* workers (issue 11: a 2-thread reference against 1-thread
+    # workers gave +102 %); then a DDP world-size-1 point (it pays DDP's hooks, as the workers do);
+    # then the nearest batch.
+    m = min(singles, key=lambda m: (workers is not None and m.workload.threads != workers,
+                                    not m.workload.framework.startswith("torch-ddp"),
+                                    abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
     opt = m.stats.get("optimizer_ms")
     return replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
                    optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}")
@@ -154,14 +170,20 @@ def prediction_report(args: PredictRequest) -> dict:
     notes, params = [], calibrate.CommParams(overlap=1.0, overhead_s=0.0)
     fitted_intra = fitted_inter = None
     fitted_efficiency = None
+    worker, run_bucketing = None, None
     if args.device.startswith("measured:"):
         run = args.device.split(":", 1)[1]
         records = _open_records(run, args.store)
         profile = measured_profile(records, run, profile, args.batch_per_gpu, args.precision)
         device = Device(args.device, f"as measured in run {run}", {}, math.inf, math.inf)
         batch = args.batch_per_gpu or profile.measured_batch
+        threads = worker_threads(records, profile.name)
+        worker, run_bucketing = measured_worker(records, profile.name)
+        worker = worker or f"as in run {run}"
         notes.append(f"compute: measured, {1e3 * profile.step_time_s:.2f} ms per step at batch "
-                     f"{profile.measured_batch} (run {run})")
+                     f"{profile.measured_batch} (run {run})"
+                     + (f", one worker of {threads} CPU thread(s) as in the run's data-parallel points"
+                        if threads else ""))
         try:
             fit = calibrate.fit(records, {profile.name: profile}, run=f"run {run}")
         except UserError as exc:
@@ -206,16 +228,118 @@ def prediction_report(args: PredictRequest) -> dict:
     cluster = Cluster(device, args.gpus_per_node, 1, intra or inter or Link("none", 0.0, math.inf), inter,
                       args.nics_per_node, args.algorithm)
     bucketing = Bucketing(args.fusion, args.bucket_mb, args.first_bucket_mb)
+    if run_bucketing is not None and bucketing == Bucketing():
+        # The buckets DDP really built in the run (its log), as the fit used them: each bucket pays
+        # the latency once, and torch 2.x put pytorch-mnist-net in one bucket where the nominal
+        # 1 MiB first-bucket rule gives two (points.measured_bucketing).
+        bucketing = run_bucketing
+        notes.append(f"buckets: as DDP built them in the run, first {bucketing.first_bucket_mb:.2f} MiB, "
+                     f"then {bucketing.bucket_mb:g} MiB")
     rows = predict(profile, cluster, nodes, batch, dataset_size=args.dataset_size, epochs=args.epochs,
                    precision=args.precision, bucketing=bucketing, overlap=params.overlap,
                    overhead_s=params.overhead_s, efficiency=args.efficiency or DEFAULT_EFFICIENCY)
     links = f"{intra.name if intra else '-'} inside, {inter.name if inter else '-'} between nodes"
+    named = cluster_name(device, args.gpus_per_node, intra, inter, worker,
+                         max(nodes) > 1 or not args.device.startswith("measured:"))
+    # The step of one node drawn as the model computes it (report.timeline), for the
+    # configuration a run can also measure: one node.
+    timelines = {}
+    for r in rows:
+        if r.nodes == 1:
+            t = predicted_timeline(profile, cluster.with_nodes(1), batch, bucketing,
+                                   precision=args.precision,
+                                   efficiency=args.efficiency or DEFAULT_EFFICIENCY)
+            if r.step_ms > t["step_ms"] + 1e-9:  # overhead and communication the model does not hide
+                t["events"].append({"kind": "other", "name": "overhead + comm not hidden",
+                                    "start_ms": t["step_ms"], "dur_ms": r.step_ms - t["step_ms"],
+                                    "lane": "compute"})
+                t["step_ms"] = r.step_ms
+            timelines[r.gpus] = t
     inputs = {"model": args.model, "device": device.name, "gpus_per_node": args.gpus_per_node,
+              "cluster": named,
+              "cluster_kind": "measured" if args.device.startswith("measured:") else "catalogue",
               "links": links, "algorithm": args.algorithm, "batch_per_gpu": batch,
               "precision": args.precision, "params": profile.params,
               "gradient_bytes": profile.grad_bytes, "bucketing": f"{args.fusion} {args.bucket_mb:g} MiB",
               "overlap": params.overlap, "overhead_ms": 1e3 * params.overhead_s}
-    return {"inputs": inputs, "notes": notes, "rows": [r.to_dict() for r in rows]}
+    return {"inputs": inputs, "notes": notes, "rows": [r.to_dict() for r in rows],
+            "timelines": timelines}
+
+
+def measured_worker(records, model: str):
+    """(what one worker of RUN's largest data-parallel point of `model` was, in words; the buckets
+    DDP built there), or (None, None) without such a point."""
+    multi = [m for m in records if m.status in calibrate.USABLE and m.workload.model == model
+             and m.workload.mode == "training" and m.workload.world_size > 1]
+    if not multi:
+        return None, None
+    m = max(multi, key=lambda m: m.workload.world_size)
+    w = m.workload
+    words = m.stats.get("worker") if isinstance(m.stats.get("worker"), str) else None
+    if w.device == "cpu":  # "1 CPU thread pinned to core 0" names one worker; a cluster has many
+        words = f"{w.threads} CPU thread{'s' if w.threads != 1 else ''} each" if w.threads else "CPU"
+    return words or w.device, measured_bucketing(m.stats)
+
+
+def _link_words(link: Link | None) -> str:
+    if link is None:
+        return "-"
+    if link.name.startswith("fitted"):
+        return "the measured link (α-β fitted to this run's all-reduces)"
+    return link.description or link.name
+
+
+def cluster_name(device: Device, per_node: int, intra: Link | None, inter: Link | None,
+                 worker: str | None, multi_node: bool) -> str:
+    """The cluster a prediction describes, in words: which workers, how many per node, joined by
+    which links. Never a bare GPU count: a run's CPU workers predict CPU workers like them."""
+    unit = (f"workers like the measured one ({worker})" if worker
+            else f"{device.name} GPUs" if device.name != "cpu-generic" else "CPU servers")
+    parts = [f"{per_node} {unit} per node"]
+    if per_node > 1:
+        parts.append(f"{_link_words(intra)} inside a node")
+    if multi_node:
+        parts.append(f"{_link_words(inter)} between nodes")
+    return ", ".join(parts)
+
+
+def predicted_timeline(profile: ModelProfile, cluster: Cluster, batch: int,
+                       bucketing: Bucketing = Bucketing(), **compute_kw) -> dict:
+    """The model's step as a timeline, in the format report.timeline draws ({"step_ms", "events"}):
+    forward; backward layer by layer (each layer's share of the work, last layer first); each DDP
+    bucket's all-reduce, launched when its last gradient is ready and after the previous bucket
+    (one communication stream, model.ddp_step_time); the optimizer once backward and the last
+    bucket are done. It reads the model's own pieces (compute_times, buckets, cluster_allreduce),
+    so it draws what the model computes, not a second model."""
+    from nnscale.predict.comm import cluster_allreduce
+    from nnscale.predict.model import UNIFORM_LAYERS, buckets, compute_times
+
+    fwd, bwd, opt = compute_times(profile, cluster.device, batch, **compute_kw)
+    events = [{"kind": "forward", "name": "forward", "start_ms": 0.0, "dur_ms": 1e3 * fwd,
+               "lane": "compute"}]
+    layers = profile.layers or tuple(Layer(1, 1.0) for _ in range(UNIFORM_LAYERS))
+    total = sum(layer.work for layer in layers) or 1.0
+    clock = fwd
+    for i, layer in reversed(list(enumerate(layers))):
+        share = bwd * layer.work / total
+        if share > 0:
+            events.append({"kind": "backward", "name": f"layer {i}", "start_ms": 1e3 * clock,
+                           "dur_ms": 1e3 * share, "lane": "compute"})
+        clock += share
+    end = fwd + bwd
+    free = 0.0
+    if cluster.world_size > 1:
+        for j, (size, ready) in enumerate(buckets(profile, bwd, bucketing)):
+            cost = cluster_allreduce(size, cluster.gpus_per_node, cluster.nodes, cluster.intra,
+                                     cluster.inter, cluster.nics_per_node, cluster.algorithm).total_s
+            start = max(free, fwd + ready)
+            free = start + cost
+            events.append({"kind": "allreduce", "name": f"bucket {j} ({size / 2**20:.2f} MiB)",
+                           "start_ms": 1e3 * start, "dur_ms": 1e3 * cost, "lane": "comm"})
+    opt_start = max(end, free)
+    events.append({"kind": "optimizer", "name": "optimizer", "start_ms": 1e3 * opt_start,
+                   "dur_ms": 1e3 * opt, "lane": "compute"})
+    return {"step_ms": 1e3 * (opt_start + opt), "events": events}
 
 
 def validate_stored_run(runs: str | list[str], store: str | None = None) -> Validation:

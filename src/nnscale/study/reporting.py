@@ -21,10 +21,21 @@ def prediction_rows(obj) -> list | None:
     if isinstance(obj, dict) and isinstance(obj.get("rows"), list):
         inputs = obj.get("inputs") if isinstance(obj.get("inputs"), dict) else {}
         names = {"model": inputs.get("model"), "batch_size": inputs.get("batch_per_gpu"),
-                 "precision": inputs.get("precision")}
+                 "precision": inputs.get("precision"), "cluster": inputs.get("cluster"),
+                 "cluster_kind": inputs.get("cluster_kind")}
         names = {k: v for k, v in names.items() if v is not None}
         rows = obj["rows"]
-        return [{**names, **r} for r in rows] if all(isinstance(r, dict) for r in rows) else None
+        if not all(isinstance(r, dict) for r in rows):
+            return None
+        # The model's timeline of a one-node row, drawn under the measured step (report.timeline);
+        # JSON keys are strings, the study's own dict has ints.
+        timelines = obj.get("timelines") if isinstance(obj.get("timelines"), dict) else {}
+        timelines = {str(k): v for k, v in timelines.items()}
+        out = []
+        for r in rows:
+            t = timelines.get(str(r.get("gpus")))
+            out.append({**names, **r, **({"timeline": t} if t is not None else {})})
+        return out
     return [obj] if isinstance(obj, dict) else None
 
 

@@ -202,22 +202,47 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     return []
 
 
+# The catalogue GPU cluster the study also predicts for its scaling net, so that a reader sees GPUs
+# predicted from GPU data, never from this machine's CPU workers: NVIDIA DGX A100 servers (data
+# sheet: 8 A100 SXM joined by NVLink 3 through NVSwitch, 8 single-port ConnectX-6 200 Gb/s HDR
+# InfiniBand NICs for the compute fabric).
+CATALOGUE_CLUSTER = {"device": "a100", "gpus_per_node": 8, "inter_link": "ib-hdr", "nics_per_node": 8}
+
+
 def _predictions(study, run_name, db: str | None, device: str) -> tuple[list[dict], list[str]]:
-    """Predicted scaling of the scaling net from this run's own measurements."""
-    gpus_per_node = 8 if device == "cuda" else 2
-    nodes = sorted({max(1, g // gpus_per_node) for g in study.predict_gpus})
+    """Predicted scaling of the scaling net: (1) nodes of workers like the measured ones, from this
+    run's own measurements, joined by a named link; (2) a catalogue GPU cluster for the same model.
+    Every row names the cluster it describes (study.prediction.cluster_name)."""
+    per_node = 8 if device == "cuda" else max(study.world_sizes)  # the workers of one measured node
+    nodes = sorted({max(1, g // per_node) for g in study.predict_gpus})
     req = PredictRequest(model=study.scaling_net, device=f"measured:{run_name}", store=db,
-                         gpus_per_node=gpus_per_node, nodes=",".join(map(str, nodes)),
-                         batch_per_gpu=study.scale_batch_per_worker,
+                         gpus_per_node=per_node, nodes=",".join(map(str, nodes)),
+                         inter_link="25gbe", batch_per_gpu=study.scale_batch_per_worker,
                          dataset_size=IMAGENET_TRAIN_IMAGES, epochs=float(EPOCHS))
+    notes: list[str] = []
     try:
         report = prediction_report(req)
     except UserError as exc:
         if "link" not in str(exc):
             return [], [f"no prediction: {exc}"]
-        report = prediction_report(replace(req, intra_link="pcie4", inter_link="25gbe"))
-        report["notes"].append("no all-reduce fit in this run: catalogue links pcie4 / 25gbe assumed")
-    return prediction_rows(report), list(report["notes"])
+        report = prediction_report(replace(req, intra_link="pcie4"))
+        report["notes"].append("no all-reduce fit in this run: catalogue link pcie4 assumed inside a node")
+    rows = prediction_rows(report) or []
+    notes += [f"prediction for {report['inputs']['cluster']}:"] + list(report["notes"])
+    gpu = CATALOGUE_CLUSTER
+    gpu_nodes = sorted({max(1, g // gpu["gpus_per_node"]) for g in study.predict_gpus})
+    try:
+        other = prediction_report(replace(req, device=gpu["device"], store=None, intra_link=None,
+                                          gpus_per_node=gpu["gpus_per_node"],
+                                          inter_link=gpu["inter_link"],
+                                          nics_per_node=gpu["nics_per_node"],
+                                          nodes=",".join(map(str, gpu_nodes))))
+    except UserError as exc:
+        notes.append(f"no catalogue GPU prediction: {exc}")
+    else:
+        rows += prediction_rows(other) or []
+        notes += [f"prediction for {other['inputs']['cluster']}:"] + list(other["notes"])
+    return rows, notes
 
 
 def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = None,
