@@ -53,7 +53,7 @@ def test_json_and_csv(capsys):
     assert all(0 < r["efficiency"] <= 1 for r in data["rows"]) and data["inputs"]["algorithm"] == "hierarchical"
     code, out, _ = run(capsys, MODEL, "--device", "a100", "--nodes", "2", "--inter-link", "100gbe",
                        "--format", "csv")
-    assert code == 0 and out.splitlines()[0].startswith("nodes,gpus,global_batch,samples_per_s")
+    assert code == 0 and out.splitlines()[0].startswith("nodes,gpus,global_batch,batch_per_gpu,samples_per_s")
 
 
 def test_measured_device_calibrates_from_the_run(capsys, store_path):
