@@ -13,6 +13,7 @@ from nnscale.format import binary_bytes, si
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.model import Table
+from nnscale.predict.published import error_band
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
@@ -214,7 +215,8 @@ def predictions_table(preds: list[dict], ms: list[Measurement]) -> Table:
                ("limiting", "limited by"),
                ("time_to_train_min", "time to train [min]"))
     return Table("predictions", "Predicted scaling", columns, tuple(rows),
-                 note="error = (predicted − measured) / measured, where the point was measured.",
+                 note="error = (predicted − measured) / measured, where the point was measured. "
+                      f"On GPU clusters the model is {error_band().sentence()}.",
                  raw=tuple(raw), numeric=frozenset({"batch_size", "nodes", "gpus", "samples_per_s",
                                                     "measured", "error", "speedup", "efficiency",
                                                     "compute_ms", "comm_ms", "exposed_ms",
