@@ -65,10 +65,12 @@ NONE = Terms(0.0, 0.0, 0.0, 0.0)
 
 
 def expected_max_normal(n: int) -> float:
-    """E[max of n standard normals] by Blom's approximation Phi^-1((n - 0.375) / (n + 0.25));
-    0 for n = 1 (exact), 0.564 for n = 2 (exact 1/sqrt(pi) = 0.564), 3.04 for n = 512."""
+    """E[max of n standard normals]: exact for n <= 2 (0, and 1/sqrt(pi) = 0.564), else Blom's
+    approximation Phi^-1((n - 0.375) / (n + 0.25)) (3.04 for n = 512; within a few % of the exact)."""
     if n <= 1:
         return 0.0
+    if n == 2:
+        return 1 / math.sqrt(math.pi)
     return NormalDist().inv_cdf((n - 0.375) / (n + 0.25))
 
 
