@@ -12,7 +12,8 @@ from nnscale.errors import UserError
 from nnscale.format import si
 from nnscale.predict import calibrate, published, stateff, terms
 from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
-from nnscale.predict.model import DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, predict
+from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, per_gpu_batch,
+                                   predict)
 from nnscale.predict.validate import Validation, validate_leave_one_out
 
 DEFAULT_NODES = "1,2,4,...,128"
@@ -154,6 +155,14 @@ def prediction_report(args: PredictRequest) -> dict:
     from nnscale.zoo import model_info
 
     catalogue = load_catalogue(args.catalogue)
+    nodes = parse_nodes(args.nodes)
+    # Bad strong-scaling or statistical-efficiency input fails before the network is counted.
+    noise = stateff.noise_scale_for(args.model, args.noise_scale)
+    if args.global_batch is not None:
+        if args.batch_per_gpu is not None:
+            raise UserError("give --global-batch (strong scaling) or --batch-per-gpu (weak scaling), not both")
+        for n in nodes:
+            per_gpu_batch(args.global_batch, n * args.gpus_per_node)
     if not args.device:
         raise UserError("predict needs --device (see `nnscale predict --list`) or measured:RUN")
     shape = parse_input_size(args.input_size, model_info(args.model).input_shape) if args.input_size else None
@@ -203,7 +212,6 @@ def prediction_report(args: PredictRequest) -> dict:
                         f"{1e3 * params.overhead_s:g}")
     intra = (catalogue.link(args.intra_link) if args.intra_link
              else fitted_intra or (catalogue.link(device.intra_link) if device.intra_link else None))
-    nodes = parse_nodes(args.nodes)
     inter_name, nics = args.inter_link, args.nics_per_node or 1
     if not inter_name and device.inter_link and max(nodes) > 1:  # the device's reference system
         inter_name, nics = device.inter_link, args.nics_per_node or device.nics_per_node
@@ -230,14 +238,11 @@ def prediction_report(args: PredictRequest) -> dict:
                      f"framework {1e6 * step_terms.framework_s_per_layer:.0f} us per layer, kernel launch "
                      f"{1e6 * step_terms.launch_s_per_kernel:.1f} us (docs/prediction.md)")
     if args.global_batch is not None:
-        if args.batch_per_gpu is not None:
-            raise UserError("give --global-batch (strong scaling) or --batch-per-gpu (weak scaling), not both")
         if measured and len(profile.sweep) < 2:
             raise UserError(f"strong scaling from run {run!r} needs one-worker points at several batches "
                             f"(it has batch {profile.measured_batch} only): run `nnscale sweep` over the "
                             "per-worker batches first, or predict weak scaling without --global-batch")
         batch = args.global_batch // (args.gpus_per_node * min(nodes))
-    noise = stateff.noise_scale_for(args.model, args.noise_scale)
     epochs_at = None
     if noise is not None and args.dataset_size:
         epochs_at = lambda g: stateff.epochs_needed(args.epochs, g, noise)  # noqa: E731
