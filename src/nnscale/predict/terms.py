@@ -28,6 +28,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -107,29 +108,33 @@ class Timeline:
 
     Work is measured in seconds of uncontended backward; while a collective runs, backward advances
     at 1 / (1 + contention). Collectives are appended in launch order (one stream: they never
-    overlap each other), so the wall time of a piece of work depends only on those already placed.
+    overlap each other and start no earlier than the previous one ended), so the wall time of a
+    piece of work depends only on those already placed. Each interval keeps the work done by its
+    start and end, so `wall` is a binary search.
     """
 
     def __init__(self, contention: float) -> None:
         self.rate = 1.0 / (1.0 + contention)
         self.busy: list[tuple[float, float]] = []
+        self._work_end: list[float] = []  # backward work done when each interval ends
+        self._work_start: list[float] = []
 
     def wall(self, work: float) -> float:
         """When backward has done `work` seconds of its uncontended work."""
-        t = done = 0.0
-        for start, end in self.busy:
-            if start > t:  # free: full speed
-                if done + (start - t) >= work:
-                    return t + (work - done)
-                done, t = done + (start - t), start
-            lo = max(start, t)
-            if end > lo:  # busy: slowed
-                if done + (end - lo) * self.rate >= work:
-                    return lo + (work - done) / self.rate
-                done, t = done + (end - lo) * self.rate, end
-        return t + (work - done)
+        k = bisect_left(self._work_end, work)  # the first interval that ends with at least `work` done
+        if k == len(self.busy):  # after every interval: full speed from the last end
+            end = self.busy[-1][1] if self.busy else 0.0
+            return end + (work - (self._work_end[-1] if self.busy else 0.0))
+        start, _ = self.busy[k]
+        if work <= self._work_start[k]:  # in the free gap before interval k
+            return start - (self._work_start[k] - work)
+        return start + (work - self._work_start[k]) / self.rate
 
     def add(self, start: float, duration: float) -> float:
         """Place a collective; returns when it ends."""
+        prev_end, prev_work = (self.busy[-1][1], self._work_end[-1]) if self.busy else (0.0, 0.0)
+        start = max(start, prev_end)
+        self._work_start.append(prev_work + (start - prev_end))
+        self._work_end.append(self._work_start[-1] + duration * self.rate)
         self.busy.append((start, start + duration))
         return start + duration
