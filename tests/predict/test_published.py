@@ -107,3 +107,10 @@ def test_shipped_profiles_are_what_netstats_counts():
         s = PROFILES[name]
         assert (s.params, s.forward_flops, s.training_flops) == (p.params, p.forward_flops, p.training_flops)
         assert s.layers == p.layers
+
+
+def test_the_report_states_the_same_band():
+    from nnscale.report.tables import predictions_table
+
+    note = predictions_table([], []).note
+    assert error_band().sentence() in note and "published clusters, leave-one-case-out" in note
