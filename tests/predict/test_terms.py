@@ -86,3 +86,17 @@ def test_strong_scaling_interpolates_the_sweep_in_log_batch():
     rows = predict(p, cluster(2, link=IDEAL), [1, 2], 32, global_batch=32, terms=T.NONE)
     assert [r.batch_per_gpu for r in rows] == [16, 8] and rows[-1].compute_efficiency < 1.0
     assert rows[-1].loss_batch > 0
+
+
+def test_auto_rings_inside_a_node_and_may_tree_across_nodes():
+    # NCCL's tree spans nodes; one node of 8 NVLink GPUs always rings, even where a tree would be cheaper
+    from nnscale.predict.comm import cluster_allreduce
+
+    nv, ib = CAT.link("nvlink4"), CAT.link("ib-ndr")
+    assert cluster_allreduce(25 * 2**20, 8, 1, nv, None, 1, "auto").algorithm == "ring"
+    assert cluster_allreduce(25 * 2**20, 8, 1, nv, None, 1, "tree").total_s < \
+        cluster_allreduce(25 * 2**20, 8, 1, nv, None, 1, "ring").total_s
+    # many nodes, a small message: the tree's log2 latency wins
+    assert cluster_allreduce(64e3, 8, 128, nv, ib, 8, "auto").algorithm == "tree"
+    rows = predict(net(), Cluster(CAT.device("h100"), 8, 1, nv, ib, 8, "auto"), [1, 2], 32)
+    assert rows[0].algorithm == "ring" and rows[0].bottleneck == "nvlink4"

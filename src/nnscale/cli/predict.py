@@ -30,7 +30,7 @@ COLUMNS = (("nodes", "nodes"), ("gpus", "GPUs"), ("global_batch", "batch"), ("ba
            ("comm_ms", "comm ms"), ("exposed_ms", "exposed ms"), ("contention_ms", "contention ms"),
            ("sync_ms", "sync ms"), ("framework_ms", "framework ms"), ("loss", "points lost: batch/exposed/contention/sync/overhead"),
            ("time_to_train_s", "time to train"), ("time_to_train_stat_s", "with stat. eff."),
-           ("limited_by", "limited by"))
+           ("algorithm", "all-reduce"), ("limited_by", "limited by"))
 LOO_COLUMNS = (("label", "point"), ("measured_ms", "measured ms"), ("predicted_ms", "predicted ms"),
                ("error", "error"), ("fitted", "fitted without it"))
 PUB_COLUMNS = (("key", "case"), ("gpus", "GPUs"), ("baseline_gpus", "vs GPUs"), ("role", "role"),

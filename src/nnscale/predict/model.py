@@ -193,7 +193,9 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
         samples = tuple(x * compute / mid for x in profile.samples_s)
     sync = T.sync_cost_s(compute, cluster.world_size, terms.jitter_cv, samples)
     return StepBreakdown(fwd, bwd, opt, comm, sum(c.latency_s for c in costs), exposed, overhead_s,
-                         len(costs), cluster.algorithm, costs[-1].bottleneck if costs else "-",
+                         # the algorithm NCCL's cost model picks for the largest call, under auto
+                         len(costs), max(costs, key=lambda c: c.total_s).algorithm if costs else cluster.algorithm,
+                         costs[-1].bottleneck if costs else "-",
                          contention_s=bwd_end - bwd, sync_s=sync,
                          framework_s=terms.framework_s_per_layer * profile.gradient_layers)
 
@@ -226,6 +228,8 @@ class PredictionRow:
     time_to_train_stat_s: float | None  # with statistical efficiency (stateff.py)
     epochs_needed: float | None
     buckets: int
+    algorithm: str  # the all-reduce algorithm of the step's largest call (auto: ring or tree)
+    bottleneck: str  # the link that sets its bandwidth term (the node's NICs, shared by its GPUs)
     limited_by: str
 
     def to_dict(self) -> dict:
@@ -285,5 +289,6 @@ def predict(profile: ModelProfile, cluster: Cluster, nodes_list: list[int], batc
             loss_overhead=pts(s.framework_s + s.overhead_s),
             time_to_train_s=None if dataset_size is None else dataset_size * epochs / rate,
             time_to_train_stat_s=None if need is None else dataset_size * need / rate,
-            epochs_needed=need, buckets=s.buckets, limited_by=s.limited_by()))
+            epochs_needed=need, buckets=s.buckets, algorithm=s.algorithm, bottleneck=s.bottleneck,
+            limited_by=s.limited_by()))
     return rows
