@@ -15,6 +15,7 @@ def test_shipped_catalogue_has_the_hardware_and_every_value_a_source():
     assert REQUIRED_DEVICES <= set(cat.devices) and REQUIRED_LINKS <= set(cat.links)
     for d in cat.devices.values():
         fields = {f"peak_tflops.{p}" for p in d.peak_flops} | {"memory_bandwidth_gb_per_s", "memory_gb"}
+        fields |= {"nics_per_node"} if d.nics_per_node > 1 else set()
         assert set(d.sources) == fields
         assert all(len(s) > 20 and "shipped" not in s for s in d.sources.values()), d.name
         assert d.intra_link in cat.links

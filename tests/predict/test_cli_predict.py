@@ -53,7 +53,7 @@ def test_json_and_csv(capsys):
     assert all(0 < r["efficiency"] <= 1 for r in data["rows"]) and data["inputs"]["algorithm"] == "hierarchical"
     code, out, _ = run(capsys, MODEL, "--device", "a100", "--nodes", "2", "--inter-link", "100gbe",
                        "--format", "csv")
-    assert code == 0 and out.splitlines()[0].startswith("nodes,gpus,global_batch,samples_per_s")
+    assert code == 0 and out.splitlines()[0].startswith("nodes,gpus,global_batch,batch_per_gpu,samples_per_s")
 
 
 def test_measured_device_calibrates_from_the_run(capsys, store_path):
@@ -103,7 +103,7 @@ def test_list(capsys):
     ([MODEL, "--device", "h100", "--inter-link", "ib-xdr", "--nodes", "2"], "unknown link 'ib-xdr'; known links:"),
     ([MODEL, "--device", "h100", "--nodes", "0,2"], "node counts must be >= 1"),
     ([MODEL, "--device", "h100", "--nodes=-4"], "node counts must be >= 1"),
-    ([MODEL, "--device", "h100", "--nodes", "2"], "give --inter-link"),
+    ([MODEL, "--device", "p100", "--nodes", "2"], "give --inter-link"),  # p100: no reference system
     ([MODEL, "--device", "p100", "--precision", "bf16", "--nodes", "1"], "no peak for precision 'bf16'"),
     ([MODEL], "predict needs --device"),
     ([], "predict needs a MODEL"),
@@ -136,3 +136,68 @@ def test_runs_without_usable_points(capsys, store_path):
     assert code == 2 and "no run named 'nope'" in err
     code, _, err = run(capsys, "resnet50", "--device", "measured:synth", "--store", store_path)
     assert code == 2 and "no single-device training point of resnet50" in err
+
+
+def test_strong_scaling_must_show(capsys):
+    # the must-show: per-GPU batch, compute efficiency at it, the loss from each term
+    code, out, err = run(capsys, "resnet50", "--device", "h100", "--gpus-per-node", "8", "--nodes", "1,8",
+                         "--global-batch", "3200", "--format", "json")
+    assert code == 0, err
+    data = json.loads(out)
+    r1, r8 = data["rows"]
+    assert (r1["batch_per_gpu"], r8["batch_per_gpu"]) == (400, 50) and r1["global_batch"] == r8["global_batch"] == 3200
+    assert 0.9 < r8["compute_efficiency"] < r1["compute_efficiency"] <= 1.0  # the launch floor at 50 images
+    losses = [r8[k] for k in ("loss_batch", "loss_exposed", "loss_contention", "loss_sync", "loss_overhead")]
+    assert all(x >= 0 for x in losses) and sum(losses) == pytest.approx(100 * (1 - r8["efficiency"]), abs=1e-6)
+    assert data["error_band"]["clusters"] == 11 and "leave-one-case-out" in data["error_band"]["text"]
+    assert data["inputs"]["global_batch"] == 3200 and "8 x ib-ndr" in " ".join(data["notes"])
+
+
+def test_plain_horovod_query_gives_85_to_95_percent(capsys):
+    code, out, err = run(capsys, "resnet101", "--device", "p100", "--gpus-per-node", "4", "--nodes", "1,128",
+                         "--inter-link", "25gbe", "--format", "json")
+    assert code == 0, err
+    assert 0.85 <= json.loads(out)["rows"][-1]["efficiency"] <= 0.95
+
+
+def test_time_to_train_with_statistical_efficiency_side_by_side(capsys):
+    code, out, err = run(capsys, "resnet50", "--device", "v100", "--gpus-per-node", "8", "--nodes", "1,32",
+                         "--batch-per-gpu", "32", "--dataset-size", "1281167", "--epochs", "90", "--format", "json")
+    assert code == 0, err
+    small, big = json.loads(out)["rows"]  # global batch 256 and 8192
+    assert small["epochs_needed"] == pytest.approx(90.0)
+    assert 1.0 < big["epochs_needed"] / 90 < 1.04  # Goyal et al.: 90 epochs still reach it at 8k
+    assert big["time_to_train_stat_s"] / big["time_to_train_s"] == pytest.approx(big["epochs_needed"] / 90)
+    code, out, _ = run(capsys, "resnet50", "--device", "v100", "--nodes", "1,32", "--dataset-size", "1281167",
+                       "--noise-scale", "8192", "--format", "json")
+    assert json.loads(out)["rows"][-1]["epochs_needed"] > 1.9  # (1 + 8192/8192) / (1 + 256/8192) = 1.94
+
+
+def test_published_table_states_the_band(capsys):
+    code, out, err = run(capsys, "--published")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("the model out of the box is within \u00b1")
+    assert "ddp-16-resnet101" in out and "leave-one-out" in out and "seed-8-resnet152" in out.splitlines()[0]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["resnet50", "--device", "h100", "--nodes", "1,8", "--global-batch", "3210"], "must be a multiple of"),
+    (["resnet50", "--device", "h100", "--nodes", "1,8", "--global-batch", "32"], "at least as large"),
+    (["resnet50", "--device", "h100", "--nodes", "1", "--global-batch", "64", "--batch-per-gpu", "8"], "not both"),
+    (["resnet50", "--device", "h100", "--nodes", "1", "--noise-scale", "0"], "--noise-scale must be"),
+    (["resnet50", "--device", "h100", "--nodes", "1", "--noise-scale", "nan"], "--noise-scale must be"),
+])
+def test_strong_scaling_and_noise_scale_bad_input(capsys, args, needle):
+    code, out, err = run(capsys, *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_strong_scaling_from_a_run_needs_its_sweep(capsys, store_path):
+    # the synthetic run measured one worker at batches 8 and 32: 64 over 2 or 4 workers lies within
+    code, out, err = run(capsys, MODEL, "--device", "measured:synth", "--store", store_path, "--gpus-per-node",
+                         "2", "--nodes", "1,2", "--global-batch", "64", "--format", "json")
+    assert code == 0, err
+    assert [r["batch_per_gpu"] for r in json.loads(out)["rows"]] == [32, 16]
+    code, out, err = run(capsys, MODEL, "--device", "measured:synth", "--store", store_path, "--gpus-per-node",
+                         "2", "--nodes", "1,8", "--global-batch", "64")
+    assert code == 2 and "outside" in err and len(err.strip().splitlines()) == 1, err

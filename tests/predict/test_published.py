@@ -1,81 +1,116 @@
-"""Published data-parallel scaling, reproduced from the published hardware (docs/prediction.md).
-
-Horovod (Sergeev & Del Balso 2018): 128 servers x 4 Pascal GPUs, 25 Gb/s RoCE: 90 % for Inception V3
-and ResNet-101, 68 % for VGG-16 — each within 5 points. The overlap is fitted to Horovod's earlier
-32-server results (90 / 90 / 79 %); the 512-GPU results are predicted, not fitted.
+"""Published data-parallel scaling, reproduced out of the box from the published hardware alone
+(docs/prediction.md): Horovod 128 and 512 GPUs, Goyal et al. 256 GPUs, the PyTorch DDP benchmark
+8 and 16 GPUs, each with the global defaults of terms.py; calibration cases also leave-one-case-out.
 """
 
 import pytest
 
-from nnscale.study.prediction import published_profiles
+from nnscale.predict import terms as T
 from nnscale.predict.catalogue import load_catalogue
-from nnscale.predict.published import CASES, bandwidth_to_match, efficiency, reproduction
+from nnscale.predict.published import (
+    CASES,
+    bandwidth_to_match,
+    efficiency,
+    error_band,
+    fit_contention,
+    framework_cost,
+    reproduction,
+    shipped_profiles,
+)
 
 CAT = load_catalogue()
-pytestmark = pytest.mark.slow  # counts five ImageNet networks (a few seconds)
+PROFILES = shipped_profiles()
 
 
 @pytest.fixture(scope="module")
-def profiles():
-    return published_profiles()  # parameters and per-layer MACs counted by nnscale.netstats
-
-
-@pytest.fixture(scope="module")
-def table(profiles):
-    return reproduction(CASES, profiles, CAT)
-
-
-def _row(table, key):
-    return next(r for r in table[0] if r["key"] == key)
+def rows():
+    return {r["key"]: r for r in reproduction(CASES, PROFILES, CAT)}
 
 
 @pytest.mark.parametrize("key, published", [
+    ("horovod-128-inception_v3", 0.90), ("horovod-128-resnet101", 0.90), ("horovod-128-vgg16", 0.79),
     ("horovod-512-inception_v3", 0.90), ("horovod-512-resnet101", 0.90), ("horovod-512-vgg16", 0.68),
+    ("ddp-8-resnet50", 307 / 329), ("ddp-16-resnet50", 306 / 329),
+    ("ddp-8-resnet101", 179 / 197), ("ddp-16-resnet101", 178 / 197),
 ])
-def test_horovod_512_gpus_within_5_points(table, key, published):
-    r = _row(table, key)
-    assert r["role"] == "validate" and r["published"] == published and r["gpus"] == 512
-    assert abs(r["calibrated"] - published) <= 0.05, r
+def test_every_case_within_5_points_out_of_the_box_and_left_out(rows, key, published):
+    r = rows[key]
+    assert r["published"] == pytest.approx(published)
+    assert abs(r["predicted"] - published) <= 0.05, r
+    # leave-one-case-out where it set a default: ddp-8-resnet101 reads +5.0 with the framework cost
+    # from ResNet-50's one-GPU rows alone (28 instead of 38 us per layer)
+    assert abs(r["held_out_error_points"]) <= 5.1, r
 
 
-@pytest.mark.parametrize("key", ["horovod-128-inception_v3", "horovod-128-resnet101", "horovod-128-vgg16"])
-def test_horovod_128_gpus_calibration_within_5_points(table, key):
-    r = _row(table, key)
-    assert r["role"] == "calibrate" and abs(r["calibrated"] - r["published"]) <= 0.05, r
+def test_goyal_is_at_the_edge_of_the_band(rows):
+    # 90 % published; the model gives 95.3 %: 0.3 points outside the target. docs/prediction.md
+    # names the missing term (Gloo over TCP on Ethernet, where the catalogue's link efficiency is NCCL's).
+    r = rows["goyal-256-resnet50"]
+    assert r["baseline_gpus"] == 8 and r["gpus"] == 256 and r["role"] == "report"
+    assert 0.88 < r["predicted"] < 0.96
 
 
-def test_the_fitted_overlap_is_physical(table):
-    fit = table[1]
-    assert fit.free == ("overlap",) and 0.5 < fit.params.overlap < 1.0
-    assert len(fit.residuals) == 3
+def test_calibration_cases_are_labelled_and_reported_leave_one_out(rows):
+    calib = {k for k, r in rows.items() if r["role"] == "calibrate"}
+    assert calib == {"horovod-128-inception_v3", "horovod-128-resnet101", "horovod-128-vgg16",
+                     "ddp-8-resnet50", "ddp-16-resnet50", "ddp-8-resnet101", "ddp-16-resnet101"}
+    for k, r in rows.items():
+        assert (r["leave_one_out"] is not None) == (k in calib)
+        assert r["inputs"] and r["source"]
 
 
-def test_catalogue_only_model_is_optimistic_but_close(table):
-    # With ideal overlap and no fitted parameter at all, the model is within ~6 points of Horovod.
-    for r in table[0]:
-        if r["key"].startswith("horovod"):
-            assert r["catalogue_only"] >= r["published"] - 0.01
-            assert r["catalogue_only"] - r["published"] <= 0.09
+def test_the_global_defaults_are_what_the_suite_gives():
+    # the framework cost: (3 + 9) ms over ResNet-50's and ResNet-101's layers with parameters
+    assert PROFILES["resnet50"].gradient_layers == 107 and PROFILES["resnet101"].gradient_layers == 209
+    assert framework_cost(PROFILES) == pytest.approx(T.FRAMEWORK_S_PER_LAYER, rel=0.01)
+    # the contention: least squares over the calibration cases
+    assert fit_contention(CASES, PROFILES, CAT) == pytest.approx(T.CONTENTION, abs=0.01)
 
 
-def test_vgg16_is_bandwidth_bound_and_the_convnets_are_not(table):
-    rows = {r["key"]: r for r in table[0]}
-    assert rows["horovod-512-vgg16"]["calibrated"] < rows["horovod-512-resnet101"]["calibrated"] - 0.15
+def test_error_band_from_the_suite(rows):
+    band = error_band(list(rows.values()))
+    assert band.clusters == 11 and band.left_out == ("seed-8-resnet152",)
+    assert band.points == pytest.approx(max(abs(r["held_out_error_points"]) for r in rows.values()
+                                            if r["role"] != "report-assumed"))
+    assert 4.0 < band.points < 6.0
+    assert band.sentence().startswith(f"within \u00b1{band.points:.1f} points on 11 published clusters")
 
 
-def test_goyal_reported_with_the_rate_that_would_match(table, profiles):
-    r = _row(table, "goyal-256-resnet50")
-    assert r["baseline_gpus"] == 8 and r["gpus"] == 256
-    assert 0.85 < r["calibrated"] < 1.0  # published ~90 %; docs/prediction.md states the gap
-    case = next(c for c in CASES if c.key == "goyal-256-resnet50")
-    rate = bandwidth_to_match(case, profiles[case.model], CAT, table[1].params)
-    assert rate is not None and 1e9 < rate < 6.25e9  # an effective 8-50 Gb/s: below the 50 GbE line rate
+def test_without_the_terms_the_model_is_optimistic(rows):
+    # the plain timeline (no contention, jitter or framework cost) overshoots the convnets by > 5
+    for key in ("horovod-128-inception_v3", "horovod-128-resnet101", "goyal-256-resnet50"):
+        case = next(c for c in CASES if c.key == key)
+        plain = efficiency(case, PROFILES[case.model], CAT, terms=T.NONE)
+        assert plain - case.published > 0.05 and plain > rows[key]["predicted"]
 
 
-def test_seed_77_percent_is_not_a_ring_allreduce_effect(profiles):
+def test_vgg16_is_bandwidth_bound_and_the_convnets_are_not(rows):
+    assert rows["horovod-512-vgg16"]["predicted"] < rows["horovod-512-resnet101"]["predicted"] - 0.1
+
+
+def test_seed_77_percent_is_not_a_ring_allreduce_effect():
     # 4 -> 8 nodes: a fully bandwidth-bound ring grows only by (2*7/8)/(2*3/4) = 1.17x, so no network
     # rate can bring a ring all-reduce down to 77 %: the seed's loss lies elsewhere (docs/prediction.md).
     case = next(c for c in CASES if c.key.startswith("seed"))
-    assert case.published == pytest.approx(1077 / 696 / 2)
-    assert bandwidth_to_match(case, profiles[case.model], CAT) is None
-    assert efficiency(case, profiles[case.model], CAT) > 0.95  # on the assumed K40 + FDR nodes
+    assert case.published == pytest.approx(1077 / 696 / 2) and case.role == "report-assumed"
+    assert bandwidth_to_match(case, PROFILES[case.model], CAT) is None
+    assert efficiency(case, PROFILES[case.model], CAT) > 0.95  # on the assumed K40 + FDR nodes
+
+
+@pytest.mark.slow
+def test_shipped_profiles_are_what_netstats_counts():
+    from nnscale.study.prediction import published_profiles
+
+    counted = published_profiles()
+    assert set(counted) == set(PROFILES)
+    for name, p in counted.items():
+        s = PROFILES[name]
+        assert (s.params, s.forward_flops, s.training_flops) == (p.params, p.forward_flops, p.training_flops)
+        assert s.layers == p.layers
+
+
+def test_the_report_states_the_same_band():
+    from nnscale.report.tables import predictions_table
+
+    note = predictions_table([], []).note
+    assert error_band().sentence() in note and "published clusters, leave-one-case-out" in note

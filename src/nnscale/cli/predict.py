@@ -22,18 +22,20 @@ from nnscale.predict.catalogue import load_catalogue
 from nnscale.predict.comm import ALGORITHMS
 from nnscale.predict.model import DEFAULT_EFFICIENCY
 from nnscale.records import PRECISIONS
-from nnscale.study.prediction import (DEFAULT_NODES, PredictRequest, prediction_report,
-                                      published_profiles, validate_stored_run)
+from nnscale.study.prediction import DEFAULT_NODES, PredictRequest, prediction_report, validate_stored_run
 
-COLUMNS = (("nodes", "nodes"), ("gpus", "GPUs"), ("global_batch", "batch"), ("samples_per_s", "samples/s"),
-           ("speedup", "speedup"), ("efficiency", "efficiency"), ("step_ms", "step ms"),
-           ("compute_ms", "compute ms"), ("comm_ms", "comm ms"), ("exposed_ms", "exposed ms"),
-           ("time_to_train_s", "time to train"), ("limited_by", "limited by"))
+COLUMNS = (("nodes", "nodes"), ("gpus", "GPUs"), ("global_batch", "batch"), ("batch_per_gpu", "batch/GPU"),
+           ("samples_per_s", "samples/s"), ("speedup", "speedup"), ("efficiency", "efficiency"),
+           ("compute_efficiency", "compute eff"), ("step_ms", "step ms"), ("compute_ms", "compute ms"),
+           ("comm_ms", "comm ms"), ("exposed_ms", "exposed ms"), ("contention_ms", "contention ms"),
+           ("sync_ms", "sync ms"), ("framework_ms", "framework ms"), ("loss", "points lost: batch/exposed/contention/sync/overhead"),
+           ("time_to_train_s", "time to train"), ("time_to_train_stat_s", "with stat. eff."),
+           ("algorithm", "all-reduce"), ("limited_by", "limited by"))
 LOO_COLUMNS = (("label", "point"), ("measured_ms", "measured ms"), ("predicted_ms", "predicted ms"),
                ("error", "error"), ("fitted", "fitted without it"))
 PUB_COLUMNS = (("key", "case"), ("gpus", "GPUs"), ("baseline_gpus", "vs GPUs"), ("role", "role"),
-               ("published", "published"), ("catalogue_only", "catalogue only"),
-               ("calibrated", "calibrated"), ("error_points", "error (points)"))
+               ("published", "published"), ("predicted", "predicted"), ("error_points", "error (points)"),
+               ("leave_one_out", "leave-one-out"), ("inputs", "inputs"), ("source", "source"))
 
 
 def _positive(kind):
@@ -56,13 +58,19 @@ def add_parser(sub) -> None:
     p.add_argument("--nodes", default=DEFAULT_NODES, help=f"node counts (default {DEFAULT_NODES})")
     p.add_argument("--intra-link", help="link inside a node (default: the device's own)")
     p.add_argument("--inter-link", help="link between nodes, e.g. ib-ndr, 25gbe")
-    p.add_argument("--nics-per-node", type=_positive(int), default=1)
+    p.add_argument("--nics-per-node", type=_positive(int),
+                   help="NICs per node the GPUs share (default 1, or the device's reference system)")
     p.add_argument("--algorithm", choices=ALGORITHMS, default="auto",
                    help="all-reduce algorithm; auto = the fastest of ring and tree, as NCCL picks")
     p.add_argument("--batch-per-gpu", type=_positive(int))
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--dataset-size", type=_positive(int), help="samples per epoch (for time to train)")
-    p.add_argument("--epochs", type=_positive(float), default=1.0)
+    p.add_argument("--epochs", type=_positive(float), default=1.0,
+                   help="epochs to the target at global batch 256 (grown by statistical efficiency)")
+    p.add_argument("--global-batch", type=_positive(int),
+                   help="strong scaling: this global batch split over the GPUs (instead of --batch-per-gpu)")
+    p.add_argument("--noise-scale", type=float,
+                   help="gradient noise scale in samples (McCandlish et al. 2018); default: shipped for ResNet-50")
     p.add_argument("--fusion", choices=("ddp", "horovod"), default="ddp", help="gradient bucketing")
     p.add_argument("--bucket-mb", type=_positive(float), default=25.0)
     p.add_argument("--first-bucket-mb", type=_positive(float), default=1.0)
@@ -96,7 +104,13 @@ def _pretty(r: dict) -> dict:
     return dict(r, samples_per_s=si(rate) if rate >= 1e4 else f"{rate:.0f}", speedup=f"{r['speedup']:.1f}",
                 efficiency=f"{100 * r['efficiency']:.0f} %", step_ms=f"{r['step_ms']:.1f}",
                 compute_ms=f"{r['compute_ms']:.1f}", comm_ms=f"{r['comm_ms']:.1f}",
-                exposed_ms=f"{r['exposed_ms']:.1f}", time_to_train_s=_duration(r["time_to_train_s"]))
+                exposed_ms=f"{r['exposed_ms']:.1f}", contention_ms=f"{r['contention_ms']:.1f}",
+                sync_ms=f"{r['sync_ms']:.1f}", framework_ms=f"{r['framework_ms']:.1f}",
+                compute_efficiency=f"{100 * r['compute_efficiency']:.0f} %",
+                loss="/".join(f"{r[k]:.1f}" for k in ("loss_batch", "loss_exposed", "loss_contention",
+                                                      "loss_sync", "loss_overhead")),
+                time_to_train_s=_duration(r["time_to_train_s"]),
+                time_to_train_stat_s=_duration(r["time_to_train_stat_s"]))
 
 
 def handle(args) -> int:
@@ -109,11 +123,20 @@ def handle(args) -> int:
         print(render(rows, (("kind", "kind"), ("name", "name"), ("what", "what")), fmt))
         return 0
     if args.published:
-        rows, fit = published.reproduction(published.CASES, published_profiles(), load_catalogue(args.catalogue))
+        cat = load_catalogue(args.catalogue)
+        rows = published.reproduction(published.CASES, published.shipped_profiles(), cat)
+        band = published.error_band(rows)
+        if fmt == "json":
+            print(json.dumps({"error_band": {"points": band.points, "clusters": band.clusters,
+                                             "left_out": list(band.left_out), "text": band.sentence()},
+                              "rows": rows}, indent=2))
+            return 0
         if fmt == "table":
-            print(f"overlap fitted to the 'calibrate' cases: {fit.params.overlap:.3f}")
-            rows = [dict(r, **{k: f"{100 * r[k]:.1f} %" for k in ("published", "catalogue_only", "calibrated")},
-                         error_points=f"{r['error_points']:.1f}") for r in rows]
+            print(f"the model out of the box is {band.sentence()}; not in the band (hardware assumed): "
+                  f"{', '.join(band.left_out) or 'none'}")
+            rows = [dict(r, **{k: "-" if r[k] is None else f"{100 * r[k]:.1f} %"
+                               for k in ("published", "predicted", "leave_one_out")},
+                         error_points=f"{r['error_points']:+.1f}") for r in rows]
         print(render(rows, PUB_COLUMNS, fmt))
         return 0
     if args.validate:
@@ -147,7 +170,8 @@ def handle(args) -> int:
         i = report["inputs"]
         print(f"{i['model']} on {i['device']} x {i['gpus_per_node']} per node ({i['links']}), "
               f"{i['algorithm']} all-reduce, batch {i['batch_per_gpu']} per GPU, {i['precision']}, "
-              f"{i['bucketing']} buckets, overlap {i['overlap']:.2f}, overhead {i['overhead_ms']:.2f} ms")
+              f"{i['bucketing']} buckets, overlap {i['overlap']:.2f}, overhead {i['overhead_ms']:.2f} ms"
+              + (f", global batch {i['global_batch']} (strong scaling)" if i["global_batch"] else ""))
         for note in report["notes"]:
             print(f"  {note}")
         rows = [_pretty(r) for r in rows]

@@ -5,13 +5,18 @@ parameters and FLOPs (`nnscale.netstats` counts them). See docs/prediction.md.
 
 - `catalogue`: devices and links with sources (`load_catalogue`, YAML, user-extendable).
 - `comm`: alpha-beta all-reduce costs (ring, tree, hierarchical).
-- `model`: `ModelProfile`, `Cluster`, `ddp_step_time` (DDP buckets overlapping backward), `predict`.
+- `profile`: `ModelProfile`, `Layer` (a network's counts, its measured step and sweep).
+- `buckets`: DDP's buckets and Horovod's fusion cycle.
+- `terms`: contention, synchronisation, framework and launch costs (`Terms`, `CATALOGUE`, `NONE`).
+- `model`: `Cluster`, `ddp_step_time` (the step with every term), `predict` (weak or strong scaling).
+- `stateff`: statistical efficiency, epochs against the global batch (McCandlish et al. 2018).
 - `points`: the measured points of a run (`extract_points`), each with its link class and cap.
 - `calibrate`: `fit` per-link alpha and B, a cap efficiency, overlap and overhead (scipy least squares).
 - `validate`: `validate_leave_one_out` over a run's points.
-- `published`: published scaling results and the inputs that reproduce them.
+- `published`: published scaling results, the inputs that reproduce them, the error band.
 """
 
+from nnscale.predict import stateff, terms
 from nnscale.predict.calibrate import CommParams, FitResult, extract_points, fit
 from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
 from nnscale.predict.comm import ALGORITHMS, allreduce_time_s, cluster_allreduce
@@ -52,5 +57,7 @@ __all__ = [
     "fit",
     "load_catalogue",
     "predict",
+    "stateff",
+    "terms",
     "validate_leave_one_out",
 ]

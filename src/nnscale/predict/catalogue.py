@@ -24,7 +24,8 @@ from nnscale.records import PRECISIONS
 
 SHIPPED = "catalogue.yaml"
 _TOP = {"devices", "links", "sources"}
-_DEVICE_FIELDS = {"description", "peak_tflops", "memory_bandwidth_gb_per_s", "memory_gb", "intra_link"}
+_DEVICE_FIELDS = {"description", "peak_tflops", "memory_bandwidth_gb_per_s", "memory_gb", "intra_link",
+                  "inter_link", "nics_per_node"}
 _LINK_FIELDS = {"description", "bandwidth_gb_per_s", "alpha_us", "efficiency"}
 
 
@@ -38,6 +39,8 @@ class Device:
     memory_bandwidth: float  # bytes/s
     memory_bytes: float
     intra_link: str = ""  # default link between the devices of one node
+    inter_link: str = ""  # default link between nodes: the device's reference system (a DGX)
+    nics_per_node: int = 1  # that system's NICs per node
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def peak(self, precision: str) -> float:
@@ -137,9 +140,16 @@ def _device(name: str, entry, origin: str) -> Device:
     bw, sources["memory_bandwidth_gb_per_s"] = _value(entry["memory_bandwidth_gb_per_s"],
                                                       f"{where}: memory_bandwidth_gb_per_s", origin)
     mem, sources["memory_gb"] = _value(entry["memory_gb"], f"{where}: memory_gb", origin)
+    nics = 1
+    if "nics_per_node" in entry:
+        n, sources["nics_per_node"] = _value(entry["nics_per_node"], f"{where}: nics_per_node", origin)
+        if n != int(n):
+            raise UserError(f"{where}: nics_per_node must be a whole number, got {n:g}")
+        nics = int(n)
     return Device(name=name, description=str(entry.get("description", name)), peak_flops=peaks,
                   memory_bandwidth=bw * 1e9, memory_bytes=mem * 1e9,
-                  intra_link=str(entry.get("intra_link", "")).lower(), sources=sources)
+                  intra_link=str(entry.get("intra_link", "")).lower(),
+                  inter_link=str(entry.get("inter_link", "")).lower(), nics_per_node=nics, sources=sources)
 
 
 def _link(name: str, entry, origin: str) -> Link:

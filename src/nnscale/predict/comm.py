@@ -95,7 +95,10 @@ def cluster_allreduce(n_bytes: float, gpus_per_node: int, nodes: int, intra: Lin
     g, big_n = gpus_per_node, nodes
     p = g * big_n
     if algorithm == "auto":  # NCCL picks the algorithm its own alpha-beta model says is fastest
-        costs = [cluster_allreduce(n_bytes, g, big_n, intra, inter, nics_per_node, a) for a in ("ring", "tree")]
+        # NCCL's tree spans nodes; inside one node it is a chain, so one node always rings (S. Jeaugey,
+        # "Massively Scale Your Deep Learning Training with NCCL 2.4", NVIDIA blog, 2019).
+        algos = ("ring", "tree") if big_n > 1 else ("ring",)
+        costs = [cluster_allreduce(n_bytes, g, big_n, intra, inter, nics_per_node, a) for a in algos]
         return min(costs, key=lambda c: c.total_s)
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")

@@ -1,16 +1,19 @@
-"""The data-parallel step model: compute + the gradient all-reduce not hidden behind backward + overhead.
+"""The data-parallel step model: compute + what data parallelism adds to it.
 
-    step = forward + backward + optimizer + exposed communication + fixed per-step overhead
+    step = forward + backward + optimizer            (compute at the per-device batch)
+         + contention                                (backward slowed while collectives run)
+         + exposed communication                     (the all-reduce tail after backward)
+         + synchronisation                           (the slowest of N workers, not the median)
+         + framework + overhead                      (fixed per-step costs of the DDP wrapper)
 
-Compute is measured on one device (`ModelProfile.step_time_s`) or estimated as FLOPs / (peak x
-efficiency). Communication follows PyTorch DDP (S. Li et al., "PyTorch Distributed: Experiences on
-Accelerating Data Parallel Training", PVLDB 13(12), 2020, §3.2.3-3.2.4 and §4.2): gradients are
-packed into buckets in reverse order of the parameters (the order backward produces them), the
-first bucket capped at 1 MiB (torch.distributed._DEFAULT_FIRST_BUCKET_BYTES), the others at
-bucket_cap_mb = 25 MiB; a bucket's all-reduce starts when its last gradient is ready and the
-previous bucket's all-reduce is done (one communication stream, so the link serialises them).
-Whatever finishes after backward ends is exposed. `overlap` (0..1, fitted) scales how much of the
-communication that falls inside backward is really hidden: 1 = the timeline above, 0 = none.
+Compute is measured on one device (`ModelProfile`: a step time, or a sweep of batches interpolated
+in log batch) or estimated as FLOPs / (peak x efficiency) plus a kernel-launch floor. Communication
+follows PyTorch DDP (S. Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel
+Training", PVLDB 13(12), 2020, §3.2.3-3.2.4 and §4.2): gradients packed into buckets in reverse
+parameter order (buckets.py), a bucket's all-reduce starting when its last gradient is ready and
+the previous one is done (one communication stream). The terms beyond that timeline and their
+sources are in terms.py and docs/prediction.md. `overlap` (0..1, fitted to measured runs) scales how
+much of the communication inside backward is really hidden: 1 = the timeline, 0 = none.
 """
 
 from __future__ import annotations
@@ -20,12 +23,23 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 from nnscale.errors import UserError
+from nnscale.predict import terms as T
+from nnscale.predict.buckets import (  # noqa: F401 (re-exported)
+    DDP,
+    DEFAULT_BUCKET_MB,
+    DEFAULT_FIRST_BUCKET_MB,
+    HOROVOD,
+    MIB,
+    UNIFORM_LAYERS,
+    Bucketing,
+    buckets,
+    fusion_calls,
+    gradient_arrivals,
+)
 from nnscale.predict.catalogue import Device, Link
 from nnscale.predict.comm import ALGORITHMS, cluster_allreduce
+from nnscale.predict.profile import Layer, ModelProfile  # noqa: F401 (re-exported)
 
-MIB = 2**20
-DEFAULT_BUCKET_MB = 25.0  # DDP's bucket_cap_mb default (MiB)
-DEFAULT_FIRST_BUCKET_MB = 1.0  # torch.distributed._DEFAULT_FIRST_BUCKET_BYTES = 1 MiB
 # SGD with momentum in fp32 (also under AMP, whose master weights, grads and state are fp32):
 # read param, grad, momentum; write param, momentum = 5 x 4 bytes per parameter, memory-bound.
 OPTIMIZER_BYTES_PER_PARAM = 20
@@ -34,46 +48,7 @@ OPTIMIZER_BYTES_PER_PARAM = 20
 # image (nnscale stats resnet50-v1) = 5.0 TFLOP/s of 10.6 = 47 %; rounded down. An fp32 figure:
 # override it with --efficiency or a measured run.
 DEFAULT_EFFICIENCY = 0.45
-UNIFORM_LAYERS = 50  # without a per-layer table, gradients are assumed to arrive evenly
-COMPUTE_BOUND = 0.05  # a point whose exposed comm + overhead is under 5 % of its step "scales"
-
-
-@dataclass(frozen=True, slots=True)
-class Layer:
-    """One layer in forward order: its parameters and its share of the work (any unit, e.g. MACs)."""
-
-    params: int
-    work: float
-
-
-@dataclass(frozen=True, slots=True)
-class ModelProfile:
-    """What the model needs to know about a network. FLOPs are per sample."""
-
-    name: str
-    params: int
-    forward_flops: float
-    training_flops: float  # forward + backward
-    bytes_per_grad: int = 4
-    step_time_s: float | None = None  # measured single-device step at measured_batch
-    measured_batch: int | None = None
-    optimizer_s: float | None = None  # measured optimizer part of step_time_s, if known
-    layers: tuple[Layer, ...] = ()  # forward order; empty = uniform
-    source: str = "statistics"
-
-    def __post_init__(self) -> None:
-        for what, v in (("parameters", self.params), ("training FLOPs", self.training_flops),
-                        ("bytes per gradient element", self.bytes_per_grad)):
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise UserError(f"model {self.name}: {what} must be positive, got {v!r}")
-        if not (0 <= self.forward_flops <= self.training_flops):
-            raise UserError(f"model {self.name}: forward FLOPs must be in [0, training FLOPs]")
-        if self.step_time_s is not None and not (self.step_time_s > 0 and (self.measured_batch or 0) > 0):
-            raise UserError(f"model {self.name}: a measured step time needs step time > 0 and its batch > 0")
-
-    @property
-    def grad_bytes(self) -> float:
-        return self.params * self.bytes_per_grad
+COMPUTE_BOUND = 0.05  # a point whose losses are under 5 % of its step "scales"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +95,9 @@ class StepBreakdown:
     buckets: int
     algorithm: str
     bottleneck: str
+    contention_s: float = 0.0  # backward's slowdown while collectives ran
+    sync_s: float = 0.0  # expected max of N workers' steps minus the median
+    framework_s: float = 0.0  # the wrapper's per-layer hooks
 
     @property
     def compute_s(self) -> float:
@@ -127,125 +105,52 @@ class StepBreakdown:
 
     @property
     def step_s(self) -> float:
-        return self.compute_s + self.exposed_s + self.overhead_s
+        return (self.compute_s + self.contention_s + self.exposed_s + self.sync_s + self.framework_s
+                + self.overhead_s)
 
     def limited_by(self) -> str:
-        """What keeps this point from linear scaling: compute (nothing), bandwidth, latency, overhead."""
-        lost = self.exposed_s + self.overhead_s
+        """What keeps this point from linear scaling: compute (nothing), bandwidth, latency, or the
+        largest of the other terms."""
+        lost = self.step_s - self.compute_s
         if lost <= COMPUTE_BOUND * self.step_s:
             return "compute"
         share = self.comm_latency_s / self.comm_s if self.comm_s else 0.0
         terms = {f"bandwidth ({self.bottleneck})": self.exposed_s * (1 - share),
-                 "latency": self.exposed_s * share, "overhead": self.overhead_s}
+                 "latency": self.exposed_s * share, "overhead": self.overhead_s + self.framework_s,
+                 "contention": self.contention_s, "synchronisation": self.sync_s}
         return max(terms, key=terms.get)
 
 
 def compute_times(profile: ModelProfile, device: Device, batch: int, precision: str = "fp32",
-                  efficiency: float = DEFAULT_EFFICIENCY) -> tuple[float, float, float]:
-    """(forward, backward, optimizer) seconds of one step of `batch` samples on one device."""
+                  efficiency: float = DEFAULT_EFFICIENCY, launch_s: float = 0.0) -> tuple[float, float, float]:
+    """(forward, backward, optimizer) seconds of one step of `batch` samples on one device.
+    `launch_s` (seconds per kernel) adds the kernel-launch floor (terms.launch_cost_s) to an
+    estimated compute: what makes a device's efficiency fall at small per-device batches."""
     if batch < 1:
         raise UserError(f"batch per GPU must be >= 1, got {batch}")
     fwd_share = profile.forward_flops / profile.training_flops
     if profile.step_time_s is not None:
-        # Measured: scaled linearly from the measured batch (the step is compute-bound there).
-        total = profile.step_time_s * batch / profile.measured_batch
+        # Measured: from the sweep at this batch, else scaled linearly from the measured batch.
+        total = profile.measured_step_s(batch)
         opt = min(profile.optimizer_s or 0.0, total)
         fb = total - opt
     else:
         if not 0 < efficiency <= 1:
             raise UserError(f"efficiency must be in (0, 1], got {efficiency}")
         fb = profile.training_flops * batch / (device.peak(precision) * efficiency)
+        fb += T.launch_cost_s(len(profile.layers) or UNIFORM_LAYERS, launch_s)
         opt = profile.params * OPTIMIZER_BYTES_PER_PARAM / device.memory_bandwidth
     return fb * fwd_share, fb * (1 - fwd_share), opt
 
 
-@dataclass(frozen=True, slots=True)
-class Bucketing:
-    """How gradients are grouped into all-reduce calls.
-
-    "ddp": PyTorch DDP's static buckets (reverse parameter order, first bucket `first_bucket_mb`,
-    then `bucket_mb`, a bucket closing once it reaches its cap; Li et al. 2020 §3.2.3).
-    "horovod": Horovod's Tensor Fusion (horovod docs/tensor-fusion.rst): a background loop wakes
-    every `cycle_ms` (or as soon as its previous all-reduces finish), takes every gradient ready by
-    then and reduces them in fusion buffers of at most `bucket_mb` (a larger tensor goes alone).
-    Defaults until Horovod 0.21: 64 MB and 5 ms (changelog of 0.21.0, PR #2468).
-    """
-
-    policy: str = "ddp"
-    bucket_mb: float = DEFAULT_BUCKET_MB
-    first_bucket_mb: float = DEFAULT_FIRST_BUCKET_MB
-    cycle_ms: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.policy not in ("ddp", "horovod"):
-            raise UserError(f"unknown bucketing {self.policy!r}; known: ddp, horovod")
-        if min(self.bucket_mb, self.first_bucket_mb, self.cycle_ms) <= 0:
-            raise UserError("bucket sizes and the fusion cycle must be positive")
-
-
-DDP = Bucketing()
-HOROVOD = Bucketing("horovod", 64.0, 64.0, 5.0)
-
-
-def gradient_arrivals(profile: ModelProfile, backward_s: float) -> list[tuple[float, float]]:
-    """(bytes, ready time after backward starts) per layer with parameters, in backward order.
-
-    Each layer's backward takes its share of `work`; its gradients are ready when it is done.
-    """
-    layers = profile.layers or tuple(
-        Layer(params=profile.params / UNIFORM_LAYERS, work=1.0) for _ in range(UNIFORM_LAYERS))
-    total_work = sum(layer.work for layer in layers)
-    out, clock = [], 0.0
-    for layer in reversed(layers):  # backward visits layers last to first
-        clock += backward_s * (layer.work / total_work if total_work > 0 else 1 / len(layers))
-        if layer.params > 0:
-            out.append((layer.params * profile.bytes_per_grad, clock))
-    return out
-
-
-def buckets(profile: ModelProfile, backward_s: float, bucketing: Bucketing = DDP) -> list[tuple[float, float]]:
-    """DDP's static buckets as (bytes, ready time after backward starts), in launch order."""
-    out: list[tuple[float, float]] = []
-    filled, cap = 0.0, bucketing.first_bucket_mb * MIB
-    for size, ready in gradient_arrivals(profile, backward_s):
-        filled += size
-        if filled >= cap:  # the bucket is full: it launches once its last gradient is ready
-            out.append((filled, ready))
-            filled, cap = 0.0, bucketing.bucket_mb * MIB
-    if filled > 0:
-        out.append((filled, backward_s))
-    return out
-
-
-def fusion_calls(arrivals: list[tuple[float, float]], bucketing: Bucketing, cost) -> float:
-    """Horovod's loop over gradient `arrivals`; `cost(bytes)` -> seconds of one call. Returns when
-    the last call ends (seconds after backward starts)."""
-    cycle, cap = bucketing.cycle_ms * 1e-3, bucketing.bucket_mb * MIB
-    pending = sorted(arrivals, key=lambda a: a[1])
-    i, last_wake, free_at = 0, 0.0, 0.0
-    while i < len(pending):
-        wake = max(last_wake + cycle, free_at)  # next cycle, or when the last round is done
-        if pending[i][1] > wake:  # nothing ready: sleep whole cycles until something is
-            wake += cycle * math.ceil((pending[i][1] - wake) / cycle)
-        t, fused = wake, 0.0
-        while i < len(pending) and pending[i][1] <= wake:  # all that is ready now, in order
-            size = pending[i][0]
-            if fused and fused + size > cap:  # the buffer is full: reduce it, start another
-                t += cost(fused)
-                fused = 0.0
-            fused += size
-            i += 1
-        t += cost(fused)
-        last_wake, free_at = wake, t
-    return free_at
-
-
 def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precision: str = "fp32",
                   bucketing: Bucketing = DDP, overlap: float = 1.0, overhead_s: float = 0.0,
-                  efficiency: float = DEFAULT_EFFICIENCY,
+                  efficiency: float = DEFAULT_EFFICIENCY, terms: T.Terms = T.NONE,
                   first_call_credit_s: Callable[[float, float], float] | None = None) -> StepBreakdown:
     """One data-parallel step of `batch` samples per device on `cluster` (see the module's docstring).
 
+    `terms`: contention, jitter and framework cost (terms.NONE, the default, is the plain timeline
+    the calibration of measured runs fits; terms.CATALOGUE the documented defaults).
     `first_call_credit_s(bytes, idle_s)`, if given (DDP bucketing only): seconds the step's first
     all-reduce is shorter than the link's alpha-beta cost, given how long the link idled before it:
     the previous step's optimizer, this step's forward, and backward up to the first bucket (a
@@ -253,7 +158,8 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
     token bucket refills during that idle time (calibrate.tbf_credit_s)."""
     if not 0 <= overlap <= 1 or overhead_s < 0:
         raise UserError(f"overlap must be in [0, 1] and overhead >= 0, got {overlap}, {overhead_s}")
-    fwd, bwd, opt = compute_times(profile, cluster.device, batch, precision, efficiency)
+    fwd, bwd, opt = compute_times(profile, cluster.device, batch, precision, efficiency,
+                                  terms.launch_s_per_kernel)
     if cluster.world_size == 1:  # p = 1: no communication, no DDP overhead
         return StepBreakdown(fwd, bwd, opt, 0.0, 0.0, 0.0, 0.0, 0, cluster.algorithm, "-")
     costs = []
@@ -263,6 +169,7 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
                                        cluster.inter, cluster.nics_per_node, cluster.algorithm))
         return costs[-1].total_s
 
+    line = T.Timeline(terms.contention)
     end, saved = 0.0, 0.0
     if bucketing.policy == "ddp":
         for i, (size, ready) in enumerate(buckets(profile, bwd, bucketing)):
@@ -270,15 +177,27 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
             if i == 0 and first_call_credit_s is not None:
                 saved = min(call, max(0.0, first_call_credit_s(size, opt + fwd + ready)))
                 call -= saved
-            end = max(end, ready) + call  # waits for its gradients and the previous bucket
+            # waits for its gradients and the previous bucket
+            end = line.add(max(end, line.wall(ready)), call)
     else:
-        end = fusion_calls(gradient_arrivals(profile, bwd), bucketing, cost)
+        end = fusion_calls(gradient_arrivals(profile, bwd), bucketing, cost, line.wall, line.add)
+    bwd_end = line.wall(bwd)
     comm = sum(c.total_s for c in costs) - saved
-    timeline_exposed = max(0.0, end - bwd)
+    timeline_exposed = max(0.0, end - bwd_end)
     # With overlap < 1 only that fraction of the communication inside backward is really hidden.
     exposed = timeline_exposed + (1 - overlap) * (comm - timeline_exposed)
+    compute = fwd + bwd + opt
+    samples = ()
+    if profile.samples_s:  # the measured spread, scaled to this step's compute
+        mid = sorted(profile.samples_s)[len(profile.samples_s) // 2]
+        samples = tuple(x * compute / mid for x in profile.samples_s)
+    sync = T.sync_cost_s(compute, cluster.world_size, terms.jitter_cv, samples)
     return StepBreakdown(fwd, bwd, opt, comm, sum(c.latency_s for c in costs), exposed, overhead_s,
-                         len(costs), cluster.algorithm, costs[-1].bottleneck if costs else "-")
+                         # the algorithm NCCL's cost model picks for the largest call, under auto
+                         len(costs), max(costs, key=lambda c: c.total_s).algorithm if costs else cluster.algorithm,
+                         costs[-1].bottleneck if costs else "-",
+                         contention_s=bwd_end - bwd, sync_s=sync,
+                         framework_s=terms.framework_s_per_layer * profile.gradient_layers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,41 +205,90 @@ class PredictionRow:
     nodes: int
     gpus: int
     global_batch: int
+    batch_per_gpu: int
+    compute_efficiency: float  # per-sample compute at the baseline's batch / at this batch
     step_ms: float
     compute_ms: float
     comm_ms: float
     exposed_ms: float
+    contention_ms: float
+    sync_ms: float
+    framework_ms: float
     overhead_ms: float
     samples_per_s: float
     speedup: float
     efficiency: float
+    # points of efficiency each term costs (they add up to 100 - 100 x efficiency)
+    loss_batch: float
+    loss_exposed: float
+    loss_contention: float
+    loss_sync: float
+    loss_overhead: float
     time_to_train_s: float | None
+    time_to_train_stat_s: float | None  # with statistical efficiency (stateff.py)
+    epochs_needed: float | None
     buckets: int
+    algorithm: str  # the all-reduce algorithm of the step's largest call (auto: ring or tree)
+    bottleneck: str  # the link that sets its bandwidth term (the node's NICs, shared by its GPUs)
     limited_by: str
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def per_gpu_batch(global_batch: int, gpus: int) -> int:
+    """Strong scaling: the per-device share of a fixed global batch (UserError unless it divides)."""
+    if global_batch < gpus or global_batch % gpus:
+        raise UserError(f"--global-batch {global_batch} must be a multiple of the number of GPUs and "
+                        f"at least as large ({gpus} GPUs here): e.g. {max(1, global_batch // gpus) * gpus}")
+    return global_batch // gpus
+
+
 def predict(profile: ModelProfile, cluster: Cluster, nodes_list: list[int], batch: int, *,
-            dataset_size: int | None = None, epochs: float = 1.0, **step_kw) -> list[PredictionRow]:
-    """One row per node count: throughput, speedup and efficiency against one device, and the split."""
+            global_batch: int | None = None, dataset_size: int | None = None, epochs: float = 1.0,
+            epochs_at=None, **step_kw) -> list[PredictionRow]:
+    """One row per node count: throughput, speedup and efficiency against one device, the split.
+
+    Weak scaling (default): `batch` per device. Strong scaling: `global_batch` split over the
+    devices, against one device at the global batch (or at the largest batch the run measured).
+    `epochs_at(global_batch)` -> epochs to the target with statistical efficiency (stateff.py)."""
     if not nodes_list or any(not isinstance(n, int) or n < 1 for n in nodes_list):
         raise UserError(f"node counts must be whole numbers >= 1, got {nodes_list}")
     if dataset_size is not None and dataset_size <= 0 or epochs <= 0:
         raise UserError("dataset size and epochs must be positive")
-    single = ddp_step_time(profile, cluster.with_nodes(1, 1), batch, **step_kw)
-    base_rate = batch / single.step_s
+    base_batch = batch
+    if global_batch is not None:
+        for n in nodes_list:
+            per_gpu_batch(global_batch, n * cluster.gpus_per_node)
+        base_batch = global_batch
+        if profile.step_time_s is not None and profile.sweep:
+            base_batch = min(global_batch, max(b for b, _ in profile.sweep))
+    single = ddp_step_time(profile, cluster.with_nodes(1, 1), base_batch, **step_kw)
+    per_sample = single.step_s / base_batch  # the baseline's seconds per sample
     rows = []
     for n in nodes_list:
-        s = ddp_step_time(profile, cluster.with_nodes(n), batch, **step_kw)
         p = n * cluster.gpus_per_node
-        rate = p * batch / s.step_s
+        b = batch if global_batch is None else global_batch // p
+        s = ddp_step_time(profile, cluster.with_nodes(n), b, **step_kw)
+        ideal = b * per_sample
+        rate = p * b / s.step_s
+
+        def pts(seconds: float) -> float:
+            return 100 * seconds / s.step_s
+
+        g = p * b
+        need = epochs_at(g) if epochs_at and dataset_size else None
         rows.append(PredictionRow(
-            nodes=n, gpus=p, global_batch=p * batch, step_ms=1e3 * s.step_s,
-            compute_ms=1e3 * s.compute_s, comm_ms=1e3 * s.comm_s, exposed_ms=1e3 * s.exposed_s,
-            overhead_ms=1e3 * s.overhead_s, samples_per_s=rate, speedup=rate / base_rate,
-            efficiency=rate / base_rate / p,
+            nodes=n, gpus=p, global_batch=g, batch_per_gpu=b, compute_efficiency=ideal / s.compute_s,
+            step_ms=1e3 * s.step_s, compute_ms=1e3 * s.compute_s, comm_ms=1e3 * s.comm_s,
+            exposed_ms=1e3 * s.exposed_s, contention_ms=1e3 * s.contention_s, sync_ms=1e3 * s.sync_s,
+            framework_ms=1e3 * s.framework_s, overhead_ms=1e3 * s.overhead_s, samples_per_s=rate,
+            speedup=rate * per_sample, efficiency=ideal / s.step_s,
+            loss_batch=pts(s.compute_s - ideal), loss_exposed=pts(s.exposed_s),
+            loss_contention=pts(s.contention_s), loss_sync=pts(s.sync_s),
+            loss_overhead=pts(s.framework_s + s.overhead_s),
             time_to_train_s=None if dataset_size is None else dataset_size * epochs / rate,
-            buckets=s.buckets, limited_by=s.limited_by()))
+            time_to_train_stat_s=None if need is None else dataset_size * need / rate,
+            epochs_needed=need, buckets=s.buckets, algorithm=s.algorithm, bottleneck=s.bottleneck,
+            limited_by=s.limited_by()))
     return rows

@@ -123,11 +123,14 @@ def extract_points(records: Sequence[Measurement],
     profiles = profiles or {}
     usable = [m for m in records if m.status in USABLE]
     refs: dict[tuple, float] = {}
+    # The one worker's per-iteration samples: N workers wait for the slowest (terms.sync_cost_s).
+    spread: dict[tuple, tuple[float, ...]] = {}
     for m in usable:  # single-device compute references
         w = m.workload
         if w.model != "allreduce" and w.mode == "training" and w.world_size == 1 and step_time_s(m):
             refs.setdefault(_ref_key(m), step_time_s(m))
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
+            spread.setdefault(_ref_key(m), tuple(x / 1e3 for x in m.samples_ms or ()))
     points, skipped = [], [f"{m.workload.model} p={m.workload.world_size}: status {m.status}"
                            for m in records if m.status not in USABLE]
     for m in usable:
@@ -165,7 +168,8 @@ def extract_points(records: Sequence[Measurement],
                    if compute is None else "no model profile or bytes_allreduced_per_step")
             skipped.append(f"{label}: {why}")
             continue
-        profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None)
+        profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None,
+                          samples_s=spread.get(_ref_key(m), ()))
         points.append(Point("step", label, w.world_size, step, cap=cap, burst=burst, profile=profile,
                             batch=w.batch_size, bucketing=measured_bucketing(s), inter=inter))
     return points, skipped

@@ -155,7 +155,10 @@ def time_to_train_rows(ms: list[Measurement], predictions: list[dict]) -> list[d
             rows.append({"network": r.get("model", "?"), "precision": r.get("precision"),
                          "batch_size": r.get("batch_size"),
                          "nodes": r.get("nodes"), "gpus": r.get("gpus"),
-                         "time_min": float(r["time_to_train_min"]), "source": "predicted"})
+                         "time_min": float(r["time_to_train_min"]), "source": "predicted",
+                         # with statistical efficiency (predict/stateff.py), where the noise scale is known
+                         "time_stat_min": (float(r["time_to_train_stat_s"]) / 60
+                                           if r.get("time_to_train_stat_s") is not None else None)})
     if rows:  # the seed's numbers are a reference for ours, never shown alone
         rows += [{"network": n, "precision": None, "batch_size": b, "nodes": k, "gpus": None,
                   "time_min": t, "source": "seed (2019)"} for n, b, k, t in SEED_TIME_TO_TRAIN]

@@ -13,6 +13,7 @@ from nnscale.format import binary_bytes, si
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.model import Table
+from nnscale.predict.published import error_band
 from nnscale.report.predictions import key, measured_like, series_label
 
 
@@ -220,7 +221,7 @@ def predictions_table(preds: list[dict], ms: list[Measurement]) -> Table:
                  note="error = (predicted − measured) / measured, where the point was measured "
                       "(only rows of workers like the measured ones). Clusters: "
                       + ("; ".join(sorted({r["cluster"] for r in preds if r.get("cluster")}))
-                         or "not named") + ".",
+                         or "not named") + f". On GPU clusters the model is {error_band().sentence()}.",
                  raw=tuple(raw), numeric=frozenset({"batch_size", "nodes", "gpus", "samples_per_s",
                                                     "measured", "error", "speedup", "efficiency",
                                                     "compute_ms", "comm_ms", "exposed_ms",
@@ -229,11 +230,13 @@ def predictions_table(preds: list[dict], ms: list[Measurement]) -> Table:
 
 def time_to_train_table(rows: list[dict]) -> Table:
     columns = (("network", "Network"), ("batch_size", "Batch size"), ("nodes", "Nodes"),
-               ("time", "Time [min]"), ("gpus", "GPUs"), ("precision", "precision"),
-               ("source", "source"))
+               ("time", "Time [min]"), ("time_stat", "with statistical efficiency [min]"), ("gpus", "GPUs"),
+               ("precision", "precision"), ("source", "source"))
     shown = tuple({**r, "gpus": "–" if r["gpus"] is None else r["gpus"],
                    "precision": r["precision"] or "–",
                    "nodes": "–" if r["nodes"] is None else r["nodes"],
-                   "time": f"{r['time_min']:,.0f}"} for r in rows)
+                   "time": f"{r['time_min']:,.0f}",
+                   "time_stat": "–" if r.get("time_stat_min") is None else f"{r['time_stat_min']:,.0f}"}
+                  for r in rows)
     return Table("time-to-train", "Time to train, in the seed's format", columns, shown,
-                 raw=tuple(rows), numeric=frozenset({"batch_size", "nodes", "gpus", "time"}))
+                 raw=tuple(rows), numeric=frozenset({"batch_size", "nodes", "gpus", "time", "time_stat"}))

@@ -10,9 +10,10 @@ from dataclasses import dataclass, fields, replace
 
 from nnscale.errors import UserError
 from nnscale.format import si
-from nnscale.predict import calibrate, published
+from nnscale.predict import calibrate, published, stateff, terms
 from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
-from nnscale.predict.model import DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, predict
+from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, per_gpu_batch,
+                                   predict)
 from nnscale.predict.points import measured_bucketing
 from nnscale.predict.validate import Validation, validate_leave_one_out
 
@@ -29,7 +30,7 @@ class PredictRequest:
     nodes: str = DEFAULT_NODES
     intra_link: str | None = None
     inter_link: str | None = None
-    nics_per_node: int = 1
+    nics_per_node: int | None = None
     algorithm: str = "auto"
     batch_per_gpu: int | None = None
     precision: str = "fp32"
@@ -46,6 +47,8 @@ class PredictRequest:
     input_size: str | None = None
     catalogue: str | None = None
     store: str | None = None
+    global_batch: int | None = None
+    noise_scale: float | None = None
 
     @classmethod
     def from_namespace(cls, args) -> PredictRequest:
@@ -126,8 +129,13 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
                                     not m.workload.framework.startswith("torch-ddp"),
                                     abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
     opt = m.stats.get("optimizer_ms")
+    sweep: dict[int, float] = {}  # one worker's step at every batch the run measured (strong scaling)
+    for x in singles:
+        if x.workload.precision == m.workload.precision and x.workload.threads == m.workload.threads:
+            sweep.setdefault(x.workload.batch_size, calibrate.step_time_s(x))
     return replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
-                   optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}")
+                   optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}",
+                   sweep=tuple(sorted(sweep.items())), samples_s=tuple(x / 1e3 for x in m.samples_ms or ()))
 
 
 def fitted_links(fit: calibrate.FitResult, run: str) -> tuple[Link | None, Link | None, float | None]:
@@ -163,6 +171,14 @@ def prediction_report(args: PredictRequest) -> dict:
     from nnscale.zoo import model_info
 
     catalogue = load_catalogue(args.catalogue)
+    nodes = parse_nodes(args.nodes)
+    # Bad strong-scaling or statistical-efficiency input fails before the network is counted.
+    noise = stateff.noise_scale_for(args.model, args.noise_scale)
+    if args.global_batch is not None:
+        if args.batch_per_gpu is not None:
+            raise UserError("give --global-batch (strong scaling) or --batch-per-gpu (weak scaling), not both")
+        for n in nodes:
+            per_gpu_batch(args.global_batch, n * args.gpus_per_node)
     if not args.device:
         raise UserError("predict needs --device (see `nnscale predict --list`) or measured:RUN")
     shape = parse_input_size(args.input_size, model_info(args.model).input_shape) if args.input_size else None
@@ -171,7 +187,8 @@ def prediction_report(args: PredictRequest) -> dict:
     fitted_intra = fitted_inter = None
     fitted_efficiency = None
     worker, run_bucketing = None, None
-    if args.device.startswith("measured:"):
+    measured = args.device.startswith("measured:")
+    if measured:
         run = args.device.split(":", 1)[1]
         records = _open_records(run, args.store)
         profile = measured_profile(records, run, profile, args.batch_per_gpu, args.precision)
@@ -217,8 +234,12 @@ def prediction_report(args: PredictRequest) -> dict:
                         f"{1e3 * params.overhead_s:g}")
     intra = (catalogue.link(args.intra_link) if args.intra_link
              else fitted_intra or (catalogue.link(device.intra_link) if device.intra_link else None))
-    nodes = parse_nodes(args.nodes)
-    inter = _inter_link(catalogue, args.inter_link, fitted_inter or fitted_intra, fitted_efficiency, notes)
+    inter_name, nics = args.inter_link, args.nics_per_node or 1
+    if not inter_name and device.inter_link and max(nodes) > 1:  # the device's reference system
+        inter_name, nics = device.inter_link, args.nics_per_node or device.nics_per_node
+        notes.append(f"inter-node link: {nics} x {inter_name} per node, the {device.name}'s reference "
+                     "system (catalogue); give --inter-link / --nics-per-node for another")
+    inter = _inter_link(catalogue, inter_name, fitted_inter or fitted_intra, fitted_efficiency, notes)
     if intra is None and args.gpus_per_node > 1:
         raise UserError("give --intra-link for more than one GPU per node; known links: "
                         + ", ".join(sorted(catalogue.links)))
@@ -226,7 +247,7 @@ def prediction_report(args: PredictRequest) -> dict:
         raise UserError("give --inter-link for more than one node; known links: "
                         + ", ".join(sorted(catalogue.links)))
     cluster = Cluster(device, args.gpus_per_node, 1, intra or inter or Link("none", 0.0, math.inf), inter,
-                      args.nics_per_node, args.algorithm)
+                      nics, args.algorithm)
     bucketing = Bucketing(args.fusion, args.bucket_mb, args.first_bucket_mb)
     if run_bucketing is not None and bucketing == Bucketing():
         # The buckets DDP really built in the run (its log), as the fit used them: each bucket pays
@@ -235,9 +256,35 @@ def prediction_report(args: PredictRequest) -> dict:
         bucketing = run_bucketing
         notes.append(f"buckets: as DDP built them in the run, first {bucketing.first_bucket_mb:.2f} MiB, "
                      f"then {bucketing.bucket_mb:g} MiB")
-    rows = predict(profile, cluster, nodes, batch, dataset_size=args.dataset_size, epochs=args.epochs,
+    # Catalogue devices get the documented terms; a measured device the fitted ones (its overlap and
+    # overhead hold what contention and framework cost on that machine) and its measured spread.
+    step_terms = terms.NONE if measured else terms.CATALOGUE
+    if measured:
+        notes.append(f"synchronisation: expected max of N workers from {len(profile.samples_s)} measured "
+                     "step samples" if len(profile.samples_s) >= 2 else "synchronisation: no samples stored")
+    else:
+        notes.append(f"terms: contention {step_terms.contention:g}, step jitter {step_terms.jitter_cv:.1%}, "
+                     f"framework {1e6 * step_terms.framework_s_per_layer:.0f} us per layer, kernel launch "
+                     f"{1e6 * step_terms.launch_s_per_kernel:.1f} us (docs/prediction.md)")
+    if args.global_batch is not None:
+        if measured and len(profile.sweep) < 2:
+            raise UserError(f"strong scaling from run {run!r} needs one-worker points at several batches "
+                            f"(it has batch {profile.measured_batch} only): run `nnscale sweep` over the "
+                            "per-worker batches first, or predict weak scaling without --global-batch")
+        batch = args.global_batch // (args.gpus_per_node * min(nodes))
+    epochs_at = None
+    if noise is not None and args.dataset_size:
+        epochs_at = lambda g: stateff.epochs_needed(args.epochs, g, noise)  # noqa: E731
+        notes.append(f"statistical efficiency: gradient noise scale {noise:,.0f} samples "
+                     f"({'given' if args.noise_scale else 'shipped ResNet-50/ImageNet calibration'}), "
+                     f"{args.epochs:g} epochs at global batch {stateff.REFERENCE_BATCH} (McCandlish et al. 2018)")
+    band = published.error_band()
+    notes.append(f"error band: {band.sentence()}")
+    rows = predict(profile, cluster, nodes, batch, global_batch=args.global_batch,
+                   dataset_size=args.dataset_size, epochs=args.epochs, epochs_at=epochs_at,
                    precision=args.precision, bucketing=bucketing, overlap=params.overlap,
-                   overhead_s=params.overhead_s, efficiency=args.efficiency or DEFAULT_EFFICIENCY)
+                   overhead_s=params.overhead_s, efficiency=args.efficiency or DEFAULT_EFFICIENCY,
+                   terms=step_terms)
     links = f"{intra.name if intra else '-'} inside, {inter.name if inter else '-'} between nodes"
     named = cluster_name(device, args.gpus_per_node, intra, inter, worker,
                          max(nodes) > 1 or not args.device.startswith("measured:"))
@@ -261,8 +308,14 @@ def prediction_report(args: PredictRequest) -> dict:
               "links": links, "algorithm": args.algorithm, "batch_per_gpu": batch,
               "precision": args.precision, "params": profile.params,
               "gradient_bytes": profile.grad_bytes, "bucketing": f"{args.fusion} {args.bucket_mb:g} MiB",
-              "overlap": params.overlap, "overhead_ms": 1e3 * params.overhead_s}
-    return {"inputs": inputs, "notes": notes, "rows": [r.to_dict() for r in rows],
+              "overlap": params.overlap, "overhead_ms": 1e3 * params.overhead_s,
+              "global_batch": args.global_batch, "noise_scale": noise,
+              "terms": {"contention": step_terms.contention, "jitter_cv": step_terms.jitter_cv,
+                        "framework_s_per_layer": step_terms.framework_s_per_layer,
+                        "launch_s_per_kernel": step_terms.launch_s_per_kernel}}
+    error = {"points": band.points, "clusters": band.clusters, "left_out": list(band.left_out),
+             "text": band.sentence()}
+    return {"inputs": inputs, "notes": notes, "error_band": error, "rows": [r.to_dict() for r in rows],
             "timelines": timelines}
 
 
