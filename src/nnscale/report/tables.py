@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 
 from nnscale.format import binary_bytes, si
+from nnscale.predict.published import error_band
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.model import Table
-from nnscale.predict.published import error_band
 from nnscale.report.predictions import key, measured_like, series_label
 
 
