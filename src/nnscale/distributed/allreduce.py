@@ -53,7 +53,7 @@ def allreduce_sizes(sizes: list[int], dtype: str, device: torch.device, policy: 
     for size in sizes:
         numel = max(1, size // itemsize)
         buf = torch.zeros(numel, dtype=torch_dtype, device=device)  # zeros: sums never overflow
-        timed = measure(lambda: dist.all_reduce(buf), timer, policy, agree=agree)
+        timed = measure(lambda b=buf: dist.all_reduce(b), timer, policy, agree=agree)
         per_rank = [None] * world_size
         dist.all_gather_object(per_rank, list(timed.samples_ms), group=ctrl)
         slowest = [max(col) for col in zip(*per_rank)]

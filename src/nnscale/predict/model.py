@@ -18,7 +18,6 @@ much of the communication inside backward is really hidden: 1 = the timeline, 0 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
