@@ -32,10 +32,20 @@ class Workload:
     threads: int = 0  # torch intra-op threads; 0 = not set
     framework: str = "torch"
     world_size: int = 1
+    # The data-parallel strategy of a distributed point ("ddp", "fsdp"); "" for one process.
+    strategy: str = ""
+
+    # Fields added after points were first stored: left out of the key while at their default, so
+    # a point stored before the field existed keeps its key (and resume still finds it).
+    LATER_FIELDS = ("strategy",)
 
     def key(self) -> str:
         """A stable identity, used to skip finished points on resume."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=list)
+        d = asdict(self)
+        for name in self.LATER_FIELDS:
+            if d[name] == _DEFAULTS[name]:
+                del d[name]
+        blob = json.dumps(d, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
@@ -44,6 +54,15 @@ class Workload:
         kw = {k: v for k, v in d.items() if k in names}
         kw["input_shape"] = tuple(kw["input_shape"])
         return cls(**kw)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(Workload)}
+
+
+def strategy_of(w: Workload) -> str:
+    """The point's data-parallel strategy; a DDP point stored before `strategy` existed says so
+    only in its framework tag (torch-ddp[...])."""
+    return w.strategy or ("ddp" if w.framework.startswith("torch-ddp") else "")
 
 
 @dataclass(frozen=True, slots=True)
