@@ -91,6 +91,20 @@ class CausalLM(nn.Module):
         """Logits of one new token per sequence (batch, 1) attending to `cache`, which grows by it."""
         return self.hf(input_ids=token, use_cache=True, **{self._cache_arg: cache}).logits
 
+    def filled_cache(self, batch: int, length: int, dtype: torch.dtype | None = None):
+        """A key/value cache of `length` positions per sequence holding random keys and values, as
+        a prefill would leave it (decode's speed does not depend on the values) without running
+        the prefill: cheap to set up, and on fake tensors no forward pass at all."""
+        tf = transformers_module(self.shape.name)
+        param = next(self.parameters())
+        dtype = dtype or param.dtype
+        cache = tf.DynamicCache()
+        s = self.shape
+        for layer in range(s.num_layers):
+            k = torch.randn(batch, s.num_kv_heads, length, s.head_dim, device=param.device, dtype=dtype)
+            cache.update(k, torch.randn_like(k), layer)
+        return cache
+
     @staticmethod
     def drop_last(cache, tokens: int = 1) -> None:
         """Forget the last `tokens` positions of `cache` (a negative `crop` means that in
