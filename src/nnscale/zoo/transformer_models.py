@@ -114,8 +114,16 @@ class CausalLM(nn.Module):
     def enable_activation_checkpointing(self) -> None:
         """Recompute each block's activations in the backward pass instead of keeping them
         (Chen et al. 2016; HF checkpoints every decoder layer with torch.utils.checkpoint,
-        non-reentrant as PyTorch recommends)."""
-        self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        non-reentrant as PyTorch recommends). transformers 5 renamed the method."""
+        kw = {"use_reentrant": False}
+        if hasattr(self.hf, "activation_checkpointing_enable"):
+            self.hf.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
+
+    @property
+    def activation_checkpointing(self) -> bool:
+        return bool(getattr(self.hf, "is_gradient_checkpointing", False))
 
 
 def build_lm(shape: LMShape) -> CausalLM:
