@@ -28,6 +28,8 @@ WORKLOAD_OPTIONS = (
     ("--precision", dict(choices=PRECISIONS, default="fp32")),
     ("--channels-last", dict(action="store_true", help="NHWC memory format")),
     ("--input-size", dict(help="CxHxW; default: the model's own")),
+    ("--seq-len", dict(type=int, metavar="S", help="language models: tokens per sequence "
+                                                   "(default: the model's own)")),
     ("--bucket-mb", dict(type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")),
     ("--grad-as-bucket-view", dict(action="store_true", help="DDP gradient_as_bucket_view")),
     ("--static-graph", dict(action="store_true", help="DDP static_graph")),
@@ -106,7 +108,12 @@ def config_from_args(args) -> ScaleConfig:
     check_seconds(args.timeout, "--timeout")
     check_thread_option(getattr(args, "threads_per_worker", None), "--threads-per-worker")
     shape = None
-    if args.input_size:
+    if args.seq_len is not None:
+        from nnscale.netstats.lm import check_seq_len
+
+        check_seq_len(args.model, args.seq_len)  # UserError for a non-LM or S out of range
+        shape = (args.seq_len,)
+    elif args.input_size:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
     else:
         model_info(args.model)  # an unknown model is a UserError before anything starts

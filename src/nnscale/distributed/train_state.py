@@ -3,7 +3,8 @@
 DDP (`ddp_step`) and FSDP (`fsdp_step`) wrap the same `TrainState`, so the two strategies train the
 same network on the same per-rank batch with the same optimizer and mixed precision, and differ only
 in how gradients and parameters are communicated and stored. The step is the single-device
-engine's (nnscale.measure.torch_backend): forward, the training loss, backward, SGD with momentum,
+engine's (nnscale.measure.torch_backend; for a language model nnscale.measure.lm's: random token
+ids, the next-token cross-entropy): forward, the training loss, backward, SGD with momentum,
 zero_grad; mixed precision under `torch.autocast`, fp16 with a gradient scaler; on CUDA
 `cudnn.benchmark` on and TF32 only when asked.
 
@@ -87,8 +88,16 @@ class TrainState:
         fmt = torch.channels_last if opts.channels_last else torch.contiguous_format
         if opts.channels_last:
             self.module = self.module.to(memory_format=fmt)
-        self.x = torch.randn(opts.batch, *opts.input_shape, device=device).to(memory_format=fmt)
-        self.y = torch.randint(0, info.num_classes, (opts.batch,), device=device)
+        if info.is_lm:  # token ids (batch, S), the next-token loss (as nnscale.measure.lm trains)
+            from nnscale.netstats.lm import next_token_loss
+
+            self.x = torch.randint(0, info.lm_shape.vocab_size, (opts.batch, *opts.input_shape),
+                                   device=device)
+            self.y, self._loss = self.x, next_token_loss
+        else:
+            self.x = torch.randn(opts.batch, *opts.input_shape, device=device).to(memory_format=fmt)
+            self.y = torch.randint(0, info.num_classes, (opts.batch,), device=device)
+            self._loss = training_loss
         self.optimizer: torch.optim.Optimizer | None = None
         self.scaler = torch.amp.GradScaler(device.type) if opts.precision == "fp16" else None
         self.amp = amp_context(device, opts.precision)
@@ -102,7 +111,7 @@ class TrainState:
     def loss(self, net) -> torch.Tensor:
         """Forward and loss through `net` (the wrapped module), under the chosen precision."""
         with self.amp():
-            return training_loss(net(self.x), self.y)
+            return self._loss(net(self.x), self.y)
 
     def backward_and_update(self, loss, marks: list | None, clock: Clock | None) -> None:
         """Backward, optimizer step, zero_grad; with `marks`, one mark when backward returned."""
