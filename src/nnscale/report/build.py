@@ -13,7 +13,7 @@ import matplotlib
 from nnscale.format import si
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report import plots_batch, plots_lm, plots_scaling, tables
+from nnscale.report import plots_batch, plots_lm, plots_scaling, strategies, tables
 from nnscale.report.model import Highlight, Report
 from nnscale.report.predictions import normalize
 from nnscale.report.svg import RC
@@ -97,6 +97,7 @@ def build_report(
         plots += plots_lm.lm_plots(ms)
         plots += plots_batch.framework_plot(ms)
         plots += plots_scaling.scaling_plot(ms, preds)
+        plots += strategies.strategies_plot(ms)
         plots += plots_scaling.predicted_plot(ms, preds)
         plots += plots_scaling.time_to_train_plot(ttt_rows)
         plots += plots_batch.latency_plot(ms)
@@ -133,6 +134,8 @@ def build_report(
     table_list = [tables.best_table(ms)]
     if any(plots_lm.is_lm_point(m) for m in ms):
         table_list.append(plots_lm.lm_table(ms))
+    if (strategy_table := strategies.strategies_table(ms)) is not None:
+        table_list.append(strategy_table)
     if netstats_rows:
         table_list.append(tables.netstats_table(netstats_rows))
     else:

@@ -77,12 +77,12 @@ register_model(
 
 
 class WideMLP(nn.Module):
-    """flatten 1x32x32 -> linear 1024->2048, four blocks of linear 2048->2048 + ReLU, linear
-    2048->num_classes: 18.9M parameters (75.5 MB in fp32) and little activation memory at small
+    """flatten 1x32x32 -> linear 1024->1024, four blocks of linear 1024->1024 + ReLU, linear
+    1024->num_classes: 5.26M parameters (21 MB in fp32) and little activation memory at small
     batches, so parameters, gradients and optimizer state dominate a training step's memory (what
     sharding divides: tests/distributed/test_fsdp.py)."""
 
-    def __init__(self, num_classes: int = 10, width: int = 2048, depth: int = 4) -> None:
+    def __init__(self, num_classes: int = 10, width: int = 1024, depth: int = 4) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Flatten(), nn.Linear(1024, width), nn.ReLU())
         self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU())
@@ -102,5 +102,5 @@ register_model(
     input_shape=(1, 32, 32),
     num_classes=10,
     source="nnscale test model",
-    description="18.9M parameters in wide linear layers; for sharding tests",
+    description="5.26M parameters in wide linear layers; for sharding tests",
 )(WideMLP)
