@@ -3,7 +3,8 @@
 Sharding, as PyTorch's FSDP2 tutorial and torchtitan apply it: `fully_shard` on every block, then
 on the root. A block is a child of the first `nn.ModuleList` / `nn.Sequential` met on each path down
 from the root (a transformer's layers, a ResNet stage's bottlenecks, an MLP's layers); what no block
-holds (embeddings, stem, head) belongs to the root's group. Each rank keeps 1/world of every
+holds (embeddings, stem, head) belongs to the root's group; a net without any container has its
+layers (the root's children with parameters) as blocks. Each rank keeps 1/world of every
 parameter, gradient and momentum buffer; a block's parameters are all-gathered just before its
 forward and, resharded after it, again before its backward; its gradients are reduce-scattered
 once its backward is done (Zhao et al., "PyTorch FSDP: Experiences on Scaling Fully Sharded Data
@@ -115,7 +116,8 @@ def blocks(root: nn.Module) -> list[nn.Module]:
         found.extend(c for c in root.children() if any(True for _ in c.parameters()))
     else:
         walk(root)
-    return found
+    # No container anywhere (a plain net of named layers): its layers are the blocks.
+    return found or [c for c in root.children() if any(True for _ in c.parameters())]
 
 
 class FSDPTrainer:
