@@ -14,8 +14,7 @@ raises the threshold to the largest block freed so far (up to 32 MiB): after the
 resident and are reused in any order; the resident set grew to 3x the live tensors that way
 (FSDP at world size 2 on test-wide-mlp built 2048 wide: 571 MB against 170 MB with the threshold
 fixed). A fixed small threshold for the timing too would cost a page fault per page of every
-such buffer: FSDP's step
-took twice as long here. So after the pass the threshold is set to 32 MiB and the trim threshold
+such buffer: FSDP's step took twice as long here. So after the pass the threshold is set to 32 MiB and the trim threshold
 to 64 MiB, where glibc's own rule (malloc/malloc.c, "dynamic mmap threshold") ends up for buffers
 this size, and the timed steps ran as fast as with the untouched allocator (within this shared
 machine's noise). `malloc_trim` first returns what set-up freed (FSDP2 builds the whole model
