@@ -1,11 +1,13 @@
-"""`run_scale`: one DistributedDataParallel point per world size, stored as it completes.
+"""`run_scale`: one data-parallel point (DDP, or FSDP2 with `strategy="fsdp"`) per world size,
+stored as it completes.
 
 For each world size the workers are launched through torchrun (`launch`), measure the training step
 with the methodology of `nnscale.measure`, and rank 0's result becomes one `Measurement`: its
 `samples_ms` are rank 0's step times (DDP keeps ranks in lockstep: a step ends when the slowest
 rank's gradients are reduced), its `stats` hold throughput, speedup and efficiency, the per-iteration
-breakdown, per-rank times and what DDP logged. A world size that fails is stored with status
-"error" or "timeout" and the run stops there; the points before it stay stored.
+breakdown, per-rank times and peak memory, and what DDP logged or FSDP's collectives carried. A
+world size that fails is stored with status "error" or "timeout" and the run stops there; the
+points before it stay stored.
 
 Multi-node: every node runs run_scale with the same configuration; only node rank 0 stores.
 """
