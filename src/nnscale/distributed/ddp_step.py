@@ -46,7 +46,7 @@ from nnscale.measure.methodology import CpuTimer
 from nnscale.distributed.train_state import Clock, StepOptions, TrainState
 from nnscale.measure.torch_backend import CudaTimer
 
-__all__ = ["Clock", "CommRecorder", "DDPTrainer", "StepOptions"]  # the first two from train_state
+__all__ = ["Clock", "CommRecorder", "DDPTrainer", "StepOptions"]  # Clock, StepOptions: train_state
 _HOOKS = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}
 _WIRE_BYTES = {"none": None, "fp16": 2, "bf16": 2}  # bytes per element on the wire, None: as stored
 
