@@ -59,6 +59,19 @@ BASE = ["scale", "test-tiny-mlp", "--nproc", "1,2"]
      ["--bandwidth-cap-burst '1000 kbit'"]),
     (BASE + ["--batch-per-worker", "4", "--bandwidth-cap-burst", "1000kbit"],
      ["--bandwidth-cap-burst needs --bandwidth-cap"]),
+    (BASE + ["--batch-per-worker", "4", "--strategy", "zero3"],
+     ["--strategy 'zero3'", "expected one of ddp, fsdp"]),
+    (BASE + ["--batch-per-worker", "4", "--strategy", "fsdp", "--framework", "tensorflow"],
+     ["tensorflow has no FSDP", "--framework torch"]),
+    (BASE + ["--batch-per-worker", "4", "--strategy", "fsdp", "--framework", "jax"],
+     ["jax has no FSDP"]),
+    (BASE + ["--batch-per-worker", "4", "--strategy", "fsdp", "--framework", "onnxruntime"],
+     ["onnxruntime has no FSDP"]),
+    (["scale", "no-such-model", "--batch-per-worker", "4", "--strategy", "fsdp", "--framework",
+      "tensorflow"], ["tensorflow has no FSDP"]),  # the strategy first: no model is looked up
+    (BASE + ["--batch-per-worker", "4", "--strategy", "fsdp", "--comm-hook", "fp16"],
+     ["--comm-hook: DDP option", "--strategy ddp"]),
+    (BASE + ["--batch-per-worker", "4", "--seq-len", "16"], ["--seq-len is for language models"]),
 ])
 def test_bad_options(capsys, db, argv, needles):
     one_line(capsys, argv + ["--db", db], *needles)

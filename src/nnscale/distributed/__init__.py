@@ -1,4 +1,5 @@
-"""Data-parallel scaling on the engine people run: torch.distributed DDP, launched by torchrun.
+"""Data-parallel scaling on the engine people run: torch.distributed DDP or FSDP2 (`fully_shard`,
+`ScaleConfig(strategy="fsdp")`), launched by torchrun.
 
 - `run_scale(ScaleConfig(...), Sink(store, run_id, run_name))`: one DDP point per world size,
   weak or strong scaling, with speedup/efficiency, the per-iteration breakdown (forward, backward,

@@ -147,6 +147,9 @@ def extract_points(records: Sequence[Measurement],
             continue
         if w.mode != "training" or w.world_size < 2:
             continue
+        if w.strategy not in ("", "ddp"):  # the model predicts DDP's all-reduce, not FSDP's collectives
+            skipped.append(f"{w.model} p={w.world_size}: strategy {w.strategy}, not DDP")
+            continue
         label = f"{w.model} b={w.batch_size} p={w.world_size} {_link_text(cap, inter)}"
         step = step_time_s(m)
         # Compute: one worker with the same threads; else this point's own breakdown (its workers may

@@ -127,9 +127,9 @@ def models(ms: Iterable[Measurement]) -> list[str]:
 
 def single_worker(ms: Iterable[Measurement]) -> list[Measurement]:
     """The batch-size sweeps' points: one process, no data-parallel engine (whose 1-worker point
-    belongs to the scaling series, tagged torch-ddp[...])."""
+    belongs to the scaling series, tagged torch-ddp[...] or with a `strategy`)."""
     return [m for m in ms if m.workload.world_size == 1 and "ddp" not in m.workload.framework
-            and m.workload.model != "allreduce"]
+            and not m.workload.strategy and m.workload.model != "allreduce"]
 
 
 def curves(ms: Iterable[Measurement]) -> dict[tuple, list[Measurement]]:
