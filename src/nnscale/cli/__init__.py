@@ -10,11 +10,11 @@ import signal
 import sys
 
 from nnscale import __version__
-from nnscale.cli import (allreduce, compare, device, models, predict, report, results, run, scale,
+from nnscale.cli import (allreduce, compare, device, models, plan, predict, report, results, run, scale,
                          slurm, stats, sweep, tune)
 from nnscale.errors import Terminated, UserError, raise_on_termination
 
-_COMMANDS = (models, stats, run, sweep, tune, results, device, report, compare, predict, scale, allreduce, slurm)
+_COMMANDS = (models, stats, run, sweep, tune, results, device, report, compare, predict, plan, scale, allreduce, slurm)
 
 
 class _Parser(argparse.ArgumentParser):

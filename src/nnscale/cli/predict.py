@@ -115,6 +115,9 @@ def handle(args) -> int:
             rows = [dict(r, **{k: f"{100 * r[k]:.1f} %" for k in ("published", "catalogue_only", "calibrated")},
                          error_points=f"{r['error_points']:.1f}") for r in rows]
         print(render(rows, PUB_COLUMNS, fmt))
+        if fmt == "table":  # language models (DP x FSDP x TP x PP): `nnscale plan --published` too
+            from nnscale.cli.plan import published_table
+            print("\n" + published_table(load_catalogue(args.catalogue)))
         return 0
     if args.validate:
         if args.model:

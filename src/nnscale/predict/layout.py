@@ -20,7 +20,7 @@ explains and cites every term. One training step (one optimizer update) of `glob
 - FSDP / ZeRO-3 (Zhao et al. 2023, "PyTorch FSDP", section 3.3; FSDP2 `fully_shard`): per
   micro-batch, an all-gather of the stage's parameters in forward and again in backward, a
   reduce-scatter of the gradients; prefetching hides them behind compute, except what exceeds the
-  compute and the first layer's gather, which nothing precedes.
+  compute, the first layer's gather (nothing precedes it) and the last reduce-scatter.
 - data parallelism across replicas: one all-reduce of the gradients per step after the last
   micro-batch, overlapped with that micro-batch's backward when `dp_overlap` (PyTorch DDP) or exposed.
 - the optimizer: Adam reads and writes the sharded states once per step (memory-bound).
@@ -229,8 +229,10 @@ def step_time(shape: LMShape, layout: Layout, cluster: Cluster, train: Training)
         scatter = sum(ring_half(params * train.grad_reduce_bytes, layout.fsdp, alpha, bw))
         per_mb = 2 * gather + scatter
         fsdp_comm = m * per_mb
-        first_layer = gather / max(1, layers)  # the first gather has nothing to hide behind
-        fsdp_exposed = m * (max(0.0, per_mb - t_mb) + first_layer)
+        # The first layer's gather has nothing before it to hide behind, the last reduce-scatter
+        # nothing after it but the optimizer, which waits for it.
+        edges = (gather + scatter) / max(1, layers)
+        fsdp_exposed = m * (max(0.0, per_mb - t_mb) + edges)
     # Gradient all-reduce across the dp // fsdp replicas, once per step.
     replicas = layout.dp // layout.fsdp
     dp_comm = dp_exposed = 0.0
