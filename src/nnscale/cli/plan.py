@@ -52,7 +52,8 @@ def add_parser(sub) -> None:
     p.add_argument("--nics-per-node", type=_int_at_least_one, help="NICs per node (default: one per GPU)")
     p.add_argument("--intra-link", help="link inside a node (default: the device's own)")
     p.add_argument("--inter-link", default="ib-ndr", help="link between nodes (default ib-ndr, 400 Gb/s)")
-    p.add_argument("--seq-len", type=_int_at_least_one, default=2048)
+    p.add_argument("--seq-len", type=_int_at_least_one, help="tokens per sequence (default 2048, or "
+                   "the model's maximum if shorter)")
     p.add_argument("--global-batch", type=_int_at_least_one, help="sequences per step (default: --gpus)")
     p.add_argument("--micro-batch", type=_int_list, help="micro-batch sizes to try, e.g. 1,2,4")
     p.add_argument("--tp", type=_int_at_least_one, help="fix the tensor-parallel degree")
@@ -104,6 +105,7 @@ def handle(args) -> int:
     if not args.model or not args.gpus:
         raise UserError("plan needs MODEL and --gpus N (or --published)")
     shape = shape_by_name(args.model)
+    args.seq_len = args.seq_len or min(2048, shape.max_seq_len)
     if args.seq_len > shape.max_seq_len:
         raise UserError(f"--seq-len {args.seq_len} is over {shape.name}'s maximum of {shape.max_seq_len}")
     device = cat.device(args.device)
