@@ -23,7 +23,7 @@ def test_hand_computed_tiny_lm_memory_exactly():
     # Q 2*64, K and V 4*32, attention out 2*64, gate, up, SiLU, product 8*172 = 1,760 bytes.
     assert mem.activations == (512 + 1_760) * 32 * 2  # 32 tokens, 2 layers
     assert mem.logits == 32 * 512 * (2 + 4 + 4)
-    assert mem.unsharded == 0 and mem.working == 0
+    assert mem.buffers == 0 and mem.working == 0
     assert mem.total == 2_503_680 + 145_408 + 163_840 == 2_812_928
 
 
@@ -33,7 +33,7 @@ def test_fsdp_degree_one_is_ddp_and_full_sharding_divides_every_state():
     fsdp = memory_per_gpu(TINY, Layout(dp=4, fsdp=4), 16, 2)
     for part in ("weights", "gradients", "optimizer"):
         assert getattr(fsdp, part) == getattr(ddp, part) / 4
-    assert fsdp.unsharded == 2 * TINY.params_per_layer() * 2  # two gathered layers in bf16
+    assert fsdp.buffers == TINY.params_per_layer() * (2 * 2 + 2)  # two gathered layers, one's gradients
     assert fsdp.activations == ddp.activations
     # ZeRO 1 shards only the optimizer states, ZeRO 2 the gradients too (Rajbhandari et al. 2020).
     z1, z2 = (state_bytes(1000, Layout(dp=4), zero=z) for z in (1, 2))
@@ -84,3 +84,17 @@ def test_bad_layouts_are_user_errors():
         Layout(pp=64).check(shape_by_name("llama3-8b"))
     with pytest.raises(UserError, match="unknown language model"):
         shape_by_name("llama9")
+
+
+def test_fp32_sgd_ddp_on_cpu_hand_computed():
+    # The CPU measurement's setting: fp32, SGD with momentum, PyTorch DDP's bucket copy, eager ops.
+    p = 156_480
+    mem = memory_per_gpu(TINY, Layout(dp=2), 16, 2, precision="fp32", optimizer="sgd-momentum",
+                         eager=True, ddp_bucket_copy=True)
+    assert (mem.weights, mem.gradients, mem.optimizer, mem.buffers) == (4 * p, 4 * p, 4 * p, 4 * p)
+    # Elements per token and layer: 4h + 2h (RMSNorm's normalised inputs) + Q, K, V, attention out
+    # (64 + 2*32 + 64) + SwiGLU's four tensors 4*172 = 1,264, at 4 bytes.
+    assert mem.activations == 1_264 * 4 * 32 * 2
+    assert mem.logits == 32 * 512 * 12
+    fsdp = memory_per_gpu(TINY, Layout(dp=2, fsdp=2), 16, 2, precision="fp32", optimizer="sgd-momentum")
+    assert fsdp.weights == 2 * p and fsdp.buffers == TINY.params_per_layer() * (2 * 4 + 4)

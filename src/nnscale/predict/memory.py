@@ -31,8 +31,12 @@ one more layer's worth is counted as working memory.
 Under 1F1B (Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters
 Using Megatron-LM", section 2.2) the first stage holds min(p, m) micro-batches in flight; the
 interleaved schedule with v chunks holds (1 + (p-1)/(p·v)) times as much (their section 2.2.2).
-The output layer keeps the logits (bf16) and the loss's fp32 copy and gradient: 2 + 4 + 4 bytes
-per vocabulary entry and token, vocabulary-parallel over t (Megatron's parallel cross-entropy).
+The output layer keeps the logits (bf16) and the loss's fp32 log-softmax and gradient: 2 + 4 + 4
+bytes per vocabulary entry and token, vocabulary-parallel over t (Megatron's parallel cross-entropy).
+Buffers: FSDP holds two gathered layers (the current one and the prefetched next) and one layer's
+unsharded gradients for its reduce-scatter; PyTorch DDP's default buckets are a second copy of the
+gradients (DistributedDataParallel's `gradient_as_bucket_view=False`; the docs: True "saves a
+copy of gradients"), Megatron's contiguous buffer is not (`ddp_bucket_copy`).
 """
 
 from __future__ import annotations
@@ -43,9 +47,16 @@ from nnscale.errors import UserError
 from nnscale.zoo.lm_shapes import LMShape, lm_shape
 
 RECOMPUTE = ("none", "selective", "selective-op", "full")
-# Bytes per parameter of (weights, gradients, optimizer states): ZeRO section 3.1.
+# Bytes per parameter of (weights, gradients, optimizer states) with Adam: ZeRO section 3.1 (mixed
+# precision keeps an fp32 master copy, momentum and variance: K = 12; fp32 training only m and v).
 STATE_BYTES = {"bf16": (2, 2, 12), "fp16": (2, 2, 12), "fp32": (4, 4, 8)}
-LOGIT_BYTES = 2 + 4 + 4  # bf16 logits, their fp32 copy for the loss, the fp32 gradient
+# SGD with momentum keeps one fp32 buffer per parameter (plus the master copy in mixed precision).
+SGD_STATE_BYTES = {"bf16": 8, "fp16": 8, "fp32": 4}
+OPTIMIZERS = ("adam", "sgd-momentum")
+ACT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+# Logits and the loss, per vocabulary entry and token: the logits, log-softmax's fp32 output that
+# cross-entropy keeps, and its fp32 gradient (in fp32 the logits are already fp32).
+LOGIT_BYTES = {"bf16": 2 + 4 + 4, "fp16": 2 + 4 + 4, "fp32": 4 + 4 + 4}
 GIB = 2**30
 
 
@@ -117,11 +128,15 @@ def stage_params(shape: LMShape, layout: Layout) -> int:
     return -(-(per_stage_layers + edge) // layout.tp)
 
 
-def state_bytes(params: int, layout: Layout, precision: str = "bf16", zero: int | None = None) -> dict:
+def state_bytes(params: int, layout: Layout, precision: str = "bf16", zero: int | None = None,
+                optimizer: str = "adam") -> dict:
     """Weights, gradients and optimizer states of `params` parameters on one GPU (ZeRO sharding)."""
     if precision not in STATE_BYTES:
         raise UserError(f"precision {precision!r}: the memory model knows {', '.join(STATE_BYTES)}")
+    if optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer {optimizer!r}: the memory model knows {', '.join(OPTIMIZERS)}")
     w, g, o = STATE_BYTES[precision]
+    o = o if optimizer == "adam" else SGD_STATE_BYTES[precision]
     stage = layout.zero if zero is None else zero
     shard = layout.fsdp if layout.fsdp > 1 else layout.dp
     return {"weights": params * w / (shard if stage >= 3 else 1),
@@ -129,22 +144,26 @@ def state_bytes(params: int, layout: Layout, precision: str = "bf16", zero: int 
             "optimizer": params * o / (shard if stage >= 1 else 1)}
 
 
-def activation_terms(shape: LMShape, flash: bool) -> tuple[float, float, float, float]:
-    """(replicated, sharded, score, every-other-mm) bytes per token of one layer without
+def activation_terms(shape: LMShape, flash: bool, act_bytes: int = 2,
+                     eager: bool = False) -> tuple[float, float, float, float]:
+    """(replicated, sharded, score, recomputed-mm) bytes per token of one layer without
     checkpointing: `replicated` is what TP keeps whole (sequence parallelism shards it), `sharded`
     what TP divides, `score` the s x s terms per unit of a·s (0 with a fused attention kernel), and
-    the bytes of the products the selective-op policy recomputes."""
-    h, f, kv = shape.hidden_size, shape.ffn_hidden_size, shape.kv_dim
+    the bytes of the products the selective-op policy recomputes. Activations take `act_bytes`
+    (2 in bf16, 4 in fp32), dropout masks 1 byte. `eager`: elementwise ops as Hugging Face writes
+    them (GPT-2's tanh GELU keeps 3 more tensors of the MLP's width: tanh's output, 0.5·x and
+    1 + tanh; RMSNorm keeps its normalised input before the weight), not fused kernels."""
+    h, f, kv, e = shape.hidden_size, shape.ffn_hidden_size, shape.kv_dim, act_bytes
     if shape.arch == "gpt2":  # Korthikanti's block: LayerNorm, GELU MLP, dropout after attention and MLP
-        replicated = 2 * h + 2 * h + h + 2 * h + 2 * h + h  # LN1 in, QKV in, mask, LN2 in, fc1 in, mask
-        sharded = 4 * h + 2 * h + 2 * h + 2 * f + 2 * f  # Q, K, V, proj in, GELU in, fc2 in
-        score = 0.0 if flash else 5.0  # softmax out 2, dropout mask 1, dropout out 2 (x a·s)
-        mm_outputs = (2 * (h + 2 * kv), 2 * h, 2 * f, 2 * h)  # fused QKV, proj, fc1, fc2
+        replicated = e * 4 * h + 2 * h  # LN1 in, QKV in, LN2 in, fc1 in; two dropout masks
+        sharded = e * (3 * h + h + f + f + (3 * f if eager else 0))  # Q K V, proj in, GELU in, fc2 in
+        score = 0.0 if flash else 2 * e + 1  # softmax out, dropout mask, dropout out (x a·s)
+        mm_outputs = (e * (h + 2 * kv), e * h, e * f, e * h)  # fused QKV, proj, fc1, fc2
     else:  # Llama: RMSNorm, GQA, SwiGLU, no dropout
-        replicated = 2 * h + 2 * h + 2 * h + 2 * h  # norm1 in, QKV in, norm2 in, gate/up in
-        sharded = 2 * h + 4 * kv + 2 * h + 8 * f  # Q, K and V, attention out, gate, up, silu, product
-        score = 0.0 if flash else 5.0
-        mm_outputs = (2 * h, 2 * kv, 2 * kv, 2 * h, 2 * f, 2 * f, 2 * h)  # q, k, v, o, gate, up, down
+        replicated = e * (4 * h + (2 * h if eager else 0))  # norm1 in, QKV in, norm2 in, MLP in
+        sharded = e * (h + 2 * kv + h + 4 * f)  # Q, K and V, attention out, gate, up, SiLU, product
+        score = 0.0 if flash else 2 * e
+        mm_outputs = (e * h, e * kv, e * kv, e * h, e * f, e * f, e * h)  # q, k, v, o, gate, up, down
     # The policy recomputes the 2nd, 4th, ... product of each layer; its other outputs are kept.
     recomputed_mm = sum(mm_outputs[1::2])
     return replicated, sharded, score, recomputed_mm
@@ -152,34 +171,34 @@ def activation_terms(shape: LMShape, flash: bool) -> tuple[float, float, float, 
 
 def activation_bytes_per_layer(shape: LMShape, seq_len: int, micro_batch: int, tp: int = 1,
                                sequence_parallel: bool = True, recompute: str = "none",
-                               flash: bool | None = None) -> float:
+                               flash: bool | None = None, act_bytes: int = 2,
+                               eager: bool = False) -> float:
     """Bytes one layer keeps for backward, per micro-batch, on one TP rank."""
     if recompute not in RECOMPUTE:
         raise UserError(f"activation checkpointing {recompute!r}: expected one of {', '.join(RECOMPUTE)}")
     flash = shape.arch == "llama" if flash is None else flash
     tokens = seq_len * micro_batch
-    h = shape.hidden_size
-    repl, shard, score, recomputed_mm = activation_terms(shape, flash)
+    h, e = shape.hidden_size, act_bytes
+    repl, shard, score, recomputed_mm = activation_terms(shape, flash, act_bytes, eager)
     repl_div = tp if (sequence_parallel and tp > 1) else 1
     if recompute == "full":
-        return 2 * h * tokens / repl_div
-    score_bytes = score * shape.num_heads * seq_len  # per token: a·s entries of the score matrices
-    if recompute in ("selective", "selective-op"):
-        score_bytes = 0.0  # the attention core is recomputed (fused kernels never keep it)
-    per_token = repl / repl_div + (shard + score_bytes) / tp
+        return e * h * tokens / repl_div
     if recompute == "selective-op":
         # Kept: the layer input, attention's output and every other product; elementwise results
-        # (norms, SiLU, products) are recomputed from them.
-        kept = 2 * h + 2 * h + (_mm_total(shape) - recomputed_mm)
-        per_token = 2 * h / repl_div + (kept - 2 * h) / tp
-    return per_token * tokens
+        # (norms, activations, products) are recomputed from them.
+        kept = e * h + (_mm_total(shape, e) - recomputed_mm)
+        return (e * h / repl_div + kept / tp) * tokens
+    score_bytes = score * shape.num_heads * seq_len  # per token: a·s entries of the score matrices
+    if recompute == "selective":
+        score_bytes = 0.0  # the attention core is recomputed (fused kernels never keep it)
+    return (repl / repl_div + (shard + score_bytes) / tp) * tokens
 
 
-def _mm_total(shape: LMShape) -> float:
+def _mm_total(shape: LMShape, e: int) -> float:
     h, f, kv = shape.hidden_size, shape.ffn_hidden_size, shape.kv_dim
     if shape.arch == "gpt2":
-        return 2 * (h + 2 * kv) + 2 * h + 2 * f + 2 * h
-    return 2 * h + 4 * kv + 2 * h + 4 * f + 2 * h
+        return e * ((h + 2 * kv) + h + f + h)
+    return e * (h + 2 * kv + h + 2 * f + h)
 
 
 def in_flight(layout: Layout, micro_batches: int) -> float:
@@ -197,7 +216,7 @@ class MemoryBreakdown:
     weights: float
     gradients: float
     optimizer: float
-    unsharded: float  # FSDP: the gathered layers (the current one and the prefetched next)
+    buffers: float  # FSDP's gathered layers and reduce-scatter input; DDP's bucket copy
     activations: float  # checkpointed activations of every layer and micro-batch in flight
     working: float  # one layer's full activations, rebuilt for its backward
     logits: float
@@ -205,7 +224,7 @@ class MemoryBreakdown:
 
     @property
     def total(self) -> float:
-        return (self.weights + self.gradients + self.optimizer + self.unsharded + self.activations
+        return (self.weights + self.gradients + self.optimizer + self.buffers + self.activations
                 + self.working + self.logits)
 
     @property
@@ -219,24 +238,31 @@ class MemoryBreakdown:
 def memory_per_gpu(shape: LMShape, layout: Layout, seq_len: int, micro_batch: int,
                    micro_batches: int = 1, recompute: str = "none", precision: str = "bf16",
                    capacity_bytes: float = float("inf"), flash: bool | None = None,
-                   zero: int | None = None) -> MemoryBreakdown:
+                   zero: int | None = None, optimizer: str = "adam", eager: bool = False,
+                   ddp_bucket_copy: bool = False) -> MemoryBreakdown:
     """Peak memory of one GPU for `layout` (see the module docstring)."""
     params = stage_params(shape, layout)
-    states = state_bytes(params, layout, precision, zero)
-    weight_bytes = STATE_BYTES.get(precision, (2,))[0]
+    states = state_bytes(params, layout, precision, zero, optimizer)
+    w_bytes, g_bytes, _ = STATE_BYTES[precision]
     stage = layout.zero if zero is None else zero
-    # FSDP gathers one layer (and prefetches the next) at a time: two layers unsharded.
-    unsharded = (2 * shape.params_per_layer() / layout.tp * weight_bytes) if stage >= 3 else 0.0
+    layer = shape.params_per_layer() / layout.tp
+    if stage >= 3:  # two gathered layers and one layer's unsharded gradients
+        buffers = layer * (2 * w_bytes + g_bytes)
+    elif ddp_bucket_copy and layout.dp > 1:
+        buffers = params * g_bytes
+    else:
+        buffers = 0.0
     layers = shape.num_layers // layout.pp
+    act = dict(flash=flash, act_bytes=ACT_BYTES[precision], eager=eager)
     per_layer = activation_bytes_per_layer(shape, seq_len, micro_batch, layout.tp,
-                                           layout.sequence_parallel, recompute, flash)
+                                           layout.sequence_parallel, recompute, **act)
     activations = per_layer * layers * in_flight(layout, micro_batches)
     working = 0.0
     if recompute != "none":
         working = activation_bytes_per_layer(shape, seq_len, micro_batch, layout.tp,
-                                             layout.sequence_parallel, "none", flash)
-    logits = seq_len * micro_batch * shape.vocab_size / layout.tp * LOGIT_BYTES
-    return MemoryBreakdown(states["weights"], states["gradients"], states["optimizer"], unsharded,
+                                             layout.sequence_parallel, "none", **act)
+    logits = seq_len * micro_batch * shape.vocab_size / layout.tp * LOGIT_BYTES[precision]
+    return MemoryBreakdown(states["weights"], states["gradients"], states["optimizer"], buffers,
                            activations, working, logits, capacity_bytes)
 
 
