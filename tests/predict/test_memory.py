@@ -22,9 +22,10 @@ def test_hand_computed_tiny_lm_memory_exactly():
     # Activations per token and layer: norm1 in, QKV in, norm2 in, MLP in = 4 * 2*64 = 512 bytes;
     # Q 2*64, K and V 4*32, attention out 2*64, gate, up, SiLU, product 8*172 = 1,760 bytes.
     assert mem.activations == (512 + 1_760) * 32 * 2  # 32 tokens, 2 layers
-    assert mem.logits == 32 * 512 * (2 + 4 + 4)
+    # Output: final norm in and out (2 x 64 x 2 bytes) and logits, log-softmax, their gradients.
+    assert mem.logits == 32 * (512 * (2 + 4 + 4 + 4) + 2 * 64 * 2)
     assert mem.buffers == 0 and mem.working == 0
-    assert mem.total == 2_503_680 + 145_408 + 163_840 == 2_812_928
+    assert mem.total == 2_503_680 + 145_408 + 237_568 == 2_886_656
 
 
 def test_fsdp_degree_one_is_ddp_and_full_sharding_divides_every_state():
@@ -95,6 +96,6 @@ def test_fp32_sgd_ddp_on_cpu_hand_computed():
     # Elements per token and layer: 4h + 2h (RMSNorm's normalised inputs) + Q, K, V, attention out
     # (64 + 2*32 + 64) + SwiGLU's four tensors 4*172 = 1,264, at 4 bytes.
     assert mem.activations == 1_264 * 4 * 32 * 2
-    assert mem.logits == 32 * 512 * 12
+    assert mem.logits == 32 * (512 * 16 + 3 * 64 * 4)  # RMSNorm eager: in, normalised, out
     fsdp = memory_per_gpu(TINY, Layout(dp=2, fsdp=2), 16, 2, precision="fp32", optimizer="sgd-momentum")
     assert fsdp.weights == 2 * p and fsdp.buffers == TINY.params_per_layer() * (2 * 4 + 4)

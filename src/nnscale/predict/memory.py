@@ -31,7 +31,8 @@ one more layer's worth is counted as working memory.
 Under 1F1B (Narayanan et al. 2021, "Efficient Large-Scale Language Model Training on GPU Clusters
 Using Megatron-LM", section 2.2) the first stage holds min(p, m) micro-batches in flight; the
 interleaved schedule with v chunks holds (1 + (p-1)/(p·v)) times as much (their section 2.2.2).
-The output layer keeps the logits (bf16) and the loss's fp32 log-softmax and gradient: 2 + 4 + 4
+The output layer: the final norm's input and output, the logits (bf16) and, at the start of
+backward, the loss's fp32 log-softmax, its gradient and the logits' fp32 gradient: 2 + 4 + 4 + 4
 bytes per vocabulary entry and token, vocabulary-parallel over t (Megatron's parallel cross-entropy).
 Buffers: FSDP holds two gathered layers (the current one and the prefetched next) and one layer's
 unsharded gradients for its reduce-scatter; PyTorch DDP's default buckets are a second copy of the
@@ -54,9 +55,10 @@ STATE_BYTES = {"bf16": (2, 2, 12), "fp16": (2, 2, 12), "fp32": (4, 4, 8)}
 SGD_STATE_BYTES = {"bf16": 8, "fp16": 8, "fp32": 4}
 OPTIMIZERS = ("adam", "sgd-momentum")
 ACT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
-# Logits and the loss, per vocabulary entry and token: the logits, log-softmax's fp32 output that
-# cross-entropy keeps, and its fp32 gradient (in fp32 the logits are already fp32).
-LOGIT_BYTES = {"bf16": 2 + 4 + 4, "fp16": 2 + 4 + 4, "fp32": 4 + 4 + 4}
+# Logits and the loss at the start of backward, per vocabulary entry and token: the logits (the
+# caller holds them), log-softmax's fp32 output that cross-entropy keeps, its gradient and the
+# gradient of the fp32 logits (checked with autograd's saved-tensor hooks, docs/prediction.md).
+LOGIT_BYTES = {"bf16": 2 + 4 + 4 + 4, "fp16": 2 + 4 + 4 + 4, "fp32": 4 + 4 + 4 + 4}
 GIB = 2**30
 
 
@@ -150,14 +152,17 @@ def activation_terms(shape: LMShape, flash: bool, act_bytes: int = 2,
     checkpointing: `replicated` is what TP keeps whole (sequence parallelism shards it), `sharded`
     what TP divides, `score` the s x s terms per unit of a·s (0 with a fused attention kernel), and
     the bytes of the products the selective-op policy recomputes. Activations take `act_bytes`
-    (2 in bf16, 4 in fp32), dropout masks 1 byte. `eager`: elementwise ops as Hugging Face writes
-    them (GPT-2's tanh GELU keeps 3 more tensors of the MLP's width: tanh's output, 0.5·x and
-    1 + tanh; RMSNorm keeps its normalised input before the weight), not fused kernels."""
+    (2 in bf16, 4 in fp32), dropout masks 1 byte (CUDA's fused dropout). `eager`: unfused
+    elementwise ops, as Hugging Face's modules run on CPU (checked tensor by tensor with
+    autograd's saved-tensor hooks, docs/prediction.md): GPT-2's tanh GELU keeps 3 more tensors of
+    the MLP's width (tanh's output, 0.5·x, 1 + tanh), RMSNorm its normalised input before the
+    weight, and dropout multiplies by a float noise tensor (a mask of `act_bytes`)."""
     h, f, kv, e = shape.hidden_size, shape.ffn_hidden_size, shape.kv_dim, act_bytes
+    mask = e if eager else 1
     if shape.arch == "gpt2":  # Korthikanti's block: LayerNorm, GELU MLP, dropout after attention and MLP
-        replicated = e * 4 * h + 2 * h  # LN1 in, QKV in, LN2 in, fc1 in; two dropout masks
+        replicated = e * 4 * h + 2 * mask * h  # LN1 in, QKV in, LN2 in, fc1 in; two dropout masks
         sharded = e * (3 * h + h + f + f + (3 * f if eager else 0))  # Q K V, proj in, GELU in, fc2 in
-        score = 0.0 if flash else 2 * e + 1  # softmax out, dropout mask, dropout out (x a·s)
+        score = 0.0 if flash else 2 * e + mask  # softmax out, dropout mask, dropout out (x a·s)
         mm_outputs = (e * (h + 2 * kv), e * h, e * f, e * h)  # fused QKV, proj, fc1, fc2
     else:  # Llama: RMSNorm, GQA, SwiGLU, no dropout
         replicated = e * (4 * h + (2 * h if eager else 0))  # norm1 in, QKV in, norm2 in, MLP in
@@ -176,6 +181,8 @@ def activation_bytes_per_layer(shape: LMShape, seq_len: int, micro_batch: int, t
     """Bytes one layer keeps for backward, per micro-batch, on one TP rank."""
     if recompute not in RECOMPUTE:
         raise UserError(f"activation checkpointing {recompute!r}: expected one of {', '.join(RECOMPUTE)}")
+    # Fused attention by default where there is no attention dropout (Llama); SDPA with dropout
+    # takes its math path on CPU, and Megatron of 2022 had no fused attention.
     flash = shape.arch == "llama" if flash is None else flash
     tokens = seq_len * micro_batch
     h, e = shape.hidden_size, act_bytes
@@ -261,7 +268,9 @@ def memory_per_gpu(shape: LMShape, layout: Layout, seq_len: int, micro_batch: in
     if recompute != "none":
         working = activation_bytes_per_layer(shape, seq_len, micro_batch, layout.tp,
                                              layout.sequence_parallel, "none", **act)
-    logits = seq_len * micro_batch * shape.vocab_size / layout.tp * LOGIT_BYTES[precision]
+    e = ACT_BYTES[precision]
+    final_norm = (3 if eager and shape.arch == "llama" else 2) * shape.hidden_size * e
+    logits = seq_len * micro_batch * (shape.vocab_size / layout.tp * LOGIT_BYTES[precision] + final_norm)
     return MemoryBreakdown(states["weights"], states["gradients"], states["optimizer"], buffers,
                            activations, working, logits, capacity_bytes)
 

@@ -1,0 +1,101 @@
+"""Predicted against measured per-rank peak memory of DDP and FSDP (issue 17, "Must show": within 15 %).
+
+Reads the points `nnscale scale MODEL --strategy ddp|fsdp` stored (issue 16): every point of a
+language model from the zoo (`lm_shapes`) with a per-rank peak (`peak_memory_bytes`) and a
+strategy, and prints beside it nnscale.predict.memory's prediction for the same setting: world
+size = data-parallel degree, FSDP sharding over all ranks for `fsdp`, the point's batch per rank
+and sequence length (input_shape (S,)), precision, full checkpointing if the point had
+`activation_checkpointing`, SGD with momentum (the engine's optimizer,
+nnscale.measure.torch_backend), PyTorch DDP's bucket copy of the gradients, and the eager
+elementwise tensors of Hugging Face's modules. The measured peak on CPU is the resident set over
+the steps less the bare worker's (nnscale.distributed.memory), so allocator slack is in it and not
+in the prediction.
+
+    .venv/bin/python bench/plan_memory.py --store results.db [--run NAME] [--no-flash]
+
+--no-flash predicts attention with the s x s score matrices kept (the math path of SDPA, which
+PyTorch takes on CPU where its fused kernel does not apply, e.g. with dropout on some versions).
+Exit code 1 if any point is off by more than --target (default 0.15), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nnscale.errors import UserError
+from nnscale.format import render
+from nnscale.predict.memory import Layout, memory_per_gpu
+from nnscale.store import open_store
+from nnscale.zoo.lm_shapes import lm_shape
+
+COLUMNS = (("run", "run"), ("model", "model"), ("strategy", "strategy"), ("world_size", "ranks"),
+           ("batch", "batch"), ("seq_len", "seq"), ("measured_mib", "measured MiB"),
+           ("predicted_mib", "predicted MiB"), ("error", "error"), ("states_mib", "states MiB"),
+           ("activations_mib", "activations MiB"))
+MIB = 2**20
+
+
+def _strategy(w) -> str:
+    strategy = getattr(w, "strategy", "") or ""
+    return strategy or ("ddp" if w.framework.startswith("torch-ddp") else "")
+
+
+def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
+    rows = []
+    with open_store(store_url, create=False) as db:
+        names = runs or [r.name for r in db.runs()]
+        for name in names:
+            for m in db.measurements(name):
+                w, peak = m.workload, m.stats.get("peak_memory_bytes")
+                shape = lm_shape(w.model)
+                strategy = _strategy(w)
+                if m.status != "ok" or shape is None or not peak or strategy not in ("ddp", "fsdp") \
+                        or w.mode != "training":
+                    continue
+                ranks = w.world_size
+                layout = Layout(dp=ranks, fsdp=ranks if strategy == "fsdp" else 1)
+                seq = int(w.input_shape[0])
+                recompute = "full" if getattr(w, "activation_checkpointing", False) else "none"
+                pred = memory_per_gpu(shape, layout, seq, w.batch_size, recompute=recompute,
+                                      precision=w.precision if w.precision != "tf32" else "fp32",
+                                      optimizer="sgd-momentum", eager=True, flash=flash,
+                                      ddp_bucket_copy=True)
+                rows.append({"run": name, "model": w.model, "strategy": strategy, "world_size": ranks,
+                             "batch": w.batch_size, "seq_len": seq, "measured_mib": peak / MIB,
+                             "predicted_mib": pred.total / MIB, "error": pred.total / peak - 1,
+                             "states_mib": (pred.weights + pred.gradients + pred.optimizer) / MIB,
+                             "activations_mib": (pred.activations + pred.working + pred.logits) / MIB})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--store", required=True, help="results store (path or URL)")
+    ap.add_argument("--run", nargs="+", help="runs to read (default: all)")
+    ap.add_argument("--no-flash", action="store_true", help="attention keeps its s x s matrices")
+    ap.add_argument("--target", type=float, default=0.15)
+    ap.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    args = ap.parse_args(argv)
+    try:
+        rows = rows_for(args.store, args.run, flash=not args.no_flash)
+    except UserError as exc:
+        print(f"plan_memory: error: {exc}", file=sys.stderr)
+        return 2
+    if not rows:
+        print("plan_memory: no stored DDP/FSDP training point of a language model with a per-rank "
+              "peak (run `nnscale scale tiny-lm --strategy ddp,fsdp --nproc 2` first)", file=sys.stderr)
+        return 2
+    shown = rows if args.format != "table" else [
+        dict(r, measured_mib=f"{r['measured_mib']:.1f}", predicted_mib=f"{r['predicted_mib']:.1f}",
+             error=f"{100 * r['error']:+.1f} %", states_mib=f"{r['states_mib']:.1f}",
+             activations_mib=f"{r['activations_mib']:.1f}") for r in rows]
+    print(render(shown, COLUMNS, args.format))
+    worst = max(abs(r["error"]) for r in rows)
+    print(f"\nworst |error| {100 * worst:.1f} % over {len(rows)} point(s); target {100 * args.target:.0f} %",
+          file=sys.stderr)
+    return 0 if worst <= args.target else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
