@@ -12,6 +12,14 @@ the steps less the bare worker's (nnscale.distributed.memory), so allocator slac
 in the prediction.
 
     .venv/bin/python bench/plan_memory.py --store results.db [--run NAME] [--no-flash]
+    .venv/bin/python bench/plan_memory.py --saved-tensors tiny-lm:128:4 gpt2:512:1 ...
+
+--saved-tensors MODEL:SEQ:BATCH measures nothing distributed: it builds the model with Hugging Face
+`transformers` (random weights, the zoo's shape, attn_implementation "sdpa", train mode, fp32 on
+CPU), runs one forward and the loss under `torch.autograd.graph.saved_tensors_hooks`, and sums the
+bytes of the distinct storages autograd keeps for backward (parameters excluded): the exact
+activation memory, against the prediction's activations + output layer less the gradients that
+exist only in backward.
 
 --no-flash predicts attention with the s x s score matrices kept (the math path of SDPA, which
 PyTorch takes on CPU where its fused kernel does not apply, e.g. with dropout on some versions).
@@ -69,14 +77,77 @@ def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
     return rows
 
 
+def saved_tensor_rows(specs: list[str]) -> list[dict]:
+    """Activation bytes autograd keeps against the prediction, per MODEL:SEQ:BATCH."""
+    import torch  # bench only: the prediction layer never imports torch
+    import transformers as tf
+
+    rows = []
+    for spec in specs:
+        try:
+            name, seq, batch = spec.split(":")
+            shape, seq, batch = lm_shape(name), int(seq), int(batch)
+        except ValueError:
+            raise UserError(f"--saved-tensors takes MODEL:SEQ:BATCH, got {spec!r}") from None
+        if shape is None:
+            raise UserError(f"unknown language model {name!r}")
+        if shape.arch == "gpt2":
+            cfg = tf.GPT2Config(vocab_size=shape.vocab_size, n_positions=shape.max_seq_len,
+                                n_embd=shape.hidden_size, n_layer=shape.num_layers, n_head=shape.num_heads,
+                                n_inner=shape.ffn_hidden_size, tie_word_embeddings=shape.tied_embeddings,
+                                attn_implementation="sdpa")
+            model = tf.GPT2LMHeadModel(cfg)
+        else:
+            cfg = tf.LlamaConfig(vocab_size=shape.vocab_size, hidden_size=shape.hidden_size,
+                                 intermediate_size=shape.ffn_hidden_size, num_hidden_layers=shape.num_layers,
+                                 num_attention_heads=shape.num_heads, num_key_value_heads=shape.num_kv_heads,
+                                 max_position_embeddings=shape.max_seq_len, rope_theta=shape.rope_theta,
+                                 tie_word_embeddings=shape.tied_embeddings, attention_bias=False,
+                                 mlp_bias=False, attn_implementation="sdpa")
+            model = tf.LlamaForCausalLM(cfg)
+        model.train()
+        params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        kept: dict[int, int] = {}
+
+        def pack(t):
+            st = t.untyped_storage()
+            if st.data_ptr() not in params:
+                kept[st.data_ptr()] = st.nbytes()
+            return t
+
+        ids = torch.randint(0, shape.vocab_size, (batch, seq))
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            logits = model(ids).logits
+            torch.nn.functional.cross_entropy(logits.reshape(-1, shape.vocab_size), ids.reshape(-1))
+        pred = memory_per_gpu(shape, Layout(), seq, batch, precision="fp32", eager=True)
+        # In forward only log-softmax's output of the four logits-sized tensors is kept.
+        forward_only = pred.activations + pred.logits - 3 * 4 * seq * batch * shape.vocab_size
+        measured = sum(kept.values())
+        rows.append({"model": name, "seq_len": seq, "batch": batch, "measured_mib": measured / MIB,
+                     "predicted_mib": forward_only / MIB, "error": forward_only / measured - 1})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", required=True, help="results store (path or URL)")
+    ap.add_argument("--store", help="results store (path or URL)")
+    ap.add_argument("--saved-tensors", nargs="+", metavar="MODEL:SEQ:BATCH",
+                    help="count the activations autograd keeps instead of reading a store")
     ap.add_argument("--run", nargs="+", help="runs to read (default: all)")
     ap.add_argument("--no-flash", action="store_true", help="attention keeps its s x s matrices")
     ap.add_argument("--target", type=float, default=0.15)
     ap.add_argument("--format", choices=("table", "json", "csv"), default="table")
     args = ap.parse_args(argv)
+    if args.saved_tensors:
+        rows = saved_tensor_rows(args.saved_tensors)
+        print(render([dict(r, measured_mib=f"{r['measured_mib']:.2f}", predicted_mib=f"{r['predicted_mib']:.2f}",
+                           error=f"{100 * r['error']:+.1f} %") for r in rows] if args.format == "table" else rows,
+                     (("model", "model"), ("seq_len", "seq"), ("batch", "batch"), ("measured_mib", "kept MiB"),
+                      ("predicted_mib", "predicted MiB"), ("error", "error")), args.format))
+        return 0 if max(abs(r["error"]) for r in rows) <= args.target else 1
+    if not args.store:
+        print("plan_memory: error: give --store PATH or --saved-tensors MODEL:SEQ:BATCH", file=sys.stderr)
+        return 2
     try:
         rows = rows_for(args.store, args.run, flash=not args.no_flash)
     except UserError as exc:
