@@ -96,3 +96,14 @@ def test_bad_input_is_one_line_and_exit_2(capsys, args, words):
     code, out, err = run(capsys, *args)
     assert code == 2
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_layout_model_imports_no_torch():
+    # lm_shapes lives in the zoo, whose registry imports torch: the prediction layer must not pull
+    # it in through the package (tests/test_layers.py sees only direct imports).
+    import subprocess
+    import sys
+
+    code = ("import sys, nnscale.predict.plan, nnscale.predict.published_lm; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
