@@ -23,7 +23,8 @@ Sources:
   The 530B shape and layout are MT-NLG's (Smith et al. 2022, arXiv:2201.11990, sections 2 and 3:
   105 layers, hidden 20,480, 128 heads, sequence 2,048, 8-way tensor x 35-way pipeline on DGX A100
   nodes, batch 1,920); 2,240 GPUs = 8 x 35 x 8 data-parallel replicas. Vocabulary 51,200
-  (GPT-2's 50,257 padded, as Megatron pads it). Selene: DGX A100, 8 HDR 200 Gb/s NICs per node.
+  (GPT-2's 50,257 padded, as Megatron pads it). Assumed: plain 1F1B; Selene's DGX A100 80 GB with
+  8 HDR 200 Gb/s compute NICs per node.
 """
 
 from __future__ import annotations
