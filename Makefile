@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # `make test` installs and tests every framework backend (extras of pyproject.toml).
-EXTRAS ?= test,tensorflow,jax,onnx
+EXTRAS ?= test,tensorflow,jax,onnx,transformers
 
 .PHONY: run test venv clean
 

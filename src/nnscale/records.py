@@ -12,9 +12,18 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 
 MODES = ("inference", "training")
+# A language model's third mode: one new token per step from a key/value cache; its "inference" is
+# the prefill, one forward pass over the whole sequence (docs/transformers.md).
+DECODE = "decode"
+ALL_MODES = ("inference", DECODE, "training")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 # What became of a point. "unstable": measured, but the CI target was not met within the budget.
 STATUSES = ("ok", "unstable", "oom", "error", "timeout")
+
+
+# Workload fields added after points were first stored, left out of the key while at their default:
+# a point stored before a field existed keeps its key, so a resumed run still finds it.
+_KEY_OMITS_AT_DEFAULT = {"activation_checkpointing": False, "strategy": ""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +41,18 @@ class Workload:
     threads: int = 0  # torch intra-op threads; 0 = not set
     framework: str = "torch"
     world_size: int = 1
+    activation_checkpointing: bool = False  # language models: recompute each block in backward
+    # The data-parallel strategy of a distributed point ("ddp", "fsdp"); "" for one process.
+    strategy: str = ""
 
     def key(self) -> str:
-        """A stable identity, used to skip finished points on resume."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=list)
+        """A stable identity, used to skip finished points on resume. A language model's sequence
+        length is its input_shape (S,), so it is part of the key."""
+        d = asdict(self)
+        for name, default in _KEY_OMITS_AT_DEFAULT.items():
+            if d.get(name) == default:
+                del d[name]
+        blob = json.dumps(d, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
@@ -44,6 +61,12 @@ class Workload:
         kw = {k: v for k, v in d.items() if k in names}
         kw["input_shape"] = tuple(kw["input_shape"])
         return cls(**kw)
+
+
+def strategy_of(w: Workload) -> str:
+    """The point's data-parallel strategy; a DDP point stored before `strategy` existed says so
+    only in its framework tag (torch-ddp[...])."""
+    return w.strategy or ("ddp" if w.framework.startswith("torch-ddp") else "")
 
 
 @dataclass(frozen=True, slots=True)

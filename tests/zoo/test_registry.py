@@ -26,7 +26,10 @@ def test_pattern_and_family():
 def test_every_entry_is_self_describing():
     for name in list_models():
         info = model_info(name)
-        assert info.name == name and info.source and len(info.input_shape) == 3 and info.num_classes > 0
+        # images: (C, H, W); language models: (S,), the default sequence length, and their shape
+        dims = 1 if info.family == "lm" else 3
+        assert info.name == name and info.source and len(info.input_shape) == dims and info.num_classes > 0
+        assert (info.lm_shape is not None) == (info.family == "lm"), name
         if info.family in ("paper", "torchvision", "seed"):
             assert info.paper, name
 

@@ -1,4 +1,5 @@
-"""`nnscale scale MODEL --nproc 1,2,4,8 …`: DistributedDataParallel throughput over world sizes."""
+"""`nnscale scale MODEL --nproc 1,2,4,8 [--strategy ddp|fsdp] …`: data-parallel throughput (DDP or
+FSDP2) over world sizes, with per-rank peak memory."""
 
 from __future__ import annotations
 
@@ -18,11 +19,17 @@ from nnscale.zoo import model_info
 
 # Options of the measured workload, shared with `nnscale slurm`, which passes them on.
 WORKLOAD_OPTIONS = (
+    ("--strategy", dict(default="ddp", metavar="ddp|fsdp",
+                        help="ddp: DistributedDataParallel (default); fsdp: FSDP2 fully_shard, "
+                             "parameters, gradients and optimizer state sharded over the ranks")),
+    ("--framework", dict(default="torch", help="torch (the only one with DDP and FSDP here)")),
     ("--batch-per-worker", dict(type=int, metavar="B", help="weak scaling: B samples per worker")),
     ("--global-batch", dict(type=int, metavar="G", help="strong scaling: G samples split over workers")),
     ("--precision", dict(choices=PRECISIONS, default="fp32")),
     ("--channels-last", dict(action="store_true", help="NHWC memory format")),
     ("--input-size", dict(help="CxHxW; default: the model's own")),
+    ("--seq-len", dict(type=int, metavar="S", help="language models: tokens per sequence "
+                                                   "(default: the model's own)")),
     ("--bucket-mb", dict(type=float, default=25.0, help="DDP bucket_cap_mb (default 25)")),
     ("--grad-as-bucket-view", dict(action="store_true", help="DDP gradient_as_bucket_view")),
     ("--static-graph", dict(action="store_true", help="DDP static_graph")),
@@ -60,7 +67,7 @@ def workload_argv(args) -> list[str]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("scale", help="data-parallel (DDP) throughput over workers and nodes")
+    p = sub.add_parser("scale", help="data-parallel (DDP or FSDP) throughput over workers and nodes")
     p.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
     p.add_argument("--nproc", help="workers per node, e.g. 1,2,4,8 (default: powers of 2 up to "
                                    "the GPUs, or the cores on CPU)")
@@ -97,10 +104,16 @@ def default_nproc(device: str) -> str:
 
 
 def config_from_args(args) -> ScaleConfig:
+    ScaleConfig.check_strategy(args.strategy, args.framework)  # before the model is looked up
     check_seconds(args.timeout, "--timeout")
     check_thread_option(getattr(args, "threads_per_worker", None), "--threads-per-worker")
     shape = None
-    if args.input_size:
+    if args.seq_len is not None:
+        from nnscale.netstats.lm import check_seq_len
+
+        check_seq_len(args.model, args.seq_len)  # UserError for a non-LM or S out of range
+        shape = (args.seq_len,)
+    elif args.input_size:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
     else:
         model_info(args.model)  # an unknown model is a UserError before anything starts
@@ -120,7 +133,7 @@ def config_from_args(args) -> ScaleConfig:
                        channels_last=args.channels_last, input_shape=shape, policy=policy,
                        breakdown=args.breakdown, breakdown_iters=args.breakdown_iters,
                        dataset_size=args.dataset_size,
-                       epochs=args.epochs)
+                       epochs=args.epochs, strategy=args.strategy, framework=args.framework)
 
 
 def open_sink(args, node_rank: int, on_point=None) -> Sink:
@@ -143,6 +156,14 @@ def _f(v, fmt="{:.3g}"):
     return "" if v is None else fmt.format(v)
 
 
+def comm_bytes(s: dict) -> float:
+    """Bytes a rank's collectives carried per step: DDP's all-reduced gradients, or FSDP's
+    all-gathered parameters plus reduce-scattered gradients."""
+    if "bytes_allreduced_per_step" in s:
+        return s["bytes_allreduced_per_step"]
+    return s.get("bytes_all_gathered_per_step", 0.0) + s.get("bytes_reduce_scattered_per_step", 0.0)
+
+
 def table_rows(points) -> list[dict]:
     rows = []
     for p in points:
@@ -158,8 +179,10 @@ def table_rows(points) -> list[dict]:
             "spn": _f(s.get("speedup_vs_1_node")), "efn": _f(s.get("efficiency_vs_1_node"), "{:.0%}"),
             "step": f"{s['step_time_ms']:.2f}", "fwd": f"{s['forward_ms']:.2f}",
             "bwd": f"{s['backward_ms']:.2f}", "opt": f"{s['optimizer_ms']:.2f}",
-            "cexp": f"{s['comm_exposed_ms']:.2f}", "cov": f"{s['comm_overlapped_ms']:.2f}",
-            "bytes": binary_bytes(int(s["bytes_allreduced_per_step"])),
+            "cexp": _f(s.get("comm_exposed_ms"), "{:.2f}"),
+            "cov": _f(s.get("comm_overlapped_ms"), "{:.2f}"),
+            "bytes": binary_bytes(int(comm_bytes(s))),
+            "mem": binary_bytes(int(s["peak_memory_bytes"])) if s.get("peak_memory_bytes") else "",
             "strag": f"{s['slowest_rank']} ({s['straggler_ratio']:.2f}x)", "status": p.status,
         })
     return rows
@@ -169,7 +192,8 @@ COLUMNS = (("world", "workers"), ("layout", "nodes x procs"), ("batch", "batch/w
            ("global", "global batch"), ("rate", "samples/s"), ("per", "per worker"),
            ("sp1", "speedup vs 1 worker"), ("ef1", "eff."), ("spn", "speedup vs 1 node"),
            ("efn", "eff."), ("step", "step ms"), ("fwd", "fwd"), ("bwd", "bwd"), ("opt", "opt"),
-           ("cexp", "comm exposed"), ("cov", "comm overlapped"), ("bytes", "all-reduced/step"),
+           ("cexp", "comm exposed"), ("cov", "comm overlapped"), ("bytes", "communicated/step"),
+           ("mem", "peak mem/rank"),
            ("strag", "slowest rank"), ("status", "status"))
 
 

@@ -35,10 +35,61 @@ def add_parser(sub) -> None:
     p = sub.add_parser("stats", help="parameters, MACs, FLOPs, depth and layers of a model")
     p.add_argument("model", nargs="?", help="zoo name, torchvision:NAME or timm:NAME")
     p.add_argument("--input-size", help="CxHxW (or HxW, or S); default: the model's own")
+    p.add_argument("--seq-len", type=int, metavar="S",
+                   help="language models: the sequence length to count at (default: the model's, "
+                   "at most 2048)")
     p.add_argument("--per-layer", action="store_true", help="add the per-layer table")
     p.add_argument("--paper", action="store_true", help="the seed's table beside computed values")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.set_defaults(handle=handle)
+
+
+LM_SUMMARY = (
+    ("seq_len", "sequence length"),
+    ("params_total", "parameters"),
+    ("params_non_embedding", "parameters without embeddings"),
+    ("params_embedding", "embedding parameters"),
+    ("forward_flops_per_token", "forward FLOPs per token (FlopCounterMode)"),
+    ("training_flops_per_token", "training FLOPs per token (FlopCounterMode)"),
+    ("analytic_training_flops_per_token", "training FLOPs per token, 6N + 12·L·d·s (PaLM app. B)"),
+    ("training_flops_rel_diff", "counted / analytic − 1"),
+    ("attention_flops_share", "attention share of training FLOPs (full s×s scores)"),
+    ("decode_flops_per_token", "decode FLOPs per token at this context"),
+    ("activation_bytes_per_token", "activation memory per token (Korthikanti et al. 2022, 16-bit)"),
+    ("activation_bytes_per_token_checkpointed", "same with activation checkpointing (layer inputs)"),
+    ("recompute_bytes_per_token", "+ one layer while it is recomputed"),
+    ("activation_bytes_per_token_measured", "saved for backward per token, fp32, measured"),
+    ("kv_cache_bytes_per_token_bf16", "KV cache per token (bf16)"),
+    ("kv_cache_bytes_per_token_fp32", "KV cache per token (fp32)"),
+)
+
+
+def print_lm_stats(args) -> int:
+    """`nnscale stats LM [--seq-len S]`: netstats.lm's statistics (one line, exit 2, on bad input)."""
+    from nnscale.netstats.lm import check_seq_len, lm_stats
+
+    if args.input_size is not None or args.per_layer:
+        raise UserError(f"{args.model} is a language model: give --seq-len S, not --input-size or "
+                        "--per-layer")
+    if args.seq_len is not None:
+        check_seq_len(args.model, args.seq_len)  # before transformers is loaded
+    data = lm_stats(args.model, args.seq_len).to_dict()
+    if args.format != "table":
+        print(render([data], [("model", "model")] + list(LM_SUMMARY), args.format))
+        return 0
+    pretty = {}
+    for k, v in data.items():
+        if k.endswith("_bytes_per_token") or "_bytes_per_token_" in k:
+            pretty[k] = binary_bytes(v)
+        elif k in ("training_flops_rel_diff", "attention_flops_share"):
+            pretty[k] = f"{100 * v:+.3f} %" if k.endswith("diff") else f"{100 * v:.1f} %"
+        else:
+            pretty[k] = si(v) if isinstance(v, (int, float)) and v >= 10_000 else v
+    print(f"{args.model} at sequence length {data['seq_len']} (FLOPs counted on fake tensors; "
+          "attention counted over the full s×s scores, causal or not)")
+    print(render([{"what": h, "value": pretty[k]} for k, h in LM_SUMMARY],
+                 (("what", "statistic"), ("value", "value"))))
+    return 0
 
 
 def print_paper_table(fmt: str = "table") -> None:
@@ -58,6 +109,8 @@ def handle(args) -> int:
         return 0
     if not args.model:
         raise UserError("stats needs a MODEL (see `nnscale models`) or --paper")
+    if args.seq_len is not None or model_info(args.model).is_lm:
+        return print_lm_stats(args)
     shape = None
     if args.input_size is not None:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)

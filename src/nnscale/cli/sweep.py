@@ -25,7 +25,8 @@ DEFAULT_BATCHES = "1,2,4,8,16,32"
 def add_common(p, budget: float) -> None:
     """Options `sweep` and `tune` share."""
     p.add_argument("model", nargs="?", help="zoo name, torchvision:NAME or timm:NAME (see `nnscale models`)")
-    p.add_argument("--mode", default="inference", help="inference, training or both (default inference)")
+    p.add_argument("--mode", default="inference", help="inference, training or both (default "
+                   "inference); language models also decode, or all (prefill, decode, training)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--framework", default="torch", choices=FRAMEWORKS,
                    help="torch (default); tensorflow or jax (the Keras twin of the model; extras "
@@ -100,6 +101,10 @@ def add_parser(sub) -> None:
                    help=f"batch sizes, e.g. 1,2,4,8, or auto (largest that fits) (default {DEFAULT_BATCHES})")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--seq-len", type=int, metavar="S", help="language models: tokens per sequence, "
+                   "stored with every point (default: the model's, at most 2048)")
+    p.add_argument("--activation-checkpointing", action="store_true",
+                   help="language models' training: recompute each block's activations in backward")
     p.add_argument("--compile", action="store_true",
                    help="torch: torch.compile; tensorflow: XLA (jit_compile); jax: always jax.jit "
                    "(compile time is reported apart)")
@@ -107,9 +112,18 @@ def add_parser(sub) -> None:
 
 
 def config_from(args) -> SweepConfig:
+    kwargs = common_kwargs(args)
+    if args.seq_len is not None:  # a language model's input: (S,), checked against its maximum
+        from nnscale.netstats.lm import check_seq_len
+
+        if args.input_size is not None:
+            raise UserError("give --seq-len (language models) or --input-size (images), not both")
+        check_seq_len(args.model, args.seq_len)
+        kwargs["input_shape"] = (args.seq_len,)
     return SweepConfig(
-        **common_kwargs(args), batches=parse_batches(args.batch), precision=args.precision,
+        **kwargs, batches=parse_batches(args.batch), precision=args.precision,
         channels_last=args.channels_last, compile=args.compile, policy=policy_from(args, 10.0),
+        activation_checkpointing=args.activation_checkpointing,
     )
 
 

@@ -23,6 +23,11 @@ COMM_HOOKS = ("none", "fp16", "bf16")
 BREAKDOWN_MODES = ("inline", "separate")
 DEFAULT_TIMEOUT_S = 900.0  # one world size, launch to result; a ResNet-152 point on 8 GPUs fits
 ALLREDUCE_DTYPES = ("fp32", "bf16", "fp16")
+# The data-parallel strategies `scale` measures (nnscale.distributed.train_state.STRATEGIES; this
+# module does not import torch), and the one engine that has them.
+STRATEGIES = ("ddp", "fsdp")
+STRATEGY_NAMES = {"ddp": "DDP (DistributedDataParallel)", "fsdp": "FSDP (fully_shard)"}
+SCALE_FRAMEWORK = "torch"
 
 
 def parse_nproc(text: str) -> tuple[int, ...]:
@@ -192,8 +197,11 @@ class ScaleConfig:
     breakdown_iters: int = 20  # iterations of the separate pass
     dataset_size: int = IMAGENET_TRAIN_IMAGES
     epochs: int = DEFAULT_EPOCHS
+    strategy: str = "ddp"
+    framework: str = SCALE_FRAMEWORK
 
     def __post_init__(self) -> None:
+        self._check_strategy()
         if (self.batch_per_worker is None) == (self.global_batch is None):
             raise UserError("give exactly one of --batch-per-worker B (weak scaling) and "
                             "--global-batch G (strong scaling)")
@@ -217,6 +225,28 @@ class ScaleConfig:
             raise UserError(f"--comm-hook {self.comm_hook!r}: expected one of {', '.join(COMM_HOOKS)}")
         if not (math.isfinite(self.bucket_mb) and self.bucket_mb > 0):
             raise UserError(f"--bucket-mb {self.bucket_mb}: expected megabytes > 0, e.g. 25")
+
+    @staticmethod
+    def check_strategy(strategy: str, framework: str) -> None:
+        """UserError for a strategy nnscale does not have, or a framework without it."""
+        if strategy not in STRATEGIES:
+            raise UserError(f"--strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if framework != SCALE_FRAMEWORK:
+            raise UserError(f"--strategy {strategy} with --framework {framework}: {framework} has "
+                            f"no {STRATEGY_NAMES[strategy]} in nnscale; `nnscale scale` runs "
+                            "PyTorch's torch.distributed: --framework torch")
+
+    def _check_strategy(self) -> None:
+        self.check_strategy(self.strategy, self.framework)
+        if self.strategy == "fsdp":
+            ddp_only = [flag for flag, value, default in (
+                ("--bucket-mb", self.bucket_mb, 25.0), ("--grad-as-bucket-view",
+                 self.grad_as_bucket_view, False), ("--static-graph", self.static_graph, False),
+                ("--comm-hook", self.comm_hook, "none"), ("--breakdown", self.breakdown, "inline"))
+                if value != default]
+            if ddp_only:
+                raise UserError(f"{', '.join(ddp_only)}: DDP option(s), not FSDP's; drop them or "
+                                "use --strategy ddp (FSDP's steps always carry the breakdown)")
 
     @property
     def scaling(self) -> str:

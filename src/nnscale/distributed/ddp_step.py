@@ -34,11 +34,8 @@ and a second wrapper with the hook runs a short instrumented pass afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -46,48 +43,12 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnscale.measure.methodology import CpuTimer
-from nnscale.measure.torch_backend import (AMP_DTYPES, SGD_LR, SGD_MOMENTUM, CudaTimer, set_tf32,
-                                           training_loss)
-from nnscale.zoo import create_model, model_info
+from nnscale.distributed.train_state import Clock, StepOptions, TrainState
+from nnscale.measure.torch_backend import CudaTimer
+
+__all__ = ["Clock", "CommRecorder", "DDPTrainer", "StepOptions"]  # the first two from train_state
 _HOOKS = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}
 _WIRE_BYTES = {"none": None, "fp16": 2, "bf16": 2}  # bytes per element on the wire, None: as stored
-
-
-@dataclass(frozen=True, slots=True)
-class StepOptions:
-    model: str
-    batch: int  # per worker
-    input_shape: tuple[int, ...]
-    precision: str = "fp32"
-    bucket_mb: float = 25.0
-    grad_as_bucket_view: bool = False
-    static_graph: bool = False
-    comm_hook: str = "none"
-    channels_last: bool = False
-
-
-class Clock:
-    """Marks on one timeline: perf_counter on CPU, CUDA events on the current stream on GPU."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-
-    def mark(self):
-        if not self.cuda:
-            return time.perf_counter()
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
-
-    def ms(self, start, end) -> float:
-        """Milliseconds from mark `start` to mark `end` (both complete: see `wait`)."""
-        return start.elapsed_time(end) if self.cuda else (end - start) * 1000.0
-
-    def wait(self, *marks) -> None:
-        """Until the marks have happened (CUDA events complete; CPU readings already have)."""
-        if self.cuda:
-            for event in marks:
-                event.synchronize()
 
 
 class CommRecorder:
@@ -115,33 +76,15 @@ class CommRecorder:
         return fut.then(done)
 
 
-def _amp(device: torch.device, precision: str):
-    """Mixed precision as the single-device engine runs it (nnscale.measure.torch_backend)."""
-    dtype = AMP_DTYPES.get(precision)
-    if dtype is not None:
-        return lambda: torch.autocast(device.type, dtype=dtype)
-    return contextlib.nullcontext
-
-
 class DDPTrainer:
-    """The model, its data, optimizer and DDP wrapper on one rank."""
+    """A rank's `TrainState` and its DDP wrapper."""
 
     def __init__(self, opts: StepOptions, device: torch.device, seed: int):
         self.opts, self.device = opts, device
-        info = model_info(opts.model)
-        torch.manual_seed(seed)  # weights: rank 0's are broadcast by DDP; data differs per rank
-        self.module = create_model(opts.model).to(device)
-        fmt = torch.channels_last if opts.channels_last else torch.contiguous_format
-        if opts.channels_last:
-            self.module = self.module.to(memory_format=fmt)
-        self.x = torch.randn(opts.batch, *opts.input_shape, device=device).to(memory_format=fmt)
-        self.y = torch.randint(0, info.num_classes, (opts.batch,), device=device)
-        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
-        self.scaler = torch.amp.GradScaler(device.type) if opts.precision == "fp16" else None
-        self.amp = _amp(device, opts.precision)
-        if device.type == "cuda":  # as the single-device engine: fixed shapes, TF32 only if asked
-            torch.backends.cudnn.benchmark = True
-            set_tf32(opts.precision == "tf32")
+        self.state = TrainState(opts, device, seed)  # model, batch, precision: as FSDP's
+        self.module = self.state.module
+        self.state.make_optimizer()  # DDP keeps the module's own parameters
+        self.optimizer = self.state.optimizer
         self.ddp: DDP | None = None
         self.recorder: CommRecorder | None = None
         self.rows: list[dict[str, float]] = []  # one breakdown per instrumented step, in order
@@ -168,33 +111,16 @@ class DDPTrainer:
         the caller runs outside the timed region (`FlushingTimer`)."""
         rec = self.recorder
         if rec is None:
-            with self.amp():
-                loss = training_loss(self.ddp(self.x), self.y)
-            self._backward_and_update(loss, None)
+            self.state.backward_and_update(self.state.loss(self.ddp), None, None)
             return
         rec.buckets = []
         clock = rec.clock
         marks = [clock.mark()]
-        with self.amp():
-            loss = training_loss(self.ddp(self.x), self.y)
+        loss = self.state.loss(self.ddp)
         marks.append(clock.mark())
-        self._backward_and_update(loss, marks)
+        self.state.backward_and_update(loss, marks, clock)
         marks.append(clock.mark())
         self._pending = (marks, rec.buckets)
-
-    def _backward_and_update(self, loss, marks: list | None) -> None:
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if marks is not None:
-                marks.append(self.recorder.clock.mark())
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if marks is not None:
-                marks.append(self.recorder.clock.mark())
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
 
     def flush(self) -> None:
         """Turn the last step's marks into its breakdown row. On CUDA this waits for the step's

@@ -75,7 +75,9 @@ def summarize_breakdown(iterations: Sequence[dict[str, float]]) -> dict[str, flo
     ranked = sorted(iterations, key=lambda it: it["step_ms"])
     n = len(ranked)
     middle = ranked[n // 4: n - n // 4] or ranked
-    out = {k: math.fsum(it[k] for it in middle) / len(middle) for k in BREAKDOWN_KEYS}
+    # Every part an iteration carries: DDP's (BREAKDOWN_KEYS) or FSDP's, which adds all-gather and
+    # reduce-scatter times and bytes (nnscale.distributed.fsdp_step).
+    out = {k: math.fsum(it[k] for it in middle) / len(middle) for k in ranked[0]}
     out["breakdown_sum_ms"] = math.fsum(out[k] for k in BREAKDOWN_PARTS)
     return out
 

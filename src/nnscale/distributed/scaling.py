@@ -20,7 +20,7 @@ from nnscale.distributed.config import ScaleConfig, check_workers
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, split_cores
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
-from nnscale.records import Measurement, Workload
+from nnscale.records import Measurement, Workload, strategy_of
 from nnscale.stats import Summary, throughput
 from nnscale.zoo import model_info
 
@@ -52,13 +52,14 @@ def ddp_options(cfg: ScaleConfig) -> dict:
 
 
 def framework_tag(cfg: ScaleConfig) -> str:
-    """Workload.framework: 'torch-ddp', plus the node count and any non-default DDP option, so that
-    e.g. 2 nodes × 1 worker and 1 node × 2 workers (both world size 2) are different workloads."""
+    """Workload.framework: the engine ('torch-ddp', 'torch-fsdp'), plus the node count and any
+    non-default DDP option, so that e.g. 2 nodes × 1 worker and 1 node × 2 workers (both world
+    size 2) are different workloads. The strategy is also the workload's own field (`strategy`)."""
     defaults = {"bucket_mb": 25.0, "grad_as_bucket_view": False, "static_graph": False,
                 "comm_hook": "none"}
     extra = cfg.launching.tags
     extra += [f"{k}={v}" for k, v in ddp_options(cfg).items() if v != defaults[k]]
-    return "torch-ddp" + (f"[{','.join(extra)}]" if extra else "")
+    return f"torch-{cfg.strategy}" + (f"[{','.join(extra)}]" if extra else "")
 
 
 def workload(cfg: ScaleConfig, nproc: int) -> Workload:
@@ -69,12 +70,13 @@ def workload(cfg: ScaleConfig, nproc: int) -> Workload:
     return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
                     input_shape=tuple(shape), device=cfg.launching.device, precision=cfg.precision,
                     channels_last=cfg.channels_last, threads=threads,
-                    framework=framework_tag(cfg), world_size=world)
+                    framework=framework_tag(cfg), world_size=world, strategy=cfg.strategy)
 
 
 def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
     step = {"model": cfg.model, "batch": w.batch_size, "input_shape": list(w.input_shape),
-            "precision": cfg.precision, "channels_last": cfg.channels_last, **ddp_options(cfg)}
+            "precision": cfg.precision, "channels_last": cfg.channels_last, **ddp_options(cfg),
+            "strategy": cfg.strategy}
     job = {"kind": "scale", "device": cfg.launching.device, "timeout_s": cfg.launching.timeout_s,
            "policy": cfg.policy.to_dict(), "step": step, "breakdown": cfg.breakdown,
            "breakdown_iters": cfg.breakdown_iters}
@@ -90,7 +92,7 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
     stats = {
         "scaling": cfg.scaling, "world_size": w.world_size, "nnodes": cfg.launching.nnodes,
         "nproc_per_node": nproc, "batch_per_worker": w.batch_size, "global_batch": global_batch,
-        "backend": result["backend"], "ddp_options": ddp_options(cfg),
+        "backend": result["backend"], "strategy": cfg.strategy,
         **summary.to_dict(), **rate.to_dict(),
         "step_time_ms": summary.median_ms,
         "samples_per_s_per_worker": rate.samples_per_s / w.world_size,
@@ -101,14 +103,16 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         "breakdown_step_ms": bd["step_ms"], "breakdown_iters": result["breakdown_iters"],
         "breakdown_samples_keys": list(BREAKDOWN_SAMPLE_KEYS),
         "breakdown_samples": result["breakdown_samples"],
-        "breakdown_method": f"DDP comm hook marks, {result['breakdown_mode']} (docs/distributed.md)",
-        "bytes_allreduced_per_step": bd["bytes_allreduced"], "buckets": bd["buckets"],
+        "breakdown_method": (f"DDP comm hook marks, {result['breakdown_mode']} (docs/distributed.md)"
+                             if cfg.strategy == "ddp" else "FSDP2 custom all-gather/reduce-scatter "
+                             "marks, inline (docs/distributed.md)"),
         "per_rank_step_ms": [r["step_ms"] for r in per_rank],
         "per_rank_compute_ms": [r["compute_ms"] for r in per_rank],
         "per_rank_comm_exposed_ms": [r["breakdown"]["comm_exposed_ms"] for r in per_rank],
         "per_rank_host": [r["host"] for r in per_rank],
         **straggler_stats([r["compute_ms"] for r in per_rank]),
-        "ddp_logging": result["ddp_logging"],
+        **_memory_stats(per_rank),
+        **_strategy_stats(cfg, result),
         "dataset_size": cfg.dataset_size, "epochs": cfg.epochs,
         "time_to_train_min": time_to_train_min(summary.median_ms, global_batch, cfg.dataset_size,
                                                cfg.epochs),
@@ -119,12 +123,43 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
     return stats
 
 
+def _memory_stats(per_rank: list[dict]) -> dict:
+    """Peak memory per rank (nnscale.distributed.memory) and the model state each rank holds."""
+    mems = [r.get("memory") or {} for r in per_rank]
+    peaks = [m.get("peak_memory_bytes") for m in mems]
+    known = [p for p in peaks if p is not None]
+    first = mems[0] if mems else {}
+    return {"peak_memory_bytes": max(known) if known else None,  # the rank that needs the most
+            "per_rank_peak_memory_bytes": peaks,
+            "per_rank_model_state_bytes": [m.get("param_bytes", 0) + m.get("grad_bytes", 0)
+                                           + m.get("optimizer_state_bytes", 0) for m in mems],
+            **{f"{k}_per_rank": first.get(k) for k in ("param_bytes", "grad_bytes",
+                                                       "optimizer_state_bytes")},
+            "memory_method": first.get("memory_method")}
+
+
+def _strategy_stats(cfg: ScaleConfig, result: dict) -> dict:
+    """What only one strategy has: DDP's buckets and log, FSDP's collectives and layout."""
+    bd = result["breakdown"]
+    if cfg.strategy == "ddp":
+        return {"ddp_options": ddp_options(cfg), "bytes_allreduced_per_step": bd["bytes_allreduced"],
+                "buckets": bd["buckets"], "ddp_logging": result["ddp_logging"]}
+    out = {k: bd.get(k, 0.0) for k in ("all_gather_ms", "reduce_scatter_ms", "all_gathers",
+                                        "reduce_scatters")}
+    out["bytes_all_gathered_per_step"] = bd.get("bytes_all_gathered", 0.0)
+    out["bytes_reduce_scattered_per_step"] = bd.get("bytes_reduce_scattered", 0.0)
+    out["fsdp_layout"] = result.get("fsdp_layout")
+    if not result.get("exposed_measured", True):  # CUDA: FSDP's streams overlap, not separated
+        out.update(comm_exposed_ms=None, comm_overlapped_ms=None)
+    return out
+
+
 def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     b = a.workload
     return (a.status in USABLE and b.model == w.model and b.device == w.device
             and b.precision == w.precision and b.input_shape == w.input_shape
-            and b.channels_last == w.channels_last and b.framework.startswith("torch-ddp")
-            and a.stats.get("ddp_options") == ddp_options(cfg))
+            and b.channels_last == w.channels_last and strategy_of(b) == w.strategy
+            and a.stats.get("ddp_options") == (ddp_options(cfg) if cfg.strategy == "ddp" else None))
 
 
 def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement]) -> None:

@@ -1,8 +1,8 @@
 """The program torchrun starts on every rank: `python -m nnscale.distributed.worker JOB.json`.
 
 The parent (`launch.launch`) writes JOB.json into a fresh directory and reads back from it:
-- `rank<R>.state.json`: the rank's pid, host and current phase (init, warmup+measure, breakdown,
-  gather, done), rewritten at each phase change, so a timeout can say where each rank was;
+- `rank<R>.state.json`: the rank's pid, host and current phase (init, memory, warmup+measure,
+  breakdown, gather, done), rewritten at each phase change, so a timeout can say where each rank was;
 - `rank<R>.error.json`: written by a rank that raised: its type, message and traceback tail;
 - `result.json`: rank 0's result, broadcast to every rank and written by each node's local rank 0,
   so that the parent on every node has it (only one stores it).
@@ -90,32 +90,49 @@ def _setup_device(job: dict, local_rank: int):
     return torch.device("cpu")
 
 
+def _trainer(step_opts, ctx: dict, inline: bool):
+    """The strategy's trainer, instrumented (FSDP always: its timed collectives are a Python call
+    per collective, not per gradient bucket); and the DDP logging function, or None."""
+    from nnscale.distributed.ddp_step import Clock, CommRecorder, DDPTrainer, ddp_logging
+
+    if step_opts.strategy == "fsdp":
+        from nnscale.distributed.fsdp_step import FSDPTrainer
+
+        return FSDPTrainer(step_opts, ctx["device"], seed=1000 + ctx["rank"]), None
+    trainer = DDPTrainer(step_opts, ctx["device"], seed=1000 + ctx["rank"])
+    trainer.wrap(CommRecorder(Clock(ctx["device"]), step_opts.comm_hook) if inline else None)
+    return trainer, lambda: ddp_logging(trainer.ddp)
+
+
 def _scale(job: dict, ctx: dict, state: _State) -> dict:
     import torch.distributed as dist
 
-    from nnscale.distributed.ddp_step import (Clock, CommRecorder, DDPTrainer, FlushingTimer,
-                                              StepOptions, collective_flag, ddp_logging,
+    from nnscale.distributed.ddp_step import (Clock, CommRecorder, FlushingTimer, collective_flag,
                                               step_timer)
+    from nnscale.distributed.memory import RankMemory
     from nnscale.distributed.metrics import (BREAKDOWN_PARTS, BREAKDOWN_SAMPLE_KEYS,
                                              summarize_breakdown)
+    from nnscale.distributed.train_state import StepOptions
     from nnscale.measure.methodology import MeasurePolicy, measure
 
-    step_opts = dict(job["step"], input_shape=tuple(job["step"]["input_shape"]))
-    trainer = DDPTrainer(StepOptions(**step_opts), ctx["device"], seed=1000 + ctx["rank"])
-    clock = Clock(ctx["device"])
+    step_opts = StepOptions(**dict(job["step"], input_shape=tuple(job["step"]["input_shape"])))
+    memory = RankMemory(ctx["device"], step_opts.model)  # before the model exists: the bare worker
     inline = job["breakdown"] == "inline"
-    trainer.wrap(CommRecorder(clock, trainer.opts.comm_hook) if inline else None)
+    trainer, logged = _trainer(step_opts, ctx, inline)
+    state.phase("memory")  # a pass of its own, before the timed steps (nnscale.distributed.memory)
+    mem = memory.measure(trainer)
     state.phase("warmup+measure")
     policy = MeasurePolicy.from_dict(job["policy"])
     step = _with_fault(trainer.step, _fault(ctx["rank"]))
     timer = FlushingTimer(step_timer(ctx["device"]), trainer)
     timed = measure(step, timer, policy, agree=collective_flag(ctx["ctrl"]))
-    logging = ddp_logging(trainer.ddp)
-    if inline:  # every step was instrumented: keep those of the measured samples
+    mem.update(memory.timed_peak(), **trainer.state.state_bytes())
+    logging = logged() if logged else {}
+    if inline or step_opts.strategy == "fsdp":  # every step was instrumented: the measured ones
         iterations = trainer.take_rows()[-len(timed.samples_ms):]
     else:
         state.phase("breakdown")
-        trainer.wrap(CommRecorder(clock, trainer.opts.comm_hook))
+        trainer.wrap(CommRecorder(Clock(ctx["device"]), trainer.opts.comm_hook))
         # DDP rebuilds its buckets after the first iteration: 3 warm-up steps. The same count on
         # every rank (the sample count is agreed), or the collectives would deadlock.
         for _ in range(3 + min(job["breakdown_iters"], max(3, len(timed.samples_ms)))):
@@ -127,7 +144,7 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
     state.phase("gather")
     samples = sorted(timed.samples_ms)
     mine = {"rank": ctx["rank"], "host": socket.gethostname(), "step_ms": samples[len(samples) // 2],
-            "breakdown": parts,
+            "breakdown": parts, "memory": mem,
             "compute_ms": sum(parts[k] for k in BREAKDOWN_PARTS if k != "comm_exposed_ms")}
     everyone = [None] * ctx["world_size"]
     dist.all_gather_object(everyone, mine, group=ctx["ctrl"])
@@ -138,14 +155,18 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
         "warmup_s": timed.warmup_s,
         "measure_s": timed.measure_s,
         "summary": timed.summary.to_dict(),
+        "strategy": step_opts.strategy,
         "breakdown": parts,
-        "breakdown_mode": job["breakdown"],
+        "breakdown_mode": "inline" if step_opts.strategy == "fsdp" else job["breakdown"],
         "breakdown_iters": len(iterations),
         # Rank 0's per-iteration parts, at most the last 1000 (they show the spread).
         "breakdown_samples": [[round(it[k], 4) for k in BREAKDOWN_SAMPLE_KEYS]
                               for it in iterations[-1000:]],
         "per_rank": everyone,
+        "memory": mem,
         "ddp_logging": logging,
+        "fsdp_layout": getattr(trainer, "layout", None),
+        "exposed_measured": not (step_opts.strategy == "fsdp" and ctx["device"].type == "cuda"),
     }
 
 

@@ -41,7 +41,7 @@ class FrameworkSpec:
 
 
 SPECS = {
-    "torch": FrameworkSpec(("torch",), None, ("inference", "training"), ("fp32", "tf32", "bf16", "fp16"),
+    "torch": FrameworkSpec(("torch",), None, ("inference", "decode", "training"), ("fp32", "tf32", "bf16", "fp16"),
                            True, "compile", channels_last_allowed=True),
     # fp16 training would need Keras' LossScaleOptimizer threaded through both stateless steps; not
     # done, so refused rather than run without loss scaling (which underflows gradients).

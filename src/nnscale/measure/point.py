@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 
 from nnscale.measure.backend import Backend, get_backend
+from nnscale.measure.lm import is_lm, lm_rate_stats
 from nnscale.measure.methodology import MeasurePolicy, Timed, measure
 from nnscale.records import Measurement, Workload
 from nnscale.stats import throughput
@@ -138,4 +139,6 @@ def derive(m: Measurement, flop_per_sample: int | None, peak_flop_per_s: float |
     mfu = achieved / peak_flop_per_s if achieved is not None and peak_flop_per_s else None
     stats = dict(m.stats, flop_per_sample=flop_per_sample, achieved_flop_per_s=achieved,
                  peak_flop_per_s=peak_flop_per_s, mfu=mfu)
+    if is_lm(m.workload.model):  # tokens/s beside sequences/s, from the combined rate (measure/lm.py)
+        stats.update(lm_rate_stats(m.workload, stats))
     return Measurement(m.workload, m.status, m.samples_ms, stats, m.error)

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 
 from nnscale.errors import UserError
+from nnscale.measure.lm import flops_per_sample as lm_flops_per_sample
+from nnscale.measure.lm import is_lm
 from nnscale.measure.point import derive
 from nnscale.measure.processes import run_processes
 from nnscale.measure.progress import NullProgress
@@ -121,6 +123,11 @@ def flop_counter() -> Callable[[Workload], int | None]:
     cache = _FLOPS  # per model and input: a study asks for the same net in many sweeps
 
     def flops(w: Workload) -> int | None:
+        if is_lm(w.model):  # per sequence and mode: prefill, decode or training (measure/lm.py)
+            key = (w.model, tuple(w.input_shape), w.mode)
+            if key not in cache:
+                cache[key] = (lm_flops_per_sample(w),) * 2
+            return cache[key][0]
         key = (w.model, tuple(w.input_shape))
         if key not in cache:
             try:

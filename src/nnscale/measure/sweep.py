@@ -16,13 +16,14 @@ from dataclasses import dataclass, field, fields, replace
 
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import check_framework, check_model
+from nnscale.measure.lm import check_lm_config
 from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
 from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
 from nnscale.measure.validate import check_device, check_precision, check_seconds, check_threads
 from nnscale.environment import check_interference
-from nnscale.records import MODES, PRECISIONS, Measurement, Workload
+from nnscale.records import ALL_MODES, PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
 
@@ -51,10 +52,12 @@ class SweepConfig:
     auto_max_step_s: float | None = None
     # Warn when the load per core, others' CPU share or the steal share is above this (environment.py)
     interference_max: float = INTERFERENCE_MAX
+    activation_checkpointing: bool = False  # language models' training points (measure/lm.py)
 
     def __post_init__(self) -> None:
-        if not self.modes or any(m not in MODES for m in self.modes):
-            raise UserError(f"bad modes {self.modes!r}: expected inference and/or training")
+        if not self.modes or any(m not in ALL_MODES for m in self.modes):
+            raise UserError(f"bad modes {self.modes!r}: expected inference, training and/or decode "
+                            "(language models)")
         if self.batches is not None and (not self.batches or any(
                 not isinstance(b, int) or b <= 0 for b in self.batches)):
             raise UserError(f"bad batch sizes {self.batches!r}: expected positive integers")
@@ -104,6 +107,8 @@ def resolve(config: SweepConfig) -> tuple[SweepConfig, tuple[str, ...]]:
     note = check_precision(device, config.precision)
     default_shape = tuple(model_info(config.model).input_shape)
     check_model(config.framework, config.model, config.input_shape, default_shape)
+    check_lm_config(config.model, config.modes, config.input_shape, config.activation_checkpointing,
+                    config.framework, config.channels_last, config.compile)
     config.policy.check_process_budget()
     shape = tuple(config.input_shape or default_shape)
     if config.channels_last and len(shape) != 3:
@@ -117,7 +122,8 @@ def workload(config: SweepConfig, mode: str, batch: int) -> Workload:
     return Workload(model=config.model, mode=mode, batch_size=batch, input_shape=config.input_shape,
                     device=config.device, precision=config.precision,
                     channels_last=config.channels_last, compile=config.compile, threads=config.threads,
-                    framework=config.framework)
+                    framework=config.framework,
+                    activation_checkpointing=config.activation_checkpointing and mode == "training")
 
 
 def spec(config: SweepConfig, w: Workload, policy: MeasurePolicy | None = None) -> PointSpec:

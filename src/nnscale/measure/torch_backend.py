@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
+from nnscale.measure.lm import lm_step
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 from nnscale.zoo import create_model, model_info
@@ -126,7 +127,8 @@ class TorchBackend(Backend):
             torch.set_num_threads(w.threads)
         device = torch.device(w.device)
         self._device = device
-        num_classes = model_info(w.model).num_classes  # loads the zoo's modules: before the probe
+        info = model_info(w.model)  # loads the zoo's modules: before the probe
+        num_classes = info.num_classes
         self._host_peak.reset()
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -136,6 +138,8 @@ class TorchBackend(Backend):
         with torch.device(device):
             model = create_model(w.model)
         model = model.to(device)
+        if info.is_lm:  # token ids in, three modes (measure/lm.py)
+            return self._prepared(w, device, lm_step(model, w, device, *self._amp_and_optimizer(model, w, device)))
         x = torch.randn((w.batch_size, *w.input_shape), device=device)
         if w.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -172,6 +176,32 @@ class TorchBackend(Backend):
                     scaler.update()
                 return loss
 
+        return self._prepared(w, device, step)
+
+    @staticmethod
+    def _amp_and_optimizer(model, w: Workload, device: torch.device):
+        """(autocast context, `optimizer_step(loss)`) as the image step above has them."""
+        dtype = AMP_DTYPES.get(w.precision)
+        opt = torch.optim.SGD(model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
+        scaler = torch.amp.GradScaler(device.type) if w.precision == "fp16" else None
+
+        def amp():
+            return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+        def optimizer_step(loss):
+            opt.zero_grad(set_to_none=True)
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+
+        return amp, optimizer_step
+
+    @staticmethod
+    def _prepared(w: Workload, device: torch.device, step) -> Prepared:
         if device.type == "cuda":
             timer, name = CudaTimer(device), torch.cuda.get_device_name(device)
         else:

@@ -13,7 +13,7 @@ import re
 from functools import cache
 
 from nnscale.errors import UserError
-from nnscale.records import MODES, PRECISIONS
+from nnscale.records import ALL_MODES, MODES, PRECISIONS
 
 MAX_BATCH = 1 << 24
 # A week: longer than any point or world size should take, and far below the limits of what
@@ -64,11 +64,15 @@ def parse_size(text: str) -> int:
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
-    """'inference', 'training' or 'both' (inference first)."""
+    """'inference', 'training' or 'both' (inference first); language models also 'decode' and
+    'all' (inference = prefill, decode, training)."""
     if text == "both":
         return MODES
-    if text not in MODES:
-        raise UserError(f"unknown mode {text!r}: expected inference, training or both")
+    if text == "all":
+        return ALL_MODES
+    if text not in ALL_MODES:
+        raise UserError(f"unknown mode {text!r}: expected inference, training or both; for language "
+                        "models also decode or all")
     return (text,)
 
 

@@ -13,7 +13,7 @@ import matplotlib
 from nnscale.format import si
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report import plots_batch, plots_scaling, tables
+from nnscale.report import plots_batch, plots_lm, plots_scaling, tables
 from nnscale.report.model import Highlight, Report
 from nnscale.report.predictions import normalize
 from nnscale.report.svg import RC
@@ -91,7 +91,10 @@ def build_report(
     with matplotlib.rc_context(RC):
         # The headline results first (speed against batch and against workers, the seed's two
         # questions), then the details that explain them.
-        plots = plots_batch.throughput_plots(ms)
+        # Language models get tokens/s against batch × S (plots_lm); samples/s against batch
+        # alone would mix their sequence lengths in one curve.
+        plots = plots_batch.throughput_plots([m for m in ms if not plots_lm.is_lm_point(m)])
+        plots += plots_lm.lm_plots(ms)
         plots += plots_batch.framework_plot(ms)
         plots += plots_scaling.scaling_plot(ms, preds)
         plots += plots_scaling.predicted_plot(ms, preds)
@@ -103,7 +106,7 @@ def build_report(
     single = [m for m in P.single_worker(ms) if P.measured(m)]
     if not ms:
         notes.append("This run holds no points yet: nothing to plot.")
-    elif "throughput" not in have:
+    elif "throughput" not in have and "lm" not in have:
         notes.append("No one-worker point was measured successfully: no batch-size plots.")
     if "latency" not in have and single:
         notes.append("No inference latency percentiles in this run: no latency plot.")
@@ -128,6 +131,8 @@ def build_report(
                      + "; ".join(plan["dropped"]) + ".")
 
     table_list = [tables.best_table(ms)]
+    if any(plots_lm.is_lm_point(m) for m in ms):
+        table_list.append(plots_lm.lm_table(ms))
     if netstats_rows:
         table_list.append(tables.netstats_table(netstats_rows))
     else:

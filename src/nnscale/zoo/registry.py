@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from nnscale.errors import UserError
+from nnscale.zoo.lm_shapes import LMShape
 
-# Families, in the order listings show them.
-FAMILIES = ("paper", "torchvision", "seed", "test", "timm", "imported")
+# Families, in the order listings show them. "lm": decoder-only language models (transformer_models).
+FAMILIES = ("paper", "torchvision", "seed", "test", "timm", "imported", "lm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,13 @@ class ModelInfo:
     source: str  # where the definition comes from (a library function or "written from the paper")
     paper: str  # citation of the architecture's paper; "" where there is none
     description: str = ""
+    # A language model's shape (vocabulary, layers, maximum sequence length...); None for the rest.
+    # Its input is token ids (batch, S): input_shape is then (S,), the default sequence length.
+    lm_shape: LMShape | None = None
+
+    @property
+    def is_lm(self) -> bool:
+        return self.lm_shape is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,7 @@ def register_model(
     source: str,
     paper: str = "",
     description: str = "",
+    lm_shape: LMShape | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a model constructor `fn(**overrides) -> nn.Module` to the registry."""
     if family not in FAMILIES:
@@ -59,7 +68,8 @@ def register_model(
     def decorate(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        info = ModelInfo(name, family, tuple(input_shape), num_classes, source, paper, description)
+        info = ModelInfo(name, family, tuple(input_shape), num_classes, source, paper, description,
+                         lm_shape)
         _REGISTRY[name] = _Entry(info, fn)
         return fn
 
@@ -69,7 +79,13 @@ def register_model(
 def _load_builtin() -> None:
     # Importing the definition modules registers their models; done lazily so that importing the
     # registry alone stays cheap and free of import cycles.
-    from nnscale.zoo import paper_models, seed_models, test_models, torchvision_models  # noqa: F401
+    from nnscale.zoo import (  # noqa: F401
+        paper_models,
+        seed_models,
+        test_models,
+        torchvision_models,
+        transformer_models,
+    )
 
 
 def list_models(pattern: str = "*", *, family: str | None = None) -> list[str]:

@@ -74,3 +74,33 @@ register_model(
     source="nnscale test model",
     description="two linear layers; for fast tests",
 )(TinyMLP)
+
+
+class WideMLP(nn.Module):
+    """flatten 1x32x32 -> linear 1024->2048, four blocks of linear 2048->2048 + ReLU, linear
+    2048->num_classes: 18.9M parameters (75.5 MB in fp32) and little activation memory at small
+    batches, so parameters, gradients and optimizer state dominate a training step's memory (what
+    sharding divides: tests/distributed/test_fsdp.py)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 2048, depth: int = 4) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Flatten(), nn.Linear(1024, width), nn.ReLU())
+        self.blocks = nn.ModuleList(nn.Sequential(nn.Linear(width, width), nn.ReLU())
+                                    for _ in range(depth))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+register_model(
+    "test-wide-mlp",
+    family="test",
+    input_shape=(1, 32, 32),
+    num_classes=10,
+    source="nnscale test model",
+    description="18.9M parameters in wide linear layers; for sharding tests",
+)(WideMLP)
