@@ -6,8 +6,9 @@ strategy, and prints beside it nnscale.predict.memory's prediction for the same 
 size = data-parallel degree, FSDP sharding over all ranks for `fsdp`, the point's batch per rank
 and sequence length (input_shape (S,)), precision, full checkpointing if the point had
 `activation_checkpointing`, SGD with momentum (the engine's optimizer,
-nnscale.measure.torch_backend), PyTorch DDP's bucket copy of the gradients, and the eager
-elementwise tensors of Hugging Face's modules. The measured peak on CPU is the resident set over
+nnscale.measure.torch_backend), PyTorch DDP's bucket copy of the gradients (unless the point ran
+with --grad-as-bucket-view), FSDP's root unit (embedding, output) kept gathered (nnscale's FSDP
+step shards the blocks, then the model), and the eager elementwise tensors of Hugging Face's modules. The measured peak on CPU is the resident set over
 the steps less the bare worker's (nnscale.distributed.memory), so allocator slack is in it and not
 in the prediction.
 
@@ -68,7 +69,8 @@ def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
                 pred = memory_per_gpu(shape, layout, seq, w.batch_size, recompute=recompute,
                                       precision=w.precision if w.precision != "tf32" else "fp32",
                                       optimizer="sgd-momentum", eager=True, flash=flash,
-                                      ddp_bucket_copy=True)
+                                      ddp_bucket_copy="grad_as_bucket_view=True" not in w.framework,
+                                      fsdp_root_gathered=True)
                 rows.append({"run": name, "model": w.model, "strategy": strategy, "world_size": ranks,
                              "batch": w.batch_size, "seq_len": seq, "measured_mib": peak / MIB,
                              "predicted_mib": pred.total / MIB, "error": pred.total / peak - 1,

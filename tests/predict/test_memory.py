@@ -99,3 +99,7 @@ def test_fp32_sgd_ddp_on_cpu_hand_computed():
     assert mem.logits == 32 * (512 * 16 + 3 * 64 * 4)  # RMSNorm eager: in, normalised, out
     fsdp = memory_per_gpu(TINY, Layout(dp=2, fsdp=2), 16, 2, precision="fp32", optimizer="sgd-momentum")
     assert fsdp.weights == 2 * p and fsdp.buffers == TINY.params_per_layer() * (2 * 4 + 4)
+    root = memory_per_gpu(TINY, Layout(dp=2, fsdp=2), 16, 2, precision="fp32", optimizer="sgd-momentum",
+                          fsdp_root_gathered=True)
+    # FSDP2 keeps the root unit (embedding 512*64, final norm 64, head 512*64) gathered, grads whole.
+    assert root.buffers - fsdp.buffers == (32_768 + 64 + 32_768) * (4 + 4)

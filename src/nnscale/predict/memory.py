@@ -35,7 +35,9 @@ The output layer: the final norm's input and output, the logits (bf16) and, at t
 backward, the loss's fp32 log-softmax, its gradient and the logits' fp32 gradient: 2 + 4 + 4 + 4
 bytes per vocabulary entry and token, vocabulary-parallel over t (Megatron's parallel cross-entropy).
 Buffers: FSDP holds two gathered layers (the current one and the prefetched next) and one layer's
-unsharded gradients for its reduce-scatter; PyTorch DDP's default buckets are a second copy of the
+unsharded gradients for its reduce-scatter (and with `fsdp_root_gathered`, the root unit's
+embedding and output, which FSDP2 keeps gathered when the model itself is the last unit sharded,
+as nnscale's FSDP step does; torchtitan shards them as units of their own); PyTorch DDP's default buckets are a second copy of the
 gradients (DistributedDataParallel's `gradient_as_bucket_view=False`; the docs: True "saves a
 copy of gradients"), Megatron's contiguous buffer is not (`ddp_bucket_copy`).
 """
@@ -246,7 +248,7 @@ def memory_per_gpu(shape: LMShape, layout: Layout, seq_len: int, micro_batch: in
                    micro_batches: int = 1, recompute: str = "none", precision: str = "bf16",
                    capacity_bytes: float = float("inf"), flash: bool | None = None,
                    zero: int | None = None, optimizer: str = "adam", eager: bool = False,
-                   ddp_bucket_copy: bool = False) -> MemoryBreakdown:
+                   ddp_bucket_copy: bool = False, fsdp_root_gathered: bool = False) -> MemoryBreakdown:
     """Peak memory of one GPU for `layout` (see the module docstring)."""
     params = stage_params(shape, layout)
     states = state_bytes(params, layout, precision, zero, optimizer)
@@ -255,6 +257,11 @@ def memory_per_gpu(shape: LMShape, layout: Layout, seq_len: int, micro_batch: in
     layer = shape.params_per_layer() / layout.tp
     if stage >= 3:  # two gathered layers and one layer's unsharded gradients
         buffers = layer * (2 * w_bytes + g_bytes)
+        if fsdp_root_gathered:  # `fully_shard(model)` last: the root unit's own parameters
+            # (embedding, final norm, output) stay gathered through the step (FSDP2 does not
+            # reshard the root after forward), and their gradients are whole until reduced.
+            root = (shape.params_embedding() + shape.params_final_norm() + shape.params_lm_head())
+            buffers += root / layout.tp * (w_bytes + g_bytes)
     elif ddp_bucket_copy and layout.dp > 1:
         buffers = params * g_bytes
     else:
