@@ -59,7 +59,7 @@ def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
                 w, peak = m.workload, m.stats.get("peak_memory_bytes")
                 shape = lm_shape(w.model)
                 strategy = _strategy(w)
-                if m.status != "ok" or shape is None or not peak or strategy not in ("ddp", "fsdp") \
+                if m.status not in ("ok", "unstable") or shape is None or not peak or strategy not in ("ddp", "fsdp") \
                         or w.mode != "training":
                     continue
                 ranks = w.world_size
