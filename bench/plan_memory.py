@@ -10,7 +10,8 @@ nnscale.measure.torch_backend), PyTorch DDP's bucket copy of the gradients (unle
 with --grad-as-bucket-view), FSDP's root unit (embedding, output) kept gathered (nnscale's FSDP
 step shards the blocks, then the model), and the eager elementwise tensors of Hugging Face's modules. The measured peak on CPU is the resident set over
 the steps less the bare worker's (nnscale.distributed.memory), so allocator slack is in it and not
-in the prediction.
+in the prediction; the rank's runtime memory that is no tensor is estimated from the tiny-lm
+points (leave-one-out) and shown as a second error.
 
     .venv/bin/python bench/plan_memory.py --store results.db [--run NAME] [--no-flash]
     .venv/bin/python bench/plan_memory.py --saved-tensors tiny-lm:128:4 gpt2:512:1 ...
@@ -41,7 +42,8 @@ from nnscale.zoo.lm_shapes import lm_shape
 COLUMNS = (("run", "run"), ("model", "model"), ("strategy", "strategy"), ("world_size", "ranks"),
            ("batch", "batch"), ("seq_len", "seq"), ("measured_mib", "measured MiB"),
            ("predicted_mib", "predicted MiB"), ("error", "error"), ("states_mib", "states MiB"),
-           ("activations_mib", "activations MiB"))
+           ("activations_mib", "activations MiB"), ("overhead_mib", "+ runtime MiB"),
+           ("error_with_runtime", "error with it"))
 MIB = 2**20
 
 
@@ -76,6 +78,20 @@ def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
                              "predicted_mib": pred.total / MIB, "error": pred.total / peak - 1,
                              "states_mib": (pred.weights + pred.gradients + pred.optimizer) / MIB,
                              "activations_mib": (pred.activations + pred.working + pred.logits) / MIB})
+    return with_runtime(rows)
+
+
+def with_runtime(rows: list[dict], calibration: str = "tiny-lm") -> list[dict]:
+    """The resident memory a CPU rank touches that is no tensor (libtorch's kernel code paged in,
+    the autograd engine, gloo's and OpenMP's threads): not in the prediction, so estimated as the
+    gap (measured - predicted) of the smallest model's points (`calibration`, where tensors are a
+    few MiB), leave-one-out: each row's estimate is the mean gap of the OTHER calibration rows."""
+    for r in rows:
+        others = [o["measured_mib"] - o["predicted_mib"] for o in rows
+                  if o["model"] == calibration and o is not r]
+        r["overhead_mib"] = sum(others) / len(others) if others else None
+        r["error_with_runtime"] = ((r["predicted_mib"] + r["overhead_mib"]) / r["measured_mib"] - 1
+                                   if others else None)
     return rows
 
 
@@ -162,11 +178,17 @@ def main(argv: list[str] | None = None) -> int:
     shown = rows if args.format != "table" else [
         dict(r, measured_mib=f"{r['measured_mib']:.1f}", predicted_mib=f"{r['predicted_mib']:.1f}",
              error=f"{100 * r['error']:+.1f} %", states_mib=f"{r['states_mib']:.1f}",
-             activations_mib=f"{r['activations_mib']:.1f}") for r in rows]
+             activations_mib=f"{r['activations_mib']:.1f}",
+             overhead_mib=None if r["overhead_mib"] is None else f"{r['overhead_mib']:.1f}",
+             error_with_runtime=None if r["error_with_runtime"] is None else f"{100 * r['error_with_runtime']:+.1f} %")
+             for r in rows]
     print(render(shown, COLUMNS, args.format))
     worst = max(abs(r["error"]) for r in rows)
-    print(f"\nworst |error| {100 * worst:.1f} % over {len(rows)} point(s); target {100 * args.target:.0f} %",
-          file=sys.stderr)
+    loo = [abs(r["error_with_runtime"]) for r in rows if r["error_with_runtime"] is not None]
+    print(f"\nworst |error| {100 * worst:.1f} % over {len(rows)} point(s); with the runtime's memory "
+          f"(leave-one-out from the tiny-lm points): " + (f"{100 * max(loo):.1f} %" if loo else "n/a")
+          + f"; target {100 * args.target:.0f} %", file=sys.stderr)
+    worst = max(loo) if loo else worst
     return 0 if worst <= args.target else 1
 
 
