@@ -55,7 +55,8 @@ def test_issue_query_prints_a_ranked_table_quickly(capsys):
     assert elapsed < 5.0
     lines = out.splitlines()
     assert "error band" in lines[1] and "leave-one-case-out" in lines[1]
-    assert lines[4].split()[0] == "1" and "best" in lines[4]
+    assert lines[2].startswith("largest micro-batch that fits the best layout")
+    assert lines[5].split()[0] == "1" and "best" in lines[5]
     assert "lose to:" in out and "does not fit" in out
 
 

@@ -17,7 +17,7 @@ from nnscale.format import FORMATS, render, si
 from nnscale.predict import published_lm
 from nnscale.predict.catalogue import load_catalogue
 from nnscale.predict.layout import Cluster, Training
-from nnscale.predict.memory import shape_by_name
+from nnscale.predict.memory import largest_micro_batch, shape_by_name
 from nnscale.predict.plan import plan, why_it_loses
 
 COLUMNS = (("rank", "#"), ("layout", "layout"), ("micro_batch", "micro-batch"), ("recompute", "checkpointing"),
@@ -142,6 +142,13 @@ def handle(args) -> int:
     print(f"error band: {band}")
     if best.terms is None:
         print("no layout fits; the smallest:")
+    else:  # how far its micro-batch could grow (more micro-batch, fewer micro-batches per step)
+        lay = best.layout
+        per_rank = train.global_batch // lay.dp
+        most = largest_micro_batch(shape, lay, args.seq_len, device.memory_bytes,
+                                   micro_batches_for=lambda b: max(1, per_rank // b), limit=per_rank,
+                                   recompute=best.recompute)
+        print(f"largest micro-batch that fits the best layout ({lay.label()}, {best.recompute}): {most}")
 
     def cells(r):
         out = dict(r, memory_gib=f"{r['memory_gib']:.1f}")
