@@ -25,7 +25,15 @@ def test_hand_computed_tiny_lm_memory_exactly():
     # Output: final norm in and out (2 x 64 x 2 bytes) and logits, log-softmax, their gradients.
     assert mem.logits == 32 * (512 * (2 + 4 + 4 + 4) + 2 * 64 * 2)
     assert mem.buffers == 0 and mem.working == 0
-    assert mem.total == 2_503_680 + 145_408 + 237_568 == 2_886_656
+    # Peak: weights and Adam states held; gradients (set to None by zero_grad) are made as backward
+    # frees activations, so the larger of the start (activations, logits, the head's gradient
+    # 512*64*2 bytes) and the end (every gradient, 312,960 bytes).
+    assert mem.early_gradients == 512 * 64 * 2
+    assert mem.total == 312_960 + 1_877_760 + max(145_408 + 237_568 + 65_536, 312_960) == 2_639_232
+    # Accumulating over 2 micro-batches keeps the gradients: everything at once.
+    acc = memory_per_gpu(TINY, Layout(), seq_len=16, micro_batch=2, micro_batches=2)
+    assert acc.total == 2_503_680 + 145_408 + 237_568
+    assert memory_per_gpu(TINY, Layout(), 16, 2, transient_gradients=False).total == acc.total
 
 
 def test_fsdp_degree_one_is_ddp_and_full_sharding_divides_every_state():

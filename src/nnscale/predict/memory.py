@@ -40,6 +40,10 @@ embedding and output, which FSDP2 keeps gathered when the model itself is the la
 as nnscale's FSDP step does; torchtitan shards them as units of their own); PyTorch DDP's default buckets are a second copy of the
 gradients (DistributedDataParallel's `gradient_as_bucket_view=False`; the docs: True "saves a
 copy of gradients"), Megatron's contiguous buffer is not (`ddp_bucket_copy`).
+The peak: gradients set to None by zero_grad are made during backward as it frees the activations,
+so with one micro-batch per step the peak is the larger of the start of backward (activations and
+the output layer's gradient) and its end (all gradients); with accumulation, pipelining or
+persistent gradient buffers everything is counted at once.
 """
 
 from __future__ import annotations
@@ -230,11 +234,20 @@ class MemoryBreakdown:
     working: float  # one layer's full activations, rebuilt for its backward
     logits: float
     capacity: float
+    early_gradients: float = 0.0  # the output layer's gradient, made first in backward
+    transient_gradients: bool = False  # gradients allocated during backward (zero_grad to None)
 
     @property
     def total(self) -> float:
-        return (self.weights + self.gradients + self.optimizer + self.buffers + self.activations
-                + self.working + self.logits)
+        """The peak. With transient gradients the larger of the start of backward (every
+        activation, the output layer's gradient) and its end (every gradient, no activation):
+        backward frees a layer's activations as it makes that layer's gradients, so the sum of
+        the two, linear in the layers done, peaks at one end."""
+        held = self.weights + self.optimizer + self.buffers
+        start = self.activations + self.working + self.logits
+        if self.transient_gradients:
+            return held + max(start + self.early_gradients, self.gradients)
+        return held + start + self.gradients
 
     @property
     def fits(self) -> bool:
@@ -248,8 +261,12 @@ def memory_per_gpu(shape: LMShape, layout: Layout, seq_len: int, micro_batch: in
                    micro_batches: int = 1, recompute: str = "none", precision: str = "bf16",
                    capacity_bytes: float = float("inf"), flash: bool | None = None,
                    zero: int | None = None, optimizer: str = "adam", eager: bool = False,
-                   ddp_bucket_copy: bool = False, fsdp_root_gathered: bool = False) -> MemoryBreakdown:
-    """Peak memory of one GPU for `layout` (see the module docstring)."""
+                   ddp_bucket_copy: bool = False, fsdp_root_gathered: bool = False,
+                   transient_gradients: bool = True) -> MemoryBreakdown:
+    """Peak memory of one GPU for `layout` (see the module docstring). `transient_gradients`:
+    gradients exist from their backward to `zero_grad(set_to_none=True)` (PyTorch's default since
+    2.0); it holds for one micro-batch per step only (accumulation keeps them), and not for
+    Megatron's persistent gradient buffer."""
     params = stage_params(shape, layout)
     states = state_bytes(params, layout, precision, zero, optimizer)
     w_bytes, g_bytes, _ = STATE_BYTES[precision]
@@ -278,8 +295,12 @@ def memory_per_gpu(shape: LMShape, layout: Layout, seq_len: int, micro_batch: in
     e = ACT_BYTES[precision]
     final_norm = (3 if eager and shape.arch == "llama" else 2) * shape.hidden_size * e
     logits = seq_len * micro_batch * (shape.vocab_size / layout.tp * LOGIT_BYTES[precision] + final_norm)
+    transient = transient_gradients and micro_batches == 1 and layout.pp == 1
+    early = 0.0
+    if not (stage >= 3 and fsdp_root_gathered):  # else the root's gradient is in the buffers
+        early = shape.vocab_size * shape.hidden_size / layout.tp * g_bytes
     return MemoryBreakdown(states["weights"], states["gradients"], states["optimizer"], buffers,
-                           activations, working, logits, capacity_bytes)
+                           activations, working, logits, capacity_bytes, early, transient)
 
 
 def largest_micro_batch(shape: LMShape, layout: Layout, seq_len: int, capacity_bytes: float,

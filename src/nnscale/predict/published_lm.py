@@ -138,7 +138,8 @@ def reproduction(catalogue: Catalogue, cases: Sequence[LMCase] = CASES) -> list[
         t_loo = predict_case(c, catalogue, loo_eff) if loo_eff else None
         pub = _published(c, t)
         mem = memory_per_gpu(c.shape(), c.layout, c.training.seq_len, c.training.micro_batch,
-                             c.training.micro_batches(c.layout), c.training.recompute)
+                             c.training.micro_batches(c.layout), c.training.recompute,
+                             transient_gradients=c.stack != "megatron")  # Megatron: a grad buffer
         row = {"key": c.key, "role": c.role, "stack": c.stack, "gpus": c.layout.gpus,
                "layout": c.layout.label(), "efficiency": effs[c.stack], "published": pub,
                "predicted": t.tokens_per_s_per_gpu, "error": t.tokens_per_s_per_gpu / pub - 1,
