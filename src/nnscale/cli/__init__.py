@@ -17,7 +17,7 @@ from nnscale.errors import Terminated, UserError, raise_on_termination
 # Only the chosen command's module is imported: most of them import torch (seconds), and the pure
 # ones (`predict`, `plan`, `results`, `compare`) should not pay for it.
 COMMANDS = ("models", "stats", "run", "sweep", "tune", "results", "device", "report", "compare",
-            "predict", "scale", "allreduce", "slurm")
+            "predict", "plan", "scale", "allreduce", "slurm")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -138,6 +138,9 @@ def handle(args) -> int:
                                for k in ("published", "predicted", "leave_one_out")},
                          error_points=f"{r['error_points']:+.1f}") for r in rows]
         print(render(rows, PUB_COLUMNS, fmt))
+        if fmt == "table":  # language models (DP x FSDP x TP x PP): `nnscale plan --published` too
+            from nnscale.cli.plan import published_table
+            print("\n" + published_table(load_catalogue(args.catalogue)))
         return 0
     if args.validate:
         if args.model:
