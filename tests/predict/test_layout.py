@@ -84,3 +84,18 @@ def test_bad_training_inputs():
         step_time(shape_by_name("llama3-405b"), Layout(tp=8), four, Training(2048, 1))
     with pytest.raises(UserError, match="inter-node link"):
         step_time(L8B, Layout(dp=8, fsdp=8), four, Training(2048, 8))
+
+
+def test_contention_and_synchronisation_limits():
+    from nnscale.predict import terms as T
+
+    off = step(layout=Layout(dp=8, fsdp=8), terms=T.NONE)
+    assert off.contention_s == 0 and off.sync_s == 0
+    on = step(layout=Layout(dp=8, fsdp=8))
+    hidden = on.fsdp_comm_s - on.fsdp_exposed_s
+    assert on.contention_s == pytest.approx(T.CONTENTION * hidden)
+    busy = on.step_s - on.sync_s
+    assert on.sync_s == pytest.approx(busy * T.JITTER_CV * T.expected_max_normal(8))
+    # One GPU: nothing to wait for and nothing overlapped.
+    one = step_time(L8B, Layout(), H100, Training(seq_len=4096, global_batch=1, efficiency=0.5))
+    assert one.sync_s == 0 and one.contention_s == 0

@@ -42,18 +42,13 @@ def test_korthikanti_full_recompute_predicted_from_the_selective_run(rows):
     assert full["predicted_mfu"] == pytest.approx(0.421, rel=0.15)
 
 
-@pytest.mark.xfail(strict=True, reason="the model predicts 1.004 for torchtitan's 8 -> 128 GPU weak "
-                   "scaling, published 0.973: +3.1 points, just outside the issue's ±3 (FSDP traffic is "
-                   "hidden at both sizes in the model; the loss at 128 GPUs is not in it)")
 def test_weak_scaling_ratio_within_3_points(rows):
-    ratio = rows["torchtitan-8b-128 / torchtitan-8b-8"]
-    assert abs(ratio["error"]) <= 0.03
-
-
-def test_weak_scaling_ratio_within_4_points(rows):
+    # 0.998 predicted against 0.973: the loss at 128 GPUs is contention, the same global term as the
+    # CNN suite's (terms.CONTENTION), over the FSDP traffic that crosses the NICs. Without it the
+    # model said 1.004 (+3.1 points).
     ratio = rows["torchtitan-8b-128 / torchtitan-8b-8"]
     assert ratio["published"] == pytest.approx(5605 / 5762)
-    assert abs(ratio["error"]) <= 0.04 and abs(ratio["loo_error"]) <= 0.04
+    assert abs(ratio["error"]) <= 0.03 and abs(ratio["loo_error"]) <= 0.03
 
 
 def test_cli_tables(capsys):

@@ -24,6 +24,11 @@ explains and cites every term. One training step (one optimizer update) of `glob
 - data parallelism across replicas: one all-reduce of the gradients per step after the last
   micro-batch, overlapped with that micro-batch's backward when `dp_overlap` (PyTorch DDP) or exposed.
 - the optimizer: Adam reads and writes the sharded states once per step (memory-bound).
+- contention and synchronisation, as for CNNs (terms.py, the same global values): compute that a
+  collective overlaps runs at 1/(1 + contention) of its speed (Rashidi et al., ISCA 2021), and a
+  step ends with the slowest of the GPUs, the expected maximum of N normal step times with the
+  catalogue's jitter (Chen et al. 2016). FSDP's gathers at 128 GPUs cross the NICs and overlap
+  more of the compute than inside one node: what torchtitan's 8 -> 128 GPU ratio (0.973) loses.
 Each collective uses comm.py's ring formulas over the link it crosses: NVLink inside a node; across
 nodes the node's NICs, shared by the groups that cross the node boundary at the same time.
 """
@@ -33,6 +38,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from nnscale.errors import UserError
+from nnscale.predict import terms as T
 from nnscale.predict.catalogue import Device, Link
 from nnscale.predict.comm import ring_allreduce, ring_half
 from nnscale.predict.memory import Layout, stage_params
@@ -70,6 +76,7 @@ class Training:
     grad_reduce_bytes: int = 4  # bytes per gradient element in reduce-scatter / all-reduce (fp32)
     param_gather_bytes: int = 2  # bytes per parameter in FSDP's all-gather (bf16)
     dp_overlap: bool = True
+    terms: T.Terms = T.CATALOGUE  # contention and jitter (terms.py); T.NONE switches them off
 
     def micro_batches(self, layout: Layout) -> int:
         per_rank, rest = divmod(self.global_batch, layout.dp)
@@ -93,6 +100,8 @@ class StepTerms:
     dp_comm_s: float
     dp_exposed_s: float
     optimizer_s: float
+    contention_s: float  # compute slowed by the collectives it overlaps
+    sync_s: float  # waiting for the slowest GPU
     tokens_per_step: int
     gpus: int
     model_flops_per_token: float
@@ -101,7 +110,7 @@ class StepTerms:
     @property
     def step_s(self) -> float:
         return (self.compute_s + self.bubble_s + self.tp_s + self.pp_s + self.fsdp_exposed_s
-                + self.dp_exposed_s + self.optimizer_s)
+                + self.dp_exposed_s + self.optimizer_s + self.contention_s + self.sync_s)
 
     @property
     def tokens_per_s(self) -> float:
@@ -119,7 +128,8 @@ class StepTerms:
     def limited_by(self) -> str:
         losses = {"bubble": self.bubble_s, "tensor-parallel communication": self.tp_s + self.pp_s,
                   "FSDP communication": self.fsdp_exposed_s, "gradient all-reduce": self.dp_exposed_s,
-                  "recomputation": self.recompute_s}
+                  "recomputation": self.recompute_s,
+                  "contention and stragglers": self.contention_s + self.sync_s}
         name, worst = max(losses.items(), key=lambda kv: kv[1])
         return name if worst > 0.05 * self.step_s else "compute"
 
@@ -243,9 +253,15 @@ def step_time(shape: LMShape, layout: Layout, cluster: Cluster, train: Training)
         hidden = 2 / 3 * t_mb if train.dp_overlap else 0.0  # the last micro-batch's backward
         dp_exposed = max(0.0, dp_comm - hidden)
     optimizer_s = params / layout.fsdp * OPTIMIZER_BYTES_PER_PARAM / dev.memory_bandwidth
+    # The compute the hidden communication overlaps is slowed (terms.py, "contention").
+    overlapped = fsdp_comm - fsdp_exposed + dp_comm - dp_exposed
+    contention_s = train.terms.contention * max(0.0, overlapped)
+    busy = m * t_mb + bubble_s + tp_s + pp_s + fsdp_exposed + dp_exposed + optimizer_s + contention_s
+    sync_s = busy * train.terms.jitter_cv * T.expected_max_normal(layout.gpus)
 
     return StepTerms(compute_s=m * t_mb, recompute_s=m * recompute_mb, bubble_s=bubble_s, tp_s=tp_s,
                      pp_s=pp_s, fsdp_comm_s=fsdp_comm, fsdp_exposed_s=fsdp_exposed, dp_comm_s=dp_comm,
-                     dp_exposed_s=dp_exposed, optimizer_s=optimizer_s,
+                     dp_exposed_s=dp_exposed, optimizer_s=optimizer_s, contention_s=contention_s,
+                     sync_s=sync_s,
                      tokens_per_step=train.global_batch * s, gpus=layout.gpus,
                      model_flops_per_token=model, peak_flops=peak)
