@@ -101,18 +101,19 @@ def overhead(model: str, mode: str, batch: int, seq: int, threads: int, pairs: i
           f"load {os.getloadavg()[0]:.1f}", flush=True)
 
 
-def sweep(model: str, seq: int, batches: tuple[int, ...], threads: int, budget: float, db: str) -> None:
+def sweep(model: str, seq: int, batches: tuple[int, ...], threads: int, budget: float, db: str,
+          modes: tuple[str, ...] = ("inference", "decode", "training"), timeout_s: float | None = None) -> None:
     from nnscale.measure.methodology import MeasurePolicy
     from nnscale.measure.sweep import SweepConfig, run_sweep
     from nnscale.store import open_store
 
     policy = MeasurePolicy(budget_s=budget, warmup_max_s=max(2.0, budget / 2), processes=1,
                            max_processes=1)
-    cfg = SweepConfig(model=model, modes=("inference", "decode", "training"), batches=batches,
-                      threads=threads, input_shape=(seq,), policy=policy)
+    cfg = SweepConfig(model=model, modes=modes, batches=batches, threads=threads, input_shape=(seq,),
+                      policy=policy, timeout_s=timeout_s)
     t0 = time.monotonic()
     with open_store(db) as store:
-        result = run_sweep(cfg, store, run=f"{model}-{seq}")
+        result = run_sweep(cfg, store, run=f"{model}-{seq}-{'-'.join(modes)}-{int(time.time())}")
     print(f"  sweep {model} S {seq} ({time.monotonic() - t0:.0f} s), load {os.getloadavg()[0]:.1f}:")
     print("  | phase | batch | tokens/s (95 % CI) | tokens/s per sequence | MFU | peak memory | status |")
     print("  |---|---|---|---|---|---|---|")
@@ -140,6 +141,8 @@ def main() -> None:
     p.add_argument("--skip-sweep", action="store_true")
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument("--db", default=None, help="SQLite file for the sweep (default: a temporary one)")
+    p.add_argument("--only", metavar="MODEL:MODE", help="sweep just this, e.g. gpt2:training")
+    p.add_argument("--timeout", type=float, default=None, help="per point (default: the sweep's)")
     args = p.parse_args()
     print(f"{args.threads} threads, load {os.getloadavg()[0]:.2f}", flush=True)
     if not args.skip_sweep:
@@ -148,8 +151,12 @@ def main() -> None:
         peak = cached_profile(device_name("cpu")).gemm_flop_per_s.get("fp32")
         print(f"  fp32 GEMM peak (nnscale device): {peak / 1e9:.1f} GFLOP/s", flush=True)
         db = args.db or os.path.join(tempfile.mkdtemp(), "lm.db")
-        sweep("tiny-lm", 128, (1, 4, 16), args.threads, args.budget, db)
-        sweep("gpt2", 128, (1, 4), args.threads, args.budget, db)
+        plan = [("tiny-lm", (1, 4, 16)), ("gpt2", (1, 4))]
+        for model, batches in plan:
+            if args.only and args.only.split(":")[0] != model:
+                continue
+            modes = (args.only.split(":")[1],) if args.only else ("inference", "decode", "training")
+            sweep(model, 128, batches, args.threads, args.budget, db, modes, args.timeout)
     if not args.skip_overhead:
         for model, mode, batch in (("tiny-lm", "training", 4), ("tiny-lm", "inference", 4),
                                    ("gpt2", "training", 1), ("gpt2", "inference", 1)):
