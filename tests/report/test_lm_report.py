@@ -7,7 +7,7 @@ from nnscale.measure.point import derive
 from nnscale.records import Measurement, Workload
 from nnscale.report import build_report
 
-PEAK = 1e11
+PEAK = 1e13  # FLOP/s, synthetic: these points reach 0.3 % (decode) to 37 % MFU
 
 
 def _lm_point(mode, batch, seq, step_ms, flops):

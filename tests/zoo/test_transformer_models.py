@@ -78,3 +78,17 @@ def test_without_transformers_one_line_names_the_extra(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "nnscale[transformers]" in lines[0] and "gpt2" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_nnscale_models_lists_them_with_embeddings_apart(capsys):
+    from nnscale.cli import main
+    from nnscale.cli.models import model_rows
+
+    rows = {r["name"]: r for r in model_rows("llama3-*")}
+    r = rows["llama3-8b"]
+    assert (r["params"], r["params_embedding"], r["layers"], r["hidden_size"], r["heads"],
+            r["kv_heads"]) == (8_030_261_248, 128_256 * 4096, 32, 4096, 32, 8)
+    assert r["params_non_embedding"] + r["params_embedding"] == r["params"]
+    assert main(["models", "gpt2*"]) == 0
+    out = capsys.readouterr().out
+    assert "language models" in out and "non-embedding" in out and "85.1M" in out

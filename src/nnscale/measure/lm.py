@@ -29,7 +29,12 @@ from nnscale.zoo import model_info
 
 
 def is_lm(model: str) -> bool:
-    return model_info(model).is_lm
+    """Whether `model` is a language model of the zoo; False for names the registry does not know
+    (the all-reduce benchmark's "allreduce", a point read back from another version's store)."""
+    try:
+        return model_info(model).is_lm
+    except UserError:
+        return False
 
 
 def check_lm_config(model: str, modes: tuple[str, ...], input_shape: tuple[int, ...] | None,

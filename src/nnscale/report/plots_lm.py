@@ -14,7 +14,7 @@ from __future__ import annotations
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.model import Plot, Table
-from nnscale.report.svg import color_for, fig_legend, label, new_figure, to_svg
+from nnscale.report.svg import color_for, fig_legend, label, log2_batches, new_figure, to_svg
 from nnscale.report.tables import fmt, mem, pct
 
 PHASES = ("prefill", "decode", "training")
@@ -55,12 +55,14 @@ def _plot(ms: list[Measurement], value, ylabel: str, kind: str, scale: float = 1
             continue
         fig, axes = new_figure(len(panels), ncols=3, width=4.4, height=3.4)
         for ax, (phase, by_seq) in zip(axes, panels):
+            xs = []
             for j, seq in enumerate(sorted(by_seq)):
                 pts = [m for m in by_seq[seq] if value(m) is not None]
                 if pts:
+                    xs += [_tokens(m) for m in pts]
                     ax.plot([_tokens(m) for m in pts], [scale * value(m) for m in pts], marker="o",
                             color=color_for("", j), label=label(f"S = {seq}"))
-            ax.set_xscale("log", base=2)
+            log2_batches(ax, xs)  # ticks at the measured batch × S, as plain numbers
             ax.set_ylim(bottom=0)
             ax.set_title(label(f"{model} · {phase}"))
             ax.set_xlabel("batch × sequence length [tokens]")
