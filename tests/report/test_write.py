@@ -70,7 +70,7 @@ def test_hostile_name_is_text_everywhere(written):
     html = written["html"].read_text()
     assert "<script" not in html.lower()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert f"<title>Run &lt;script&gt;alert(1)&lt;/script&gt;</title>" in html
+    assert "<title>Run &lt;script&gt;alert(1)&lt;/script&gt;</title>" in html
     # the error message's quotes cannot close an attribute, and the name shows in the plots too
     assert "&quot;quotes&quot;" in html or "&#x27;" in html
     svgs = [p.read_text() for k, p in written.items() if k.startswith("figure:")]
