@@ -145,10 +145,7 @@ class TorchBackend(Backend):
             model = model.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
         net = torch.compile(model) if w.compile else model
-        dtype = AMP_DTYPES.get(w.precision)
-
-        def amp():
-            return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+        amp, optimizer_step = self._amp_and_optimizer(model, w, device)
 
         if w.mode == "inference":
             model.eval()
@@ -160,27 +157,20 @@ class TorchBackend(Backend):
         else:
             model.train()
             y = torch.randint(0, num_classes, (w.batch_size,), device=device)
-            opt = torch.optim.SGD(model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
-            scaler = torch.amp.GradScaler(device.type) if w.precision == "fp16" else None
 
             def step():
                 with amp():
                     loss = training_loss(net(x), y)
-                opt.zero_grad(set_to_none=True)
-                if scaler is None:
-                    loss.backward()
-                    opt.step()
-                else:
-                    scaler.scale(loss).backward()
-                    scaler.step(opt)
-                    scaler.update()
+                optimizer_step(loss)
                 return loss
 
         return self._prepared(w, device, step)
 
     @staticmethod
     def _amp_and_optimizer(model, w: Workload, device: torch.device):
-        """(autocast context, `optimizer_step(loss)`) as the image step above has them."""
+        """(autocast context, `optimizer_step(loss)`): SGD with momentum, and loss scaling in fp16,
+        shared by the image and the language-model steps. The optimizer's momentum buffers are made
+        at its first step, so an inference step that never calls it allocates nothing."""
         dtype = AMP_DTYPES.get(w.precision)
         opt = torch.optim.SGD(model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
         scaler = torch.amp.GradScaler(device.type) if w.precision == "fp16" else None

@@ -121,8 +121,9 @@ def count_forward(model: nn.Module, x: torch.Tensor) -> tuple[dict, list[LayerCo
     return per_module.get("Global", {}), rows, len(order)
 
 
-def count_training(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
-    """One training-mode forward + backward: (FLOPs, activation bytes saved for backward)."""
+def saved_tensor_hooks(model: nn.Module) -> tuple[torch.autograd.graph.saved_tensors_hooks, dict[int, int]]:
+    """(a context recording what autograd saves for backward, {storage: bytes} it fills): every
+    storage once, the model's own parameters left out (they are weights, not activations)."""
     params = {p.untyped_storage()._cdata for p in model.parameters()}
     saved: dict[int, int] = {}
 
@@ -132,6 +133,13 @@ def count_training(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
             saved[storage._cdata] = storage.nbytes()
         return t
 
+    return torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), saved
+
+
+def count_training(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """One training-mode forward + backward: (FLOPs, activation bytes saved for backward)."""
+    hooks, saved = saved_tensor_hooks(model)
+
     # Two images, not one: batch norm refuses a batch of one value per channel in training mode
     # (inception_v3's aux head at 1x1, say). Counts are halved back to one image.
     batch = 2
@@ -140,7 +148,7 @@ def count_training(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
     model.train()
     counter = FlopCounterMode(display=False)
     try:
-        with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with counter, hooks:
             out = _first_tensor(model(x.requires_grad_(False)))
             out.float().sum().backward()
     finally:

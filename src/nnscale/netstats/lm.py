@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nnscale.errors import UserError
+from nnscale.netstats.counting import saved_tensor_hooks
 from nnscale.zoo import create_model, model_info
 from nnscale.zoo.lm_shapes import LMShape
 
@@ -104,20 +105,12 @@ def next_token_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 def count_lm(model: nn.Module, vocab: int, seq_len: int) -> dict:
     """FLOPs of one sequence — forward, training (forward + backward) and their attention part —
     and the bytes autograd saves for backward, under fake tensors (module docstring)."""
-    params = {p.untyped_storage()._cdata for p in model.parameters()}
-    saved: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage._cdata not in params:
-            saved[storage._cdata] = storage.nbytes()
-        return t
-
+    hooks, saved = saved_tensor_hooks(model)
     model.train()
     with _fake_mode():
         ids = torch.randint(0, vocab, (1, seq_len), device="meta")
         counter = FlopCounterMode(display=False)
-        with counter, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        with counter, hooks:
             loss = next_token_loss(model(ids), ids)
             attn_fwd, forward = _attention_and_total(counter)
             loss.backward()
