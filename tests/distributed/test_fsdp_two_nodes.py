@@ -5,16 +5,13 @@ all-gathers and reduce-scatters cross the veth, so their time must grow as the c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from nnscale.store import open_store
 
 from ddp_helpers import cli_env, leftovers, new_mark
-from test_two_nodes import ADDR, _cap, link  # noqa: F401 - `link` is the namespaces fixture
+from test_two_nodes import ADDR, _cap, link, run_agents  # noqa: F401 - `link` is the namespaces fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # 3 min here under a load of 10
 
@@ -29,22 +26,7 @@ def _two_fsdp_agents(ns: dict, rate: str, db: str, mark: str) -> dict:
               "--nnodes", "2", "--batch-per-worker", "8", "--budget", "1", "--timeout", "90",
               "--rdzv-endpoint", f"{ADDR['a']}:{PORT}", "--db", db, "--run", "fsdp-caps",
               "--format", "json"]
-    cores = sorted(os.sched_getaffinity(0))
-    share = [set(cores[: max(1, len(cores) // 2)]), set(cores[len(cores) // 2:]) or set(cores)]
-    procs = [subprocess.Popen(["ip", "netns", "exec", ns[side], sys.executable, "-m", "nnscale",
-                               *common, "--node-rank", str(rank)], env=cli_env(NNSCALE_TEST_MARK=mark),
-                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              preexec_fn=lambda cpus=share[rank]: os.sched_setaffinity(0, cpus))
-             for rank, side in enumerate("ab")]
-    try:
-        outs = [p.communicate(timeout=200) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+    outs = run_agents(ns, common, cli_env(NNSCALE_TEST_MARK=mark), timeout=200)
     (point,) = json.loads(outs[0][0])
     return point
 

@@ -74,23 +74,20 @@ def _cap(ns: dict, dev: dict, rate: str) -> None:
                        check=True, capture_output=True, timeout=30)
 
 
-def _two_agents(ns: dict, rate: str, db: str, mark: str) -> tuple[dict, float]:
-    common = ["scale", MODEL, "--bandwidth-cap", rate, "--nproc", "1", "--nnodes", "2", "--batch-per-worker",
-              "8", "--budget", "1", "--breakdown-iters", "10", "--timeout", "90",
-              "--rdzv-endpoint", f"{ADDR['a']}:{PORT}", "--db", db, "--run", "caps", "--format", "json"]
-    env = cli_env(NNSCALE_TEST_MARK=mark)
-    start = time.monotonic()
+def run_agents(ns: dict, args: list[str], env: dict, timeout: float) -> list[tuple[str, str]]:
+    """`nnscale ARGS --node-rank R` in namespace a (rank 0) and b (rank 1) at once; their
+    (stdout, stderr), each asserted to have exited 0. Each "node" gets its own share of this
+    machine's cores, as two machines would: nnscale splits the cores it is given
+    (sched_getaffinity) among its workers and pins them there."""
     cores = sorted(os.sched_getaffinity(0))
-    # Each "node" gets its own share of this machine's cores, as two machines would: nnscale splits
-    # the cores it is given (sched_getaffinity) among its workers and pins them there.
     share = [set(cores[: max(1, len(cores) // 2)]), set(cores[len(cores) // 2:]) or set(cores)]
     procs = [subprocess.Popen(["ip", "netns", "exec", ns[side], sys.executable, "-m", "nnscale",
-                               *common, "--node-rank", str(rank)], env=env, text=True,
+                               *args, "--node-rank", str(rank)], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               preexec_fn=lambda cpus=share[rank]: os.sched_setaffinity(0, cpus))
              for rank, side in enumerate("ab")]
     try:
-        outs = [p.communicate(timeout=150) for p in procs]
+        outs = [p.communicate(timeout=timeout) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -98,6 +95,16 @@ def _two_agents(ns: dict, rate: str, db: str, mark: str) -> tuple[dict, float]:
                 p.wait()
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
+    return outs
+
+
+def _two_agents(ns: dict, rate: str, db: str, mark: str) -> tuple[dict, float]:
+    common = ["scale", MODEL, "--bandwidth-cap", rate, "--nproc", "1", "--nnodes", "2", "--batch-per-worker",
+              "8", "--budget", "1", "--breakdown-iters", "10", "--timeout", "90",
+              "--rdzv-endpoint", f"{ADDR['a']}:{PORT}", "--db", db, "--run", "caps", "--format", "json"]
+    env = cli_env(NNSCALE_TEST_MARK=mark)
+    start = time.monotonic()
+    outs = run_agents(ns, common, env, timeout=150)
     (point,) = json.loads(outs[0][0])
     assert json.loads(outs[1][0])[0]["stats"]["world_size"] == 2  # node 1 sees the same result
     return point, time.monotonic() - start
