@@ -11,7 +11,8 @@ from nnscale.store import open_store
 
 from ddp_helpers import run_cli
 
-pytestmark = pytest.mark.slow
+# xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_fsdp")]
 
 MODEL = "test-wide-mlp"
 PARAMS = 5 * (1024 * 1024 + 1024) + 1024 * 10 + 10  # 5,258,250

@@ -13,7 +13,7 @@ from nnscale.store import open_store
 from ddp_helpers import cli_env, leftovers, new_mark
 from test_two_nodes import ADDR, _cap, link, run_agents  # noqa: F401 - `link` is the namespaces fixture
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]  # 3 min here under a load of 10
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420), pytest.mark.xdist_group("netns")]  # 3 min here under a load of 10
 
 MODEL = "pytorch-mnist-net"  # 431K parameters, 1.7 MB: bandwidth dominates latency under a cap
 PARAMS = 431_080

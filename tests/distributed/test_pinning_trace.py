@@ -17,7 +17,8 @@ from nnscale.store import open_store
 
 from ddp_helpers import run_cli, skip_or_fail
 
-pytestmark = pytest.mark.slow
+# xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_pinning_trace")]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ from nnscale.store import open_store
 
 from ddp_helpers import run_cli
 
-pytestmark = pytest.mark.slow
+# xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_scale_local")]
 
 PARTS = ("forward_ms", "backward_ms", "optimizer_ms", "comm_exposed_ms")
 

@@ -86,6 +86,7 @@ def test_an_option_sbatch_rejects_is_a_one_line_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # the one SLURM node: a second job would wait for it
 @pytest.mark.timeout(300)
 def test_submit_two_cpu_processes_and_find_the_point_in_the_store(tmp_path):
     _cluster()

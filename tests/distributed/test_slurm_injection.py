@@ -44,6 +44,7 @@ def _cluster() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # the one SLURM node: a second job would wait for it
 @pytest.mark.timeout(240)
 def test_hostile_values_run_nothing_under_slurm(tmp_path):
     _cluster()

@@ -26,7 +26,8 @@ from nnscale.store import open_store
 
 from ddp_helpers import cli_env, leftovers, new_mark, skip_or_fail
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+# xdist_group: the namespaces' addresses (ADDR) and PORT are fixed, shared with test_fsdp_two_nodes.py.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("netns")]
 
 ADDR = {"a": "10.213.0.1", "b": "10.213.0.2"}
 CAPS = ("1000mbit", "200mbit", "50mbit")  # loosest first

@@ -12,6 +12,9 @@ import pytest
 from nnscale.cli import main
 from nnscale.environment import capture_environment, interference, interference_warning, steal_share
 
+# xdist_group: the busy-process reading must not share its window with the other timed tests.
+pytestmark = pytest.mark.xdist_group("timing")
+
 
 def test_a_busy_process_is_found_and_named():
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])

@@ -48,6 +48,7 @@ def test_warmup_is_bounded_by_count():
     assert t.warmup_iters == 25 and not t.warmup_steady
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_warmup_is_bounded_by_time():
     import time
 
@@ -63,6 +64,7 @@ def test_stops_at_min_iters_when_already_precise():
     assert t.stable and len(t.samples_ms) == 12
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_noisy_point_runs_out_of_budget_and_is_flagged():
     import time
 

@@ -115,6 +115,7 @@ def test_rows_and_time_to_train():
     assert rows[1].samples_per_s > rows[0].samples_per_s
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_1024_gpus_predicted_in_under_a_second():
     # 400 layers, 12 node counts up to 128 x 8 GPUs, every algorithm
     prof = ModelProfile("big", 60_000_000, 11e9, 33e9, step_time_s=0.3, measured_batch=32,

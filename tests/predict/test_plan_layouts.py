@@ -46,6 +46,7 @@ def test_ranking_puts_the_fastest_fitting_layout_first_and_says_why_others_lose(
     assert not any(c.layout.fsdp == 1 and c.layout.tp * c.layout.pp == 1 for c in fitting)
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_issue_query_prints_a_ranked_table_quickly(capsys):
     start = time.perf_counter()
     code, out, err = run(capsys, "llama3-70b", "--device", "h100", "--gpus", "256", "--seq-len", "8192",

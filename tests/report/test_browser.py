@@ -42,6 +42,10 @@ def _missing() -> str | None:
     return None
 
 
+# xdist_group: one worker starts the browser (module fixture) and runs every test of it.
+pytestmark = pytest.mark.xdist_group("browser")
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     reason = _missing()

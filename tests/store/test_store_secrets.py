@@ -173,6 +173,7 @@ def test_slurm_script_and_output_hold_no_password(pg_url, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("slurm")  # the one SLURM node: a second job would wait for it
 @pytest.mark.timeout(300)
 def test_slurm_job_reaches_postgresql_by_the_inherited_pgpassword(pg_url, tmp_path):
     import shutil
