@@ -19,7 +19,8 @@ def jax_installed():
 def test_sweep_both_modes_is_jitted_and_stored(tmp_path):
     db = str(tmp_path / "r.db")
     out = nnscale("sweep", "test-tiny-mlp", "--framework", "jax", "--mode", "both", "--batch", "8",
-                  "--budget", "0.5", "--warmup", "0.3", "--processes", "1", "--threads", "1", "--db", db)
+                  "--budget", "0.5", "--warmup", "0.3", "--processes", "1", "--max-processes", "1",
+                  "--threads", "1", "--db", db)
     assert out.returncode == 0, out.stderr
     points = stored(db)
     assert [p["workload"]["mode"] for p in points] == ["inference", "training"]

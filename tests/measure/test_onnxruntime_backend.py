@@ -42,7 +42,8 @@ def test_export_gives_the_outputs_of_torch(tmp_path):
 def test_sweep_stores_opset_and_providers(tmp_path):
     db = str(tmp_path / "r.db")
     out = nnscale("sweep", "pytorch-mnist-net", "--framework", "onnxruntime", "--batch", "4",
-                  "--budget", "0.5", "--warmup", "0.3", "--processes", "1", "--threads", "1", "--db", db)
+                  "--budget", "0.5", "--warmup", "0.3", "--processes", "1", "--max-processes", "1",
+                  "--threads", "1", "--db", db)
     assert out.returncode == 0, out.stderr
     (p,) = stored(db)
     s = p["stats"]

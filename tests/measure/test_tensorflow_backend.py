@@ -19,7 +19,7 @@ def tensorflow_installed():
 def test_sweep_both_modes_with_and_without_xla(tmp_path):
     db = str(tmp_path / "r.db")
     common = ("--framework", "tensorflow", "--batch", "8", "--budget", "0.5", "--warmup", "0.3", "--processes", "1",
-              "--threads", "1", "--db", db)
+              "--max-processes", "1", "--threads", "1", "--db", db)
     out = nnscale("sweep", "test-tiny-mlp", "--mode", "both", "--run", "tf", *common)
     assert out.returncode == 0, out.stderr
     out = nnscale("sweep", "test-tiny-mlp", "--mode", "training", "--compile", "--resume", "tf", *common[:-2],

@@ -112,7 +112,8 @@ def open_and_check(driver, html: Path, plots: set[str]) -> dict:
 def test_report_of_a_real_run(browser, tmp_path, capsys):
     db = str(tmp_path / "real.db")
     assert main(["sweep", "test-tiny-resnet", "--mode", "both", "--batch", "1,8",
-                 "--budget", "0.3", "--warmup", "0.3", "--threads", "1", "--processes", "1", "--db", db,
+                 "--budget", "0.3", "--warmup", "0.3", "--threads", "1", "--processes", "1", "--max-processes", "1",
+                 "--db", db,
                  "--run", "real"]) == 0
     assert main(["report", "real", "--db", db, "-o", str(tmp_path / "report")]) == 0
     html = Path(capsys.readouterr().out.strip().splitlines()[-1])

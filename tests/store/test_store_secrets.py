@@ -133,7 +133,8 @@ def test_a_password_in_the_url_is_never_stored_or_printed(pg_url, tmp_path):
     password = sa.make_url(pg_url).password
     given = f"{pg_url}&password={password}"  # given twice: in the user part and as ?password=
     sweep = _cli("sweep", "test-tiny-mlp", "--batch", "1", "--budget", "0.2", "--warmup", "0.1",
-                 "--processes", "1", "--threads", "1", "--run", "secret-run", "--db", given)
+                 "--processes", "1", "--max-processes", "1", "--threads", "1",
+                 "--run", "secret-run", "--db", given)
     assert sweep.returncode == 0, sweep.stderr
     runs = _cli("results", "--runs", "--db", given)
     points = _cli("results", "--db", given, "--format", "csv")

@@ -54,7 +54,7 @@ def test_resuming_a_sweep_killed_before_its_first_commit_starts_the_run(tmp_path
     before = _nnscale(tmp_path, "sweep", "--resume", "r", "--db", str(db))
     assert before.returncode == 2 and len(before.stderr.strip().splitlines()) == 1
     r = _nnscale(tmp_path, "sweep", "test-tiny-mlp", "--batch", "1", "--budget", "0.5",
-                 "--processes", "1", "--resume", "r", "--db", str(db))
+                 "--processes", "1", "--max-processes", "1", "--resume", "r", "--db", str(db))
     assert r.returncode == 0, r.stderr[-2000:]
     with open_store(str(db), create=False) as store:
         (point,) = store.measurements("r")

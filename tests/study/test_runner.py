@@ -16,7 +16,7 @@ from nnscale.study.runner import run_study
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY = {"nets": ["test-tiny-mlp"], "batches": [1, 4], "world_sizes": [1, 2], "point_budget": 1.5,
         "target_rel_ci": 0.1, "scale_batch_per_worker": 8, "scale_net": "test-tiny-mlp", "processes": 1,
-        "predict_gpus": [1, 2, 4, 8]}
+        "max_processes": 1, "predict_gpus": [1, 2, 4, 8]}
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def test_study_runs_every_step_and_writes_the_report(tmp_path):
 def test_killed_study_resumes_without_losing_points(tmp_path):
     study_file = tmp_path / "tiny.yaml"
     study_file.write_text("nets: [test-tiny-mlp, test-tiny-resnet]\nbatches: [1, 2, 4]\n"
-                          "world_sizes: [1]\npoint_budget: 1.5\ntarget_rel_ci: 0.1\nprocesses: 1\n"
+                          "world_sizes: [1]\npoint_budget: 1.5\ntarget_rel_ci: 0.1\nprocesses: 1\nmax_processes: 1\n"
                           "scale_net: test-tiny-mlp\npredict_gpus: [1, 2]\n")
     db = tmp_path / "k.db"
     env = dict(os.environ, PYTHONPATH=SRC)
