@@ -1,11 +1,20 @@
-"""Plain-text, CSV and JSON rendering of tables, and human-readable numbers. No torch here."""
+"""Plain-text, CSV and JSON rendering of tables, and human-readable numbers. No torch here.
+
+Text tables are laid out by rich (`text_table`) and rendered without any terminal codes: the same
+text on a terminal, in a pipe and in a file, so a script or a test can read it.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
 # Cells a spreadsheet reads as a formula (or, after a tab / carriage return, may): OWASP "CSV
@@ -64,6 +73,43 @@ def binary_bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def looks_numeric(text: str) -> bool:
+    return text[:1].isdigit() or text[:1] == "-" and text[1:2].isdigit()
+
+
+def _by_content(key: str, text: str) -> str:
+    # Numbers right-aligned, text left-aligned, as in any printed table.
+    return "right" if looks_numeric(text) else "left"
+
+
+def text_table(rows: Sequence[dict[str, str]], columns: Sequence[tuple[str, str]], *,
+               widths: Sequence[int] | None = None, header: bool = True,
+               justify: Callable[[str, str], str] = _by_content) -> str:
+    """Rows of text cells as aligned columns, two spaces apart, a rule of dashes under the header.
+
+    `widths` are the least width of each column (a longer cell widens it: the live table of a sweep
+    prints row by row at fixed widths); `justify(key, text)` says "left" or "right" per cell.
+    """
+    texts = [["" if r.get(key) is None else str(r.get(key)) for key, _ in columns] for r in rows]
+    # The rule under the header is the header cell's second line, so it is exactly as wide as its
+    # column (rich's own rules also run under the padding between columns).
+    # Widths in terminal cells: a CJK character takes two.
+    least = [max([cell_len(head), widths[i] if widths else 0] + [cell_len(row[i]) for row in texts])
+             for i, (_, head) in enumerate(columns)]
+    t = Table(box=None, show_header=header, show_edge=False, pad_edge=False, padding=(0, 2, 0, 0))
+    for (key, head), n in zip(columns, least):
+        t.add_column(Text(head + "\n" + "-" * n, justify=justify(key, head)), min_width=n,
+                     no_wrap=True)
+    for row in texts:
+        t.add_row(*(Text(text, justify=justify(key, text)) for (key, _), text in zip(columns, row)))
+    buf = io.StringIO()
+    # Never a terminal: no colour, no cursor codes; exactly wide enough that no line is wrapped.
+    Console(file=buf, force_terminal=False, color_system=None, width=sum(least) + 2 * len(least) + 1,
+            highlight=False,
+            emoji=False, markup=False).print(t)
+    return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())
+
+
 def render(rows: Sequence[dict], columns: Sequence[tuple[str, str]], fmt: str = "table") -> str:
     """Render rows (dicts) with the given (key, header) columns as an aligned table, CSV or JSON.
 
@@ -75,17 +121,4 @@ def render(rows: Sequence[dict], columns: Sequence[tuple[str, str]], fmt: str = 
         return csv_rows(rows, [k for k, _ in columns]).rstrip("\n")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
-    cells = [[h for _, h in columns]] + [["" if r.get(k) is None else str(r.get(k)) for k, _ in columns]
-                                          for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
-
-    def line(row: list[str]) -> str:
-        # Numbers right-aligned, text left-aligned, as in any printed table.
-        return "  ".join(
-            c.rjust(w) if c[:1].isdigit() or c[:1] == "-" and c[1:2].isdigit() else c.ljust(w)
-            for c, w in zip(row, widths)
-        ).rstrip()
-
-    out = [line(cells[0]), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells[1:]]
-    return "\n".join(out)
+    return text_table(rows, columns)

@@ -39,6 +39,17 @@ def run_cli(*args: str, timeout: float = 180, env: dict | None = None, prefix: t
     return result, time.monotonic() - start
 
 
+def scale_run(tmp_path_factory, run: str, *args: str):
+    """`nnscale scale ARGS` into a new store as run `run`; it must succeed. (result, points, db)."""
+    from nnscale.store import open_store
+
+    db = tmp_path_factory.mktemp(run) / f"{run}.db"
+    result, _ = run_cli("scale", *args, "--db", str(db), "--run", run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open_store(str(db), create=False) as store:
+        return result, store.measurements(run), db
+
+
 def leftovers(mark: str) -> list[int]:
     needle = f"NNSCALE_TEST_MARK={mark}".encode()
     pids = []

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nnscale.store import open_store
-
-from ddp_helpers import run_cli, skip_or_fail
+from ddp_helpers import scale_run, skip_or_fail
 
 # xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_pinning_trace")]
@@ -23,12 +21,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_pinning_trace")]
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory):
-    db = tmp_path_factory.mktemp("pin") / "pin.db"
-    result, _ = run_cli("scale", "test-tiny-resnet", "--nproc", "1,2", "--batch-per-worker", "8",
-                        "--budget", "1", "--db", str(db), "--run", "pin")
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open_store(str(db), create=False) as store:
-        points = store.measurements("pin")
+    _, points, db = scale_run(tmp_path_factory, "pin", "test-tiny-resnet", "--nproc", "1,2",
+                              "--batch-per-worker", "8", "--budget", "1")
     return db, points
 
 

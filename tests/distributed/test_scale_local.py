@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nnscale.store import open_store
-
-from ddp_helpers import run_cli
+from ddp_helpers import scale_run
 
 # xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_scale_local")]
@@ -16,15 +14,11 @@ PARTS = ("forward_ms", "backward_ms", "optimizer_ms", "comm_exposed_ms")
 
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory):
-    db = tmp_path_factory.mktemp("scale") / "scale.db"
     # One thread per worker: a 2-core machine shared with other jobs makes 2-thread OpenMP
     # barriers spin against the other load, which is noise and not what is tested here.
-    result, seconds = run_cli("scale", "test-tiny-resnet", "--nproc", "1,2", "--batch-per-worker",
-                              "16", "--threads-per-worker", "1", "--budget", "2",
-                              "--db", str(db), "--run", "local")
-    assert result.returncode == 0, result.stderr[-3000:]
-    with open_store(str(db), create=False) as store:
-        points = store.measurements("local")
+    result, points, _ = scale_run(tmp_path_factory, "local", "test-tiny-resnet", "--nproc", "1,2",
+                                  "--batch-per-worker", "16", "--threads-per-worker", "1",
+                                  "--budget", "2")
     return result, points
 
 

@@ -30,6 +30,16 @@ def need(framework: str) -> None:
     pytest.skip(text)
 
 
+def needed(framework: str):
+    """An autouse fixture for a module whose every test needs `framework` (`installed = needed("jax")`)."""
+
+    @pytest.fixture(autouse=True)
+    def installed() -> None:
+        need(framework)
+
+    return installed
+
+
 def nnscale(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """The command line, in a fresh process (as a user runs it)."""
     env = dict(os.environ, PYTHONPATH=SRC)

@@ -4,16 +4,14 @@ trains, and the options JAX cannot take are one-line errors."""
 from __future__ import annotations
 
 import pytest
-from framework_helpers import in_fresh_process, need, nnscale, stored
+from framework_helpers import in_fresh_process, needed, nnscale, stored
 
 from nnscale.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def jax_installed():
-    need("jax")
+jax_installed = needed("jax")
 
 
 def test_sweep_both_modes_is_jitted_and_stored(tmp_path):

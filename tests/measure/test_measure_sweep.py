@@ -153,7 +153,10 @@ def test_progress_prints_rows_and_eta():
     p.begin("sweep", 4, per_point_s=10.0)
     p.point_start(workload(cfg, "inference", 1))
     p.end()
-    assert "\r\x1b[K[" in tty.getvalue() and "0/4" in tty.getvalue() and "ETA 40s" in tty.getvalue()
+    # redrawn in place: carriage return and "erase line" (ECMA-48 EL 2), then the bar and counts
+    assert "\r\x1b[2K" in tty.getvalue() and "━" in tty.getvalue()
+    assert "0/4" in tty.getvalue() and "ETA 40s" in tty.getvalue()
+    assert "\x1b[" not in err.getvalue()  # no terminal codes off a terminal
 
 
 def test_default_timeout_covers_startup_compile_warmup_and_budget():

@@ -4,16 +4,14 @@ step really trains, and the options TensorFlow cannot take are one-line errors."
 from __future__ import annotations
 
 import pytest
-from framework_helpers import in_fresh_process, need, nnscale, stored
+from framework_helpers import in_fresh_process, needed, nnscale, stored
 
 from nnscale.cli import main
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(autouse=True)
-def tensorflow_installed():
-    need("tensorflow")
+tensorflow_installed = needed("tensorflow")
 
 
 def test_sweep_both_modes_with_and_without_xla(tmp_path):

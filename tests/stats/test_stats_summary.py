@@ -9,14 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from nnscale.stats import (
-    PERCENTILE_METHOD,
-    Summary,
-    is_stable,
-    mad_outliers,
-    mean_ci,
-    median_ci,
-    median_ci_ranks,
-    summarize,
+    PERCENTILE_METHOD, Summary, is_stable, mad_outliers, mean_ci, median_ci, median_ci_ranks, summarize,
 )
 
 REPS = 2000

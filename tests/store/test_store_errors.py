@@ -32,6 +32,21 @@ def _siblings_unchanged(path) -> None:
     assert not os.path.exists(f"{path}-journal")
 
 
+def _refused_untouched(path, *words) -> None:
+    """Opening the SQLite file at `path` fails with `words` in one line, and the file is unchanged."""
+    before = _digest(path)
+    _open_fails(str(path), *words)
+    assert _digest(path) == before
+
+
+def _sqlite_file(path, *statements):
+    with sqlite3.connect(path) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+    return path
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -45,32 +60,20 @@ def _siblings_unchanged(path) -> None:
 def test_corrupt_file_is_refused_untouched(tmp_path, content):
     path = tmp_path / "results.db"
     path.write_bytes(content)
-    before = _digest(path)
-    _open_fails(str(path), str(path))
-    assert _digest(path) == before
+    _refused_untouched(path, str(path))
     _siblings_unchanged(path)
 
 
 def test_foreign_sqlite_database_is_refused_untouched(tmp_path):
-    path = tmp_path / "app.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
-        conn.execute("INSERT INTO users (name) VALUES ('ada'), ('alan')")
-    conn.close()
-    before = _digest(path)
-    _open_fails(str(path), "users", "no nnscale results")
-    assert _digest(path) == before
+    path = _sqlite_file(tmp_path / "app.db", "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)",
+                        "INSERT INTO users (name) VALUES ('ada'), ('alan')")
+    _refused_untouched(path, "users", "no nnscale results")
     _siblings_unchanged(path)
 
 
 def test_foreign_meta_table_is_refused(tmp_path):
-    path = tmp_path / "app.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE meta (k TEXT, v TEXT)")
-    conn.close()
-    before = _digest(path)
-    _open_fails(str(path), "not nnscale's")
-    assert _digest(path) == before
+    _refused_untouched(_sqlite_file(tmp_path / "app.db", "CREATE TABLE meta (k TEXT, v TEXT)"),
+                       "not nnscale's")
 
 
 def test_newer_schema_version_is_refused_untouched_sqlite(tmp_path):

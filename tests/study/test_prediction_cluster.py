@@ -14,9 +14,10 @@ from nnscale.predict.catalogue import Link
 from nnscale.predict.comm import allreduce_time_s
 from nnscale.records import Measurement, Workload
 from nnscale.report import build_report
-from nnscale.store import open_store
 from nnscale.study.config import QUICK
 from nnscale.study.runner import _predictions
+
+from stored_points import store_points
 
 NET, BATCH, SHAPE = "pytorch-mnist-net", 64, (1, 28, 28)
 GRAD_BYTES = 1_724_320  # pytorch-mnist-net's fp32 gradients, one DDP bucket in torch 2.x
@@ -51,11 +52,7 @@ def records() -> list[Measurement]:
 
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
-    db = str(tmp_path_factory.mktemp("cluster") / "c.db")
-    with open_store(db) as store:
-        run = store.create_run("quick-run")
-        for m in records():
-            store.add_measurement(run, m)
+    db = store_points(str(tmp_path_factory.mktemp("cluster") / "c.db"), "quick-run", records())
     rows, notes = _predictions(QUICK, "quick-run", db, "cpu")
     return rows, notes
 

@@ -13,8 +13,9 @@ from nnscale.predict.calibrate import CommParams, Point, predict_point
 from nnscale.predict.model import Bucketing, ModelProfile
 from nnscale.predict.validate import TARGET, markdown
 from nnscale.records import Measurement, Workload
-from nnscale.store import open_store
 from nnscale.study.prediction import validate_stored_run
+
+from stored_points import store_points
 
 TRUTH = CommParams(alpha_s=50e-6, bandwidth=2e9, inter_alpha_s=300e-6, inter_bandwidth=math.inf,
                    cap_efficiency=0.93, overlap=0.6, overhead_s=2e-3)
@@ -52,12 +53,7 @@ def records() -> list[Measurement]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("store") / "v.db")
-    with open_store(path) as db:
-        run = db.create_run("synth")
-        for m in records():
-            db.add_measurement(run, m)
-    return path
+    return store_points(str(tmp_path_factory.mktemp("store") / "v.db"), "synth", records())
 
 
 def test_configurations_are_held_to_the_target_and_inputs_reported_apart(store):

@@ -12,23 +12,14 @@ from __future__ import annotations
 import keras
 
 from nnscale.kerasnets.layers import (
-    LocalResponseNorm,
-    TorchInit,
-    conv2d,
-    dense,
-    initializers,
-    max_pool2d,
-    relu,
+    LocalResponseNorm, TorchInit, conv2d, dense, initializers, max_pool2d, relu,
 )
 from nnscale.kerasnets.registry import register_keras_model
 
 
 @register_keras_model(
-    "alexnet",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    description="torchvision's AlexNet (single tower, 64/192/384/256/256 filters); 61.1M params",
-)
+    "alexnet", input_shape=(224, 224, 3), num_classes=1000,
+    description="torchvision's AlexNet (single tower, 64/192/384/256/256 filters); 61.1M params")
 def alexnet(x, num_classes: int, dropout: float = 0.5):
     # conv1 11x11/4 padding 2: (224 + 4 - 11) // 4 + 1 = 55; SAME would give 56, so explicit pad.
     x = relu(conv2d(x, 64, 11, stride=4, padding=2, name="features.0"), name="features.1")
@@ -64,11 +55,8 @@ def _paper_init(bias: float) -> dict:
 
 
 @register_keras_model(
-    "alexnet-original",
-    input_shape=(227, 227, 3),
-    num_classes=1000,
-    description="two-tower AlexNet: grouped conv2/4/5, LRN, 227x227 input; 61.0M params",
-)
+    "alexnet-original", input_shape=(227, 227, 3), num_classes=1000,
+    description="two-tower AlexNet: grouped conv2/4/5, LRN, 227x227 input; 61.0M params")
 def alexnet_original(x, num_classes: int, dropout: float = 0.5):
     # The layers "split across two GPUs" (Section 3.2, Figure 2) are grouped convolutions
     # (groups=2): conv2, conv4, conv5. Keras's Conv2D splits channels into contiguous groups,

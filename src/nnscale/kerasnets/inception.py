@@ -25,14 +25,7 @@ from collections.abc import Callable
 import keras
 
 from nnscale.kerasnets.layers import (
-    LocalResponseNorm,
-    TorchInit,
-    batch_norm,
-    conv2d,
-    dense,
-    initializers,
-    max_pool2d,
-    relu,
+    LocalResponseNorm, TorchInit, batch_norm, conv2d, dense, initializers, max_pool2d, relu,
 )
 from nnscale.kerasnets.registry import register_keras_model
 
@@ -118,11 +111,8 @@ def _head(x, num_classes: int, dropout: float, init: dict | None):
 
 
 @register_keras_model(
-    "googlenet",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    description="torchvision's GoogLeNet: batch norm, 3x3 for 5x5, no aux heads; 6.6M params",
-)
+    "googlenet", input_shape=(224, 224, 3), num_classes=1000,
+    description="torchvision's GoogLeNet: batch norm, 3x3 for 5x5, no aux heads; 6.6M params")
 def googlenet(x, num_classes: int, dropout: float = 0.2):
     # conv1 7x7/2 padding 3 on 224: SAME would pad 2 before and 3 after, so it is padded explicitly.
     x = _basic_conv(x, 64, 7, "conv1", stride=2, padding=3)  # 112x112x64
@@ -142,12 +132,9 @@ def _lrn(x, name: str):
 
 
 @register_keras_model(
-    "inception-v1-original",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
+    "inception-v1-original", input_shape=(224, 224, 3), num_classes=1000,
     description="GoogLeNet as in Table 1: no batch norm, 5x5 branches, LRN; no aux heads; "
-    "7.0M params",
-)
+    "7.0M params")
 def inception_v1_original(x, num_classes: int, dropout: float = 0.4):
     x = _conv_relu(x, 64, 7, "stem.0", stride=2, padding=3)  # 112x112x64
     x = max_pool2d(x, 3, 2, ceil_mode=True, name="stem.1")  # 56x56x64

@@ -153,16 +153,8 @@ def conv2d(
     else:
         x = keras.layers.ZeroPadding2D(padding, name=f"{name}.pad")(x)
         mode = "valid"
-    return keras.layers.Conv2D(
-        filters,
-        kernel,
-        strides=stride,
-        padding=mode,
-        groups=groups,
-        use_bias=use_bias,
-        name=name,
-        **init,
-    )(x)
+    return keras.layers.Conv2D(filters, kernel, strides=stride, padding=mode, groups=groups,
+                               use_bias=use_bias, name=name, **init)(x)
 
 
 def dense(x, units: int, *, name: str, init: dict | None = None):
@@ -177,15 +169,8 @@ def batch_norm(x, *, name: str, eps: float = 1e-5):
     weights the running value, so 0.1 there is 0.9 here. gamma 1 and beta 0, as in PyTorch."""
     one, zero = TorchInit("constant", 1.0), TorchInit("constant", 0.0)
     return keras.layers.BatchNormalization(
-        axis=-1,
-        epsilon=eps,
-        momentum=0.9,
-        gamma_initializer=one,
-        beta_initializer=zero,
-        moving_mean_initializer=zero,
-        moving_variance_initializer=one,
-        name=name,
-    )(x)
+        axis=-1, epsilon=eps, momentum=0.9, gamma_initializer=one, beta_initializer=zero,
+        moving_mean_initializer=zero, moving_variance_initializer=one, name=name)(x)
 
 
 def relu(x, *, name: str):

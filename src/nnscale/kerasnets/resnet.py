@@ -15,16 +15,12 @@ in the comments are (H, W, C) at the default 224x224 input.
 
 from __future__ import annotations
 
+from functools import partial
+
 import keras
 
 from nnscale.kerasnets.layers import (
-    TorchInit,
-    batch_norm,
-    conv2d,
-    dense,
-    initializers,
-    max_pool2d,
-    relu,
+    TorchInit, batch_norm, conv2d, dense, initializers, max_pool2d, relu,
 )
 from nnscale.kerasnets.registry import register_keras_model
 
@@ -72,41 +68,16 @@ def _resnet(x, num_classes: int, blocks: tuple[int, int, int, int], stride_on_1x
     return dense(x, num_classes, name="fc")  # PyTorch's default Linear init, as torchvision
 
 
-@register_keras_model(
-    "resnet50",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    description="torchvision's ResNet-50 (v1.5: stride on the 3x3); 25.6M params",
-)
-def resnet50(x, num_classes: int):
-    return _resnet(x, num_classes, (3, 4, 6, 3), stride_on_1x1=False)
-
-
-@register_keras_model(
-    "resnet152",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    description="torchvision's ResNet-152 (v1.5: stride on the 3x3); 60.2M params",
-)
-def resnet152(x, num_classes: int):
-    return _resnet(x, num_classes, (3, 8, 36, 3), stride_on_1x1=False)
-
-
-@register_keras_model(
-    "resnet50-v1",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    description="original ResNet-50: stride 2 on the first 1x1 of a downsampling bottleneck",
-)
-def resnet50_v1(x, num_classes: int):
-    return _resnet(x, num_classes, (3, 4, 6, 3), stride_on_1x1=True)
-
-
-@register_keras_model(
-    "resnet152-v1",
-    input_shape=(224, 224, 3),
-    num_classes=1000,
-    description="original ResNet-152: stride 2 on the first 1x1 of a downsampling bottleneck",
-)
-def resnet152_v1(x, num_classes: int):
-    return _resnet(x, num_classes, (3, 8, 36, 3), stride_on_1x1=True)
+# One registration a depth and variant; the builder is `_resnet` with the depth's blocks per stage
+# (Table 1 of the paper: 3-4-6-3 for 50 layers, 3-8-36-3 for 152).
+_V15 = "torchvision's ResNet-{} (v1.5: stride on the 3x3); {} params"
+_V1 = "original ResNet-{}: stride 2 on the first 1x1 of a downsampling bottleneck"
+_IMAGENET = {"input_shape": (224, 224, 3), "num_classes": 1000}
+resnet50 = register_keras_model("resnet50", **_IMAGENET, description=_V15.format(50, "25.6M"))(
+    partial(_resnet, blocks=(3, 4, 6, 3), stride_on_1x1=False))
+resnet152 = register_keras_model("resnet152", **_IMAGENET, description=_V15.format(152, "60.2M"))(
+    partial(_resnet, blocks=(3, 8, 36, 3), stride_on_1x1=False))
+resnet50_v1 = register_keras_model("resnet50-v1", **_IMAGENET, description=_V1.format(50))(
+    partial(_resnet, blocks=(3, 4, 6, 3), stride_on_1x1=True))
+resnet152_v1 = register_keras_model("resnet152-v1", **_IMAGENET, description=_V1.format(152))(
+    partial(_resnet, blocks=(3, 8, 36, 3), stride_on_1x1=True))

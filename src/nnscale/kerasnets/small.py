@@ -11,23 +11,14 @@ from __future__ import annotations
 import keras
 
 from nnscale.kerasnets.layers import (
-    TorchInit,
-    batch_norm,
-    conv2d,
-    dense,
-    initializers,
-    max_pool2d,
-    relu,
+    TorchInit, batch_norm, conv2d, dense, initializers, max_pool2d, relu,
 )
 from nnscale.kerasnets.registry import register_keras_model
 
 
 @register_keras_model(
-    "caffe-conv",
-    input_shape=(100, 100, 1),
-    num_classes=3,
-    description="one convolution: 100x100x1 input, 3 filters 5x5, stride 1 -> 96x96x3",
-)
+    "caffe-conv", input_shape=(100, 100, 1), num_classes=3,
+    description="one convolution: 100x100x1 input, 3 filters 5x5, stride 1 -> 96x96x3")
 def caffe_conv(x, num_classes: int):
     # convolution_param { num_output: 3 kernel_size: 5 stride: 1 }: 100 - 5 + 1 = 96. The slide's
     # Gaussian(std 0.01) weight filler and constant-0 bias filler, as in the zoo.
@@ -36,11 +27,8 @@ def caffe_conv(x, num_classes: int):
 
 
 @register_keras_model(
-    "tf-mnist-convnet",
-    input_shape=(28, 28, 1),
-    num_classes=10,
-    description="conv 32@5x5, pool, conv 64@3x3, pool, dense 1024, dense 10",
-)
+    "tf-mnist-convnet", input_shape=(28, 28, 1), num_classes=10,
+    description="conv 32@5x5, pool, conv 64@3x3, pool, dense 1024, dense 10")
 def tf_mnist_convnet(x, num_classes: int, dropout: float = 0.25):
     x = relu(conv2d(x, 32, 5, name="conv1"), name="relu1")  # 24x24x32
     x = max_pool2d(x, 2, 2, name="pool1")  # 12x12x32
@@ -53,11 +41,8 @@ def tf_mnist_convnet(x, num_classes: int, dropout: float = 0.25):
 
 
 @register_keras_model(
-    "matconvnet-lenet",
-    input_shape=(28, 28, 1),
-    num_classes=10,
-    description="LeNet as four convolutions (the last two act as fully connected layers)",
-)
+    "matconvnet-lenet", input_shape=(28, 28, 1), num_classes=10,
+    description="LeNet as four convolutions (the last two act as fully connected layers)")
 def matconvnet_lenet(x, num_classes: int):
     x = conv2d(x, 20, 5, name="conv1")  # 24x24x20; the slide has no ReLU after conv1 or conv2
     x = max_pool2d(x, 2, 2, name="pool1")  # 12x12x20
@@ -69,11 +54,8 @@ def matconvnet_lenet(x, num_classes: int):
 
 
 @register_keras_model(
-    "pytorch-mnist-net",
-    input_shape=(28, 28, 1),
-    num_classes=10,
-    description="conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10, log_softmax",
-)
+    "pytorch-mnist-net", input_shape=(28, 28, 1), num_classes=10,
+    description="conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10, log_softmax")
 def pytorch_mnist_net(x, num_classes: int):
     x = relu(conv2d(x, 20, 5, name="conv1"), name="relu1")  # 24x24x20
     x = max_pool2d(x, 2, 2, name="pool1")  # 12x12x20
@@ -86,11 +68,8 @@ def pytorch_mnist_net(x, num_classes: int):
 
 
 @register_keras_model(
-    "test-tiny-resnet",
-    input_shape=(32, 32, 3),
-    num_classes=10,
-    description="5 convs in 2 residual blocks; for fast tests",
-)
+    "test-tiny-resnet", input_shape=(32, 32, 3), num_classes=10,
+    description="5 convs in 2 residual blocks; for fast tests")
 def tiny_resnet(x, num_classes: int, width: int = 8):
     # stem 3x3/2 padding 1 on 32x32: SAME would pad 0 before and 1 after, so it pads explicitly.
     x = conv2d(x, width, 3, stride=2, padding=1, use_bias=False, name="stem")  # 16x16x8
@@ -107,11 +86,8 @@ def tiny_resnet(x, num_classes: int, width: int = 8):
 
 
 @register_keras_model(
-    "test-tiny-mlp",
-    input_shape=(8, 8, 3),
-    num_classes=10,
-    description="two linear layers; for fast tests",
-)
+    "test-tiny-mlp", input_shape=(8, 8, 3), num_classes=10,
+    description="two linear layers; for fast tests")
 def tiny_mlp(x, num_classes: int):
     x = keras.layers.Flatten(name="net.0")(x)  # 192 features, in (H, W, C) order
     x = relu(dense(x, 32, name="net.1"), name="net.2")

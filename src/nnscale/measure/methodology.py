@@ -206,13 +206,5 @@ def measure(
     measure_s = time.perf_counter() - start
     summary = summarize(samples, policy.confidence)
     stable = n >= policy.min_iters and is_stable(summary, policy.target_rel_ci)
-    return Timed(
-        samples_ms=tuple(samples),
-        warmup_iters=len(warm),
-        warmup_s=warm_s,
-        stable=stable,
-        summary=summary,
-        warmup_steady=steady,
-        measure_s=measure_s,
-        warmup_ms=tuple(warm),
-    )
+    return Timed(samples_ms=tuple(samples), warmup_iters=len(warm), warmup_s=warm_s, stable=stable,
+                 summary=summary, warmup_steady=steady, measure_s=measure_s, warmup_ms=tuple(warm))

@@ -1,22 +1,30 @@
 """Live output of a sweep: a table row per finished point, and a progress line with an ETA.
 
 Rows go to `out` (stdout), progress to `err` (stderr), so `nnscale sweep ... > table.txt` keeps a
-clean table while the terminal shows the progress. On a terminal the progress is one line redrawn
-in place (carriage return and ANSI "erase line", ECMA-48 EL) once a second; otherwise it is a
-plain line per point. The ETA is the points left times the mean wall time of the points measured
-so far, and before the first one, times the budget's bound (start-up + warm-up + measurement).
+clean table while the terminal shows the progress. On a terminal the progress is one line, a bar
+and the counts, that rich's `Live` redraws in place once a second and erases before each row;
+otherwise it is a plain line per point with no terminal codes. The rows are laid out by
+`nnscale.format.text_table` at fixed widths. The ETA is the points left times the mean wall time of
+the points measured so far, and before the first one, times the budget's bound (start-up + warm-up
++ measurement).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import shutil
 import sys
 import threading
 import time
 from typing import TextIO
 
-from nnscale.format import binary_bytes, si
+from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from nnscale.format import binary_bytes, si, text_table
 from nnscale.records import Measurement, Workload
 
 # (key, header, width); widths fit typical values, longer cells simply push the line wider.
@@ -68,13 +76,18 @@ def display_row(m: Measurement) -> dict[str, str]:
     }
 
 
+def _justify(key: str, text: str) -> str:
+    return "left" if key in _LEFT else "right"
+
+
 def format_row(cells: dict[str, str]) -> str:
-    parts = [cells.get(k, "").ljust(n) if k in _LEFT else cells.get(k, "").rjust(n) for k, _, n in COLUMNS]
-    return "  ".join(parts).rstrip()
+    return text_table([cells], [(k, h) for k, h, _ in COLUMNS], widths=[n for _, _, n in COLUMNS],
+                      header=False, justify=_justify)
 
 
 def header() -> str:
-    return format_row({k: h for k, h, _ in COLUMNS}) + "\n" + "  ".join("-" * n for _, _, n in COLUMNS)
+    return text_table([], [(k, h) for k, h, _ in COLUMNS], widths=[n for _, _, n in COLUMNS],
+                      justify=_justify)
 
 
 def duration(seconds: float | None) -> str:
@@ -104,9 +117,11 @@ class TerminalProgress(NullProgress):
         self.out, self.err = out, err
         self.tty = err.isatty() if tty is None else tty
         self.refresh_s = refresh_s
+        # soft_wrap: a note is one line however narrow the terminal (or 80 columns off one).
+        self.console = Console(file=err, force_terminal=self.tty, soft_wrap=True, highlight=False,
+                               markup=False, emoji=False)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._ticker: threading.Thread | None = None
+        self._live: Live | None = None
         self.total: int | None = None
         self.done = 0
         self.per_point_s = 0.0
@@ -123,53 +138,69 @@ class TerminalProgress(NullProgress):
 
     def status_line(self) -> str:
         total = "?" if self.total is None else str(self.total)
-        bar = ""
-        if self.total:
-            filled = int(20 * self.done / self.total)
-            bar = "[" + "#" * filled + "." * (20 - filled) + "] "
         now = time.monotonic()
         point = f" · {self._current} {duration(now - self._point_t0)}" if self._current else ""
-        return (f"{bar}{self.done}/{total}{point} · elapsed {duration(now - self._t0)}"
+        return (f"{self.done}/{total}{point} · elapsed {duration(now - self._t0)}"
                 f" · ETA {duration(self.eta_s())}")
 
-    def _draw(self) -> None:  # with the lock held
-        if self.tty:
-            width = shutil.get_terminal_size((100, 20)).columns - 1
-            self.err.write("\r\x1b[K" + self.status_line()[:width])
-            self.err.flush()
+    def _status(self) -> Table:
+        # Called by Live's refresh thread without our lock (Live.stop joins that thread while we
+        # hold it): it only reads numbers and one string.
+        line = Table.grid(padding=(0, 1))
+        cells = [Text(self.status_line(), no_wrap=True, overflow="crop")]
+        if self.total:
+            cells.insert(0, ProgressBar(total=self.total, completed=self.done, width=20))
+        for _ in cells:
+            line.add_column(no_wrap=True)
+        line.add_row(*cells)
+        return line
 
-    def _clear(self) -> None:
-        if self.tty:
-            self.err.write("\r\x1b[K")
-            self.err.flush()
+    def _start_live(self) -> None:  # with the lock held
+        if self.tty and self._live is None:
+            self._live = Live(console=self.console, get_renderable=self._status, transient=True,
+                              refresh_per_second=1 / self.refresh_s, redirect_stdout=False,
+                              redirect_stderr=False)
+            self._live.start(refresh=True)
 
-    def _tick(self) -> None:
-        while not self._stop.wait(self.refresh_s):
-            with self._lock:
-                self._draw()
+    def _stop_live(self) -> None:  # with the lock held; erases the line (transient)
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    @contextlib.contextmanager
+    def _line_erased(self):
+        """Erase the progress line while a row goes to `out` (the same terminal, most often)."""
+        live = self._live is not None
+        self._stop_live()
+        try:
+            yield
+        finally:
+            if live:
+                self._start_live()
+
+    def _say(self, text: str) -> None:
+        # Above the live line on a terminal, a plain line elsewhere.
+        self.console.print(Text(text))
 
     def begin(self, title: str, total: int | None, per_point_s: float) -> None:
         self.total, self.per_point_s = total, per_point_s
         self._t0 = time.monotonic()
         with self._lock:
-            self.err.write(title + "\n")
-            self.out.write(header() + "\n")
-            self.out.flush()
-            self._draw()
-        if self.tty and self._ticker is None:
-            self._ticker = threading.Thread(target=self._tick, name="nnscale-progress", daemon=True)
-            self._ticker.start()
+            self._say(title)
+            with self._line_erased():
+                self.out.write(header() + "\n")
+                self.out.flush()
+            self._start_live()
 
     def point_start(self, workload: Workload) -> None:
         with self._lock:
             self._current = f"{workload.mode} bs {workload.batch_size} {config_label(workload)}"
             self._point_t0 = time.monotonic()
-            if self.tty:
-                self._draw()
-            else:
-                self.err.write(f"[{self.done + 1}/{self.total or '?'}] measuring {self._current}"
-                               f" · ETA {duration(self.eta_s())}\n")
-                self.err.flush()
+            if self._live is not None:
+                self._live.refresh()
+            elif not self.tty:
+                self._say(f"[{self.done + 1}/{self.total or '?'}] measuring {self._current}"
+                          f" · ETA {duration(self.eta_s())}")
 
     def point_done(self, m: Measurement, wall_s: float, reused: bool = False) -> None:
         with self._lock:
@@ -177,25 +208,18 @@ class TerminalProgress(NullProgress):
             if not reused:
                 self._walls.append(wall_s)
             self._current = ""
-            self._clear()
             row = format_row(display_row(m))
             note = "  (stored before; resumed)" if reused else ""
             if m.error and m.status != "ok":
                 note += f"  {m.error}"
-            self.out.write(row + note + "\n")
-            self.out.flush()
-            self._draw()
+            with self._line_erased():
+                self.out.write(row + note + "\n")
+                self.out.flush()
 
     def note(self, text: str) -> None:
         with self._lock:
-            self._clear()
-            self.err.write(text + "\n")
-            self._draw()
+            self._say(text)
 
     def end(self) -> None:
-        self._stop.set()
-        if self._ticker is not None:
-            self._ticker.join()
-            self._ticker = None
         with self._lock:
-            self._clear()
+            self._stop_live()

@@ -7,7 +7,6 @@ each sweep, and the other steps (scaling, all-reduce, report) announce themselve
 
 from __future__ import annotations
 
-import threading
 import time
 
 from nnscale.measure.progress import TerminalProgress, duration, header
@@ -26,21 +25,16 @@ class StudyProgress(TerminalProgress):
     def begin(self, title: str, total: int | None, per_point_s: float) -> None:
         # Keep the study's total and clock; print the sweep's title and, once, the table header.
         with self._lock:
-            self._clear()
-            self.err.write(title + "\n")
+            self._say(title)
             if not self._header_done:
-                self.out.write(header() + "\n")
+                with self._line_erased():
+                    self.out.write(header() + "\n")
+                    self.out.flush()
                 self._header_done = True
-            self.out.flush()
-            self._draw()
-        if self.tty and self._ticker is None:
-            self._stop.clear()
-            self._ticker = threading.Thread(target=self._tick, name="nnscale-study", daemon=True)
-            self._ticker.start()
+            self._start_live()
 
-    def end(self) -> None:  # a sweep ended; the study goes on
-        with self._lock:
-            self._clear()
+    def end(self) -> None:  # a sweep ended; the study goes on, and so does its progress line
+        pass
 
     def step(self, number: int, of: int, title: str) -> None:
         left = max(0.0, self.budget_s - self.elapsed_s())

@@ -108,13 +108,9 @@ class AlexNetOriginal(nn.Module):
 
 
 @register_model(
-    "alexnet-original",
-    family="paper",
-    input_shape=(3, 227, 227),
-    source=_SOURCE,
+    "alexnet-original", family="paper", input_shape=(3, 227, 227), source=_SOURCE,
     paper=_ALEXNET_PAPER,
-    description="two-tower AlexNet: grouped conv2/4/5, LRN, 227x227 input; 61.0M params",
-)
+    description="two-tower AlexNet: grouped conv2/4/5, LRN, 227x227 input; 61.0M params")
 def alexnet_original(**overrides) -> nn.Module:
     return AlexNetOriginal(**overrides)
 
@@ -239,14 +235,10 @@ class InceptionV1Original(nn.Module):
 
 
 @register_model(
-    "inception-v1-original",
-    family="paper",
-    input_shape=(3, 224, 224),
-    source=_SOURCE,
+    "inception-v1-original", family="paper", input_shape=(3, 224, 224), source=_SOURCE,
     paper=_INCEPTION_PAPER,
     description="GoogLeNet as in Table 1: no batch norm, 5x5 branches, LRN; aux heads off "
-    "(aux_logits=True adds them, used in training only); 7.0M params",
-)
+    "(aux_logits=True adds them, used in training only); 7.0M params")
 def inception_v1_original(**overrides) -> nn.Module:
     return InceptionV1Original(**overrides)
 
@@ -290,27 +282,18 @@ def _resnet_v1(layers: list[int], **overrides) -> ResNet:
     return ResNet(BottleneckV1, layers, **overrides)
 
 
-@register_model(
-    "resnet50-v1",
-    family="paper",
-    input_shape=(3, 224, 224),
-    source=_SOURCE + " (torchvision's ResNet with the stride moved to the first 1x1 conv)",
-    paper=_RESNET_PAPER,
-    description="original ResNet-50: stride 2 on the first 1x1 of a downsampling bottleneck; "
-    "25.6M params, 3.86G MACs (torchvision's v1.5: 4.09G)",
-)
+# Both depths share everything but the blocks per stage (Table 1: 3-4-6-3 and 3-8-36-3).
+_RESNET_V1 = {"family": "paper", "input_shape": (3, 224, 224), "paper": _RESNET_PAPER,
+              "source": _SOURCE + " (torchvision's ResNet with the stride moved to the first 1x1 conv)"}
+_V1_TEXT = "original ResNet-{}: stride 2 on the first 1x1 of a downsampling bottleneck; {}"
+
+
+@register_model("resnet50-v1", **_RESNET_V1,
+                description=_V1_TEXT.format(50, "25.6M params, 3.86G MACs (torchvision's v1.5: 4.09G)"))
 def resnet50_v1(**overrides) -> nn.Module:
     return _resnet_v1([3, 4, 6, 3], **overrides)
 
 
-@register_model(
-    "resnet152-v1",
-    family="paper",
-    input_shape=(3, 224, 224),
-    source=_SOURCE + " (torchvision's ResNet with the stride moved to the first 1x1 conv)",
-    paper=_RESNET_PAPER,
-    description="original ResNet-152: stride 2 on the first 1x1 of a downsampling bottleneck; "
-    "60.2M params",
-)
+@register_model("resnet152-v1", **_RESNET_V1, description=_V1_TEXT.format(152, "60.2M params"))
 def resnet152_v1(**overrides) -> nn.Module:
     return _resnet_v1([3, 8, 36, 3], **overrides)

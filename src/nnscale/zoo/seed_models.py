@@ -17,17 +17,13 @@ _SEED = (
     "Dorobisz et al., 'Scalability analysis of neural networks on multiple GPGPUs', AGH, 2019 "
     "(framework slide)"
 )
+_SEED_NET = {"family": "seed", "paper": _SEED}  # what every registration here shares
 
 
 @register_model(
-    "caffe-conv",
-    family="seed",
-    input_shape=(1, 100, 100),
-    num_classes=3,
+    "caffe-conv", **_SEED_NET, input_shape=(1, 100, 100), num_classes=3,
     source="Caffe conv.prototxt on the seed's Caffe slide",
-    paper=_SEED,
-    description="one convolution: 1x1x100x100 input, 3 filters 5x5, stride 1 -> 3x96x96",
-)
+    description="one convolution: 1x1x100x100 input, 3 filters 5x5, stride 1 -> 3x96x96")
 def caffe_conv(num_classes: int = 3) -> nn.Module:
     # convolution_param { num_output: 3 kernel_size: 5 stride: 1 }, no padding: 100 - 5 + 1 = 96.
     # The Gaussian(std 0.01) weight filler and zero bias are the slide's; kept for faithfulness.
@@ -67,14 +63,9 @@ class TFMnistConvNet(nn.Module):
 
 
 register_model(
-    "tf-mnist-convnet",
-    family="seed",
-    input_shape=(1, 28, 28),
-    num_classes=10,
+    "tf-mnist-convnet", **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
     source="TensorFlow conv_net on the seed's TensorFlow slide",
-    paper=_SEED,
-    description="conv 32@5x5, pool, conv 64@3x3, pool, dense 1024, dense 10",
-)(TFMnistConvNet)
+    description="conv 32@5x5, pool, conv 64@3x3, pool, dense 1024, dense 10")(TFMnistConvNet)
 
 
 class MatConvNetLeNet(nn.Module):
@@ -101,12 +92,8 @@ class MatConvNetLeNet(nn.Module):
 
 
 register_model(
-    "matconvnet-lenet",
-    family="seed",
-    input_shape=(1, 28, 28),
-    num_classes=10,
+    "matconvnet-lenet", **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
     source="MatConvNet net.layers on the seed's MatConvNet slide",
-    paper=_SEED,
     description="LeNet as four convolutions (the last two act as fully connected layers)",
 )(MatConvNetLeNet)
 
@@ -130,11 +117,6 @@ class PyTorchMnistNet(nn.Module):
 
 
 register_model(
-    "pytorch-mnist-net",
-    family="seed",
-    input_shape=(1, 28, 28),
-    num_classes=10,
+    "pytorch-mnist-net", **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
     source="PyTorch Net on the seed's PyTorch slide",
-    paper=_SEED,
-    description="conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10, log_softmax",
-)(PyTorchMnistNet)
+    description="conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10, log_softmax")(PyTorchMnistNet)

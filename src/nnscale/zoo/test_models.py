@@ -9,6 +9,8 @@ from torch import nn
 
 from nnscale.zoo.registry import register_model
 
+# What every registration here shares.
+_TEST_NET = {"family": "test", "num_classes": 10, "source": "nnscale test model"}
 
 class _Block(nn.Module):
     # A residual block: the skip path has no convolution, so depth counts 2 per block, not 3.
@@ -46,13 +48,8 @@ class TinyResNet(nn.Module):
 
 
 register_model(
-    "test-tiny-resnet",
-    family="test",
-    input_shape=(3, 32, 32),
-    num_classes=10,
-    source="nnscale test model",
-    description="5 convs in 2 residual blocks; for fast tests",
-)(TinyResNet)
+    "test-tiny-resnet", **_TEST_NET, input_shape=(3, 32, 32),
+    description="5 convs in 2 residual blocks; for fast tests")(TinyResNet)
 
 
 class TinyMLP(nn.Module):
@@ -67,13 +64,8 @@ class TinyMLP(nn.Module):
 
 
 register_model(
-    "test-tiny-mlp",
-    family="test",
-    input_shape=(3, 8, 8),
-    num_classes=10,
-    source="nnscale test model",
-    description="two linear layers; for fast tests",
-)(TinyMLP)
+    "test-tiny-mlp", **_TEST_NET, input_shape=(3, 8, 8),
+    description="two linear layers; for fast tests")(TinyMLP)
 
 
 class WideMLP(nn.Module):
@@ -97,10 +89,5 @@ class WideMLP(nn.Module):
 
 
 register_model(
-    "test-wide-mlp",
-    family="test",
-    input_shape=(1, 32, 32),
-    num_classes=10,
-    source="nnscale test model",
-    description="5.26M parameters in wide linear layers; for sharding tests",
-)(WideMLP)
+    "test-wide-mlp", **_TEST_NET, input_shape=(1, 32, 32),
+    description="5.26M parameters in wide linear layers; for sharding tests")(WideMLP)
