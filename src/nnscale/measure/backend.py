@@ -2,8 +2,9 @@
 
 A backend turns a `Workload` into a timed step, a timer and a memory probe; the methodology
 (`methodology.measure`), the statistics and the store never see the framework. TensorFlow, JAX or
-ONNX Runtime plug in by subclassing `Backend` and adding a line to `BACKENDS`: nothing else
-changes. Backends are imported lazily, so a worker loads only the framework it measures.
+ONNX Runtime plug in by subclassing `Backend`; the framework's `FrameworkSpec`
+(`measure/frameworks.py`) names the class, imported lazily, so a worker loads only the framework it
+measures.
 """
 
 from __future__ import annotations
@@ -15,17 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nnscale.errors import UserError
+from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import Timer
 from nnscale.records import Workload
-
-# framework name -> "module:class"
-BACKENDS = {
-    "torch": "nnscale.measure.torch_backend:TorchBackend",
-    "tensorflow": "nnscale.measure.tensorflow_backend:TensorFlowBackend",
-    "jax": "nnscale.measure.jax_backend:JaxBackend",
-    "onnxruntime": "nnscale.measure.onnxruntime_backend:OnnxRuntimeBackend",
-}
 
 # Error texts that mean "out of memory" whatever the exception type: glibc/C++ (ENOMEM,
 # std::bad_alloc), PyTorch's CPU allocator ("DefaultCPUAllocator: can't allocate memory") and CUDA
@@ -105,11 +98,8 @@ class Backend(ABC):
 
 
 def get_backend(framework: str) -> Backend:
-    """A fresh backend for `framework`; UserError for one nnscale has no backend for."""
-    target = BACKENDS.get(framework)
-    if target is None:
-        raise UserError(f"no backend for framework {framework!r}: available {', '.join(sorted(BACKENDS))}")
-    module, _, cls = target.partition(":")
+    """A fresh backend for `framework` (its spec names the class; imported now, in the worker)."""
+    module, _, cls = framework_spec(framework).backend.partition(":")
     return getattr(importlib.import_module(module), cls)()
 
 

@@ -38,11 +38,11 @@ from nnscale.measure.keras_common import (
     hwc_shape,
     import_keras,
     make_optimizer,
-    mode_name,
     num_classes,
     training_loss,
     usable_threads,
 )
+from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -144,7 +144,7 @@ class JaxBackend(Backend):
 
         info = {
             "framework_version": jax.__version__,
-            "framework_mode": mode_name("jax", True),
+            "framework_mode": SPECS["jax"].run_name(True),
             "keras_version": keras.__version__,
             "keras_policy": keras.mixed_precision.global_policy().name,
             "data_layout": "NHWC",

@@ -104,9 +104,3 @@ def training_loss(keras, out, y):
 
 def make_optimizer(keras):
     return keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
-
-
-def mode_name(framework: str, compiled: bool) -> str:
-    if framework == "tensorflow":
-        return "tf.function+xla" if compiled else "tf.function"
-    return "jax.jit"

@@ -30,6 +30,7 @@ import warnings
 
 from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
 from nnscale.measure.keras_common import usable_threads
+from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -143,7 +144,7 @@ class OnnxRuntimeBackend(Backend):
             return binding
 
         name = torch.cuda.get_device_name(index) if self._cuda else cpu_name()
-        info = dict(exported, framework_version=ort.__version__, framework_mode="InferenceSession",
+        info = dict(exported, framework_version=ort.__version__, framework_mode=SPECS["onnxruntime"].run_name(False),
                     ort_providers=",".join(used), ort_intra_op_threads=threads,
                     ort_inter_op_threads=1, data_layout="NCHW")
         return Prepared(step=step, timer=CpuTimer(), threads=threads, device_name=name, info=info)

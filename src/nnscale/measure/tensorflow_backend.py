@@ -30,11 +30,11 @@ from nnscale.measure.keras_common import (
     hwc_shape,
     import_keras,
     make_optimizer,
-    mode_name,
     num_classes,
     training_loss,
     usable_threads,
 )
+from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -135,7 +135,7 @@ class TensorFlowBackend(Backend):
 
         info = {
             "framework_version": tf.__version__,
-            "framework_mode": mode_name("tensorflow", jit),
+            "framework_mode": SPECS["tensorflow"].run_name(jit),
             "keras_version": keras.__version__,
             "keras_policy": keras.mixed_precision.global_policy().name,
             "data_layout": "NHWC",

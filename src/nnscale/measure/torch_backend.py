@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
+from nnscale.measure.frameworks import SPECS
 from nnscale.measure.lm import lm_step
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
@@ -197,7 +198,7 @@ class TorchBackend(Backend):
         else:
             timer, name = CpuTimer(), cpu_name()
         info = {"framework_version": torch.__version__,
-                "framework_mode": "torch.compile" if w.compile else "eager"}
+                "framework_mode": SPECS["torch"].run_name(w.compile)}
         return Prepared(step=step, timer=timer, threads=torch.get_num_threads(), device_name=name,
                         info=info)
 

@@ -110,6 +110,7 @@ class AlexNetOriginal(nn.Module):
 @register_model(
     "alexnet-original",
     family="paper",
+    keras_twin=True,
     input_shape=(3, 227, 227),
     source=_SOURCE,
     paper=_ALEXNET_PAPER,
@@ -241,6 +242,7 @@ class InceptionV1Original(nn.Module):
 @register_model(
     "inception-v1-original",
     family="paper",
+    keras_twin=True,
     input_shape=(3, 224, 224),
     source=_SOURCE,
     paper=_INCEPTION_PAPER,
@@ -293,6 +295,7 @@ def _resnet_v1(layers: list[int], **overrides) -> ResNet:
 @register_model(
     "resnet50-v1",
     family="paper",
+    keras_twin=True,
     input_shape=(3, 224, 224),
     source=_SOURCE + " (torchvision's ResNet with the stride moved to the first 1x1 conv)",
     paper=_RESNET_PAPER,
@@ -306,6 +309,7 @@ def resnet50_v1(**overrides) -> nn.Module:
 @register_model(
     "resnet152-v1",
     family="paper",
+    keras_twin=True,
     input_shape=(3, 224, 224),
     source=_SOURCE + " (torchvision's ResNet with the stride moved to the first 1x1 conv)",
     paper=_RESNET_PAPER,

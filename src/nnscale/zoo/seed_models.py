@@ -22,6 +22,7 @@ _SEED = (
 @register_model(
     "caffe-conv",
     family="seed",
+    keras_twin=True,
     input_shape=(1, 100, 100),
     num_classes=3,
     source="Caffe conv.prototxt on the seed's Caffe slide",
@@ -69,6 +70,7 @@ class TFMnistConvNet(nn.Module):
 register_model(
     "tf-mnist-convnet",
     family="seed",
+    keras_twin=True,
     input_shape=(1, 28, 28),
     num_classes=10,
     source="TensorFlow conv_net on the seed's TensorFlow slide",
@@ -103,6 +105,7 @@ class MatConvNetLeNet(nn.Module):
 register_model(
     "matconvnet-lenet",
     family="seed",
+    keras_twin=True,
     input_shape=(1, 28, 28),
     num_classes=10,
     source="MatConvNet net.layers on the seed's MatConvNet slide",
@@ -132,6 +135,7 @@ class PyTorchMnistNet(nn.Module):
 register_model(
     "pytorch-mnist-net",
     family="seed",
+    keras_twin=True,
     input_shape=(1, 28, 28),
     num_classes=10,
     source="PyTorch Net on the seed's PyTorch slide",

@@ -48,6 +48,7 @@ class TinyResNet(nn.Module):
 register_model(
     "test-tiny-resnet",
     family="test",
+    keras_twin=True,
     input_shape=(3, 32, 32),
     num_classes=10,
     source="nnscale test model",
@@ -69,6 +70,7 @@ class TinyMLP(nn.Module):
 register_model(
     "test-tiny-mlp",
     family="test",
+    keras_twin=True,
     input_shape=(3, 8, 8),
     num_classes=10,
     source="nnscale test model",
