@@ -9,7 +9,7 @@ import importlib
 import pytest
 
 from nnscale.cli import build_parser
-from nnscale.measure.backend import Backend
+from nnscale.measure.backends.base import Backend
 from nnscale.measure.frameworks import FRAMEWORKS, SPECS, keras_twins
 from nnscale.study import config as study_config
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nnscale.errors import UserError
-from nnscale.measure.backend import Backend, get_backend, looks_like_oom
+from nnscale.measure.backends.base import Backend, get_backend, looks_like_oom
 from nnscale.measure.point import derive, measure_point
 from nnscale.measure.validate import check_device, check_precision, cpu_native, parse_batches, parse_size
 from nnscale.records import Workload
@@ -62,7 +62,7 @@ class Failing(Backend):
         self.exc = exc
         self.closed = False
 
-    def prepare(self, workload, seed=0):
+    def build(self, workload, seed, threads):
         raise self.exc
 
     def peak_memory_bytes(self):

@@ -52,7 +52,7 @@ from nnscale.distributed.config import Launching, usable_cpus
 from nnscale.lifeline import PARENT_ENV, parent_token
 from nnscale.distributed.netutil import (Endpoint, check_port_free, free_port, interface_of,
                                          is_local, local_address_towards, wait_reachable)
-from nnscale.measure.backend import looks_like_oom
+from nnscale.measure.backends.base import looks_like_oom
 
 LAUNCH_ID_ENV = "NNSCALE_LAUNCH_ID"
 GRACE_S = 5.0  # SIGTERM → SIGKILL

@@ -67,20 +67,20 @@ class FrameworkSpec:
 
 _KERAS_NHWC = "Keras models always run NHWC (channels_last), so the flag changes nothing"
 SPECS = {s.name: s for s in (
-    FrameworkSpec("torch", "nnscale.measure.torch_backend:TorchBackend", ("torch",), None,
+    FrameworkSpec("torch", "nnscale.measure.backends.torch:TorchBackend", ("torch",), None,
                   ("inference", "decode", "training"), ("fp32", "tf32", "bf16", "fp16"), True,
                   "compile", ("eager", "torch.compile")),
     # fp16 training would need Keras' LossScaleOptimizer threaded through both stateless steps; not
     # done, so refused rather than run without loss scaling (which underflows gradients).
-    FrameworkSpec("tensorflow", "nnscale.measure.tensorflow_backend:TensorFlowBackend",
+    FrameworkSpec("tensorflow", "nnscale.measure.backends.tensorflow:TensorFlowBackend",
                   ("tensorflow", "keras"), "tensorflow", ("inference", "training"),
                   ("fp32", "tf32", "bf16", "fp16"), False, "xla", ("tf.function", "tf.function+xla"),
                   keras_twin=True, channels_last_refused=_KERAS_NHWC),
-    FrameworkSpec("jax", "nnscale.measure.jax_backend:JaxBackend", ("jax", "keras"), "jax",
+    FrameworkSpec("jax", "nnscale.measure.backends.jax:JaxBackend", ("jax", "keras"), "jax",
                   ("inference", "training"), ("fp32", "tf32", "bf16", "fp16"), False, "jit",
                   ("jax.jit", "jax.jit"), keras_twin=True, always_compiled=True,
                   channels_last_refused=_KERAS_NHWC),
-    FrameworkSpec("onnxruntime", "nnscale.measure.onnxruntime_backend:OnnxRuntimeBackend",
+    FrameworkSpec("onnxruntime", "nnscale.measure.backends.onnxruntime:OnnxRuntimeBackend",
                   ("onnxruntime", "onnx", "torch"), "onnx", ("inference",), ("fp32",), False, "",
                   ("InferenceSession", "InferenceSession"),
                   compile_refused="the session always optimises the graph (ORT_ENABLE_ALL)",

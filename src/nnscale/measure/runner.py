@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nnscale
-from nnscale.measure.backend import looks_like_oom
+from nnscale.measure.backends.base import looks_like_oom
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.worker import PHASE_PREFIX, RESULT_PREFIX
 from nnscale.records import Measurement, Workload

@@ -20,23 +20,13 @@ import os
 import sys
 
 from nnscale.errors import UserError
+from nnscale.measure.backends.base import Backend
 from nnscale.records import Workload
 
-SGD_LR = 0.01  # as the torch backend: SGD, momentum 0.9 (He et al. 2016, §3.4)
-SGD_MOMENTUM = 0.9
 POLICIES = {"fp32": "float32", "tf32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Quiet TensorFlow's C++ start-up logging (INFO and WARNING): the worker's last stderr line is the
 # message of a failed point, and must be the error, not a oneDNN banner.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def usable_threads(workload: Workload) -> int:
-    if workload.threads:
-        return workload.threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def import_keras(backend: str):
@@ -103,4 +93,5 @@ def training_loss(keras, out, y):
 
 
 def make_optimizer(keras):
-    return keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
+    """The optimizer of every backend (`Backend.SGD_LR`, `Backend.SGD_MOMENTUM`)."""
+    return keras.optimizers.SGD(learning_rate=Backend.SGD_LR, momentum=Backend.SGD_MOMENTUM)
