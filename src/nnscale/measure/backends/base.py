@@ -64,6 +64,13 @@ def device_index(device: str) -> int:
     return int(device.partition(":")[2] or 0)
 
 
+def canonical_device(device: str) -> str:
+    """The one name of a device in stored rows: 'cuda' -> 'cuda:0' (as `check_device` normalises a
+    sweep's --device), so a GPU measured by `sweep` and by `scale` is one device. A multi-GPU launch
+    is named by its first GPU; its world size says how many. Rows stored before say 'cuda'."""
+    return "cuda:0" if device == "cuda" else device
+
+
 class Backend(ABC):
     """One framework. Make one per point (a fresh worker process), then `prepare` the workload.
 
