@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 import pytest
 
@@ -41,6 +42,15 @@ def test_each_spec_names_its_backend(name):
     assert issubclass(backend, Backend) and backend.framework == name == spec.name
     assert spec.run_name(False) and spec.run_name(True)
     assert bool(spec.compile_label) == (not spec.compile_refused)
+
+
+def test_the_backends_package_has_one_module_per_spec():
+    import nnscale.measure.backends as package
+
+    modules = {p.stem for p in Path(package.__file__).parent.glob("*.py")}
+    shared = {"__init__", "base", "keras_common"}
+    named = {SPECS[n].backend.partition(":")[0].rpartition(".")[2] for n in FRAMEWORKS}
+    assert modules - shared == named == set(FRAMEWORKS)
 
 
 def test_the_rules_are_asked_of_the_spec():

@@ -39,6 +39,7 @@ def test_training_step_runs_in_each_cpu_precision(precision, channels_last):
     m = measure_point(tiny("training", 2, precision=precision, channels_last=channels_last), SHORT)
     assert m.status in ("ok", "unstable"), m.error
     assert "latency_ms_p50" not in m.stats  # latency is an inference notion
+    assert m.stats["data_layout"] == ("NHWC" if channels_last else "NCHW")  # as every backend says
 
 
 def test_training_updates_the_weights():

@@ -32,15 +32,9 @@ from __future__ import annotations
 
 import os
 
-from nnscale.measure.backends.base import Backend, Prepared, cpu_name, device_index
-from nnscale.measure.backends.keras_common import (
-    build_model,
-    hwc_shape,
-    import_keras,
-    make_optimizer,
-    num_classes,
-    training_loss,
-)
+from nnscale.measure.backends.base import Prepared, cpu_name, device_index
+from nnscale.measure.backends.keras_common import (KerasBackend, build_model, hwc_shape, import_keras,
+                                                   make_optimizer, num_classes, training_loss)
 from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
@@ -59,18 +53,14 @@ def xla_environment(workload: Workload, threads: int) -> dict[str, str]:
     return env
 
 
-class JaxBackend(Backend):
+class JaxBackend(KerasBackend):
     framework = "jax"
     held = ("model", "state")  # XLA's RESOURCE_EXHAUSTED is among the base's OOM_MARKERS
 
     def __init__(self) -> None:
         super().__init__()
         self._device = None
-        self.model = None  # kept for in-process checks (tests, benchmarks)
-        self.state = None  # the training state after the last step, likewise
-
-    def data_layout(self, workload: Workload) -> str:
-        return "NHWC"  # Keras' default, whatever the workload asks (channels_last is refused)
+        self.state = None  # the training state after the last step (in-process checks)
 
     def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
         w = workload
@@ -99,9 +89,7 @@ class JaxBackend(Backend):
             # first ran 7 % slower here than an identical one (docs/benchmarks.md, frameworks).
             jax.config.update("jax_default_device", device)
         self._device = device
-        from nnscale.kerasnets import keras_model_info
-
-        keras_model_info(w.model)  # loads the definitions (and keras' layers): before the probe
+        self.load_definitions(w)
         self.host_peak.reset()
         model = build_model(keras, w, seed)
         self.model = model
@@ -147,8 +135,7 @@ class JaxBackend(Backend):
         info = {
             "framework_version": jax.__version__,
             "framework_mode": SPECS["jax"].run_name(True),
-            "keras_version": keras.__version__,
-            "keras_policy": keras.mixed_precision.global_policy().name,
+            **self.keras_info(keras),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "jax_platform": device.platform,
         }

@@ -95,3 +95,31 @@ def training_loss(keras, out, y):
 def make_optimizer(keras):
     """The optimizer of every backend (`Backend.SGD_LR`, `Backend.SGD_MOMENTUM`)."""
     return keras.optimizers.SGD(learning_rate=Backend.SGD_LR, momentum=Backend.SGD_MOMENTUM)
+
+
+class KerasBackend(Backend):
+    """What the TensorFlow and JAX backends share: the Keras twin as the model, kept in `model` (for
+    in-process checks: tests, benchmarks) and dropped by `close`; NHWC data whatever the workload
+    asks (channels_last is refused at the edge); the Keras version and policy recorded."""
+
+    held = ("model",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = None
+
+    def data_layout(self, workload: Workload) -> str:
+        return "NHWC"
+
+    @staticmethod
+    def load_definitions(workload: Workload) -> None:
+        """Import the Keras definitions (and keras' layers) now: before the memory probe starts."""
+        from nnscale.kerasnets import keras_model_info
+
+        keras_model_info(workload.model)
+
+    @staticmethod
+    def keras_info(keras) -> dict:
+        return {"keras_version": keras.__version__,
+                "keras_policy": keras.mixed_precision.global_policy().name}
+

@@ -24,15 +24,9 @@ Methodology (docs/methodology.md, "Frameworks"):
 
 from __future__ import annotations
 
-from nnscale.measure.backends.base import Backend, Prepared, cpu_name, device_index
-from nnscale.measure.backends.keras_common import (
-    build_model,
-    hwc_shape,
-    import_keras,
-    make_optimizer,
-    num_classes,
-    training_loss,
-)
+from nnscale.measure.backends.base import Prepared, cpu_name, device_index
+from nnscale.measure.backends.keras_common import (KerasBackend, build_model, hwc_shape, import_keras,
+                                                   make_optimizer, num_classes, training_loss)
 from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
@@ -66,25 +60,20 @@ def configure_runtime(tf, workload: Workload, threads: int, cap_bytes: int | Non
     return "/GPU:0", details.get("device_name", "GPU")
 
 
-class TensorFlowBackend(Backend):
+class TensorFlowBackend(KerasBackend):
     framework = "tensorflow"
-    oom_types = Backend.oom_types + ("ResourceExhaustedError",)  # "OOM when allocating tensor"
-    held = ("model",)
+    oom_types = KerasBackend.oom_types + ("ResourceExhaustedError",)  # "OOM when allocating tensor"
 
     def __init__(self) -> None:
         super().__init__()
         self._gpu = False
         self._cap: int | None = None
-        self.model = None  # kept for in-process checks (tests, benchmarks)
 
     def limit_memory(self, cap_bytes: int, device: str) -> None:
         if device.startswith("cuda"):
             self._cap = int(cap_bytes)  # applied in prepare, before the GPU is initialised
             return
         super().limit_memory(cap_bytes, device)
-
-    def data_layout(self, workload: Workload) -> str:
-        return "NHWC"  # Keras' default, whatever the workload asks (channels_last is refused)
 
     def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
         w = workload
@@ -93,9 +82,7 @@ class TensorFlowBackend(Backend):
 
         device, name = configure_runtime(tf, w, threads, self._cap)
         self._gpu = device.startswith("/GPU")
-        from nnscale.kerasnets import keras_model_info
-
-        keras_model_info(w.model)  # loads the definitions (and keras' layers): before the probe
+        self.load_definitions(w)
         if self._gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
         self.host_peak.reset()
@@ -139,8 +126,7 @@ class TensorFlowBackend(Backend):
         info = {
             "framework_version": tf.__version__,
             "framework_mode": SPECS["tensorflow"].run_name(jit),
-            "keras_version": keras.__version__,
-            "keras_policy": keras.mixed_precision.global_policy().name,
+            **self.keras_info(keras),
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         }
