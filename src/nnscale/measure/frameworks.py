@@ -44,6 +44,11 @@ class FrameworkSpec:
     channels_last_refused: str = ""  # why --channels-last means nothing here; "" when it is allowed
     modes_note: str = ""  # added to a refused mode's reason
     devices: tuple[str, ...] = DEVICE_KINDS
+    # Fresh worker to first step: interpreter, framework import, model build, set-up (2-core
+    # development VM, quiet: `import torch, torchvision` alone 4.8 s; the quick study's AlexNet
+    # points took 7-7.5 s per process beyond warm-up and measurement). TensorFlow and JAX import
+    # more; ONNX Runtime also exports the model from torch. The study's planner uses it.
+    start_s: float = 7.0
 
     def allows(self, mode: str, precision: str, device: str | None = None) -> str | None:
         """None when this framework runs (mode, precision) on `device` (None: any device), else the
@@ -75,17 +80,17 @@ SPECS = {s.name: s for s in (
     FrameworkSpec("tensorflow", "nnscale.measure.backends.tensorflow:TensorFlowBackend",
                   ("tensorflow", "keras"), "tensorflow", ("inference", "training"),
                   ("fp32", "tf32", "bf16", "fp16"), False, "xla", ("tf.function", "tf.function+xla"),
-                  keras_twin=True, channels_last_refused=_KERAS_NHWC),
+                  keras_twin=True, channels_last_refused=_KERAS_NHWC, start_s=11.0),
     FrameworkSpec("jax", "nnscale.measure.backends.jax:JaxBackend", ("jax", "keras"), "jax",
                   ("inference", "training"), ("fp32", "tf32", "bf16", "fp16"), False, "jit",
                   ("jax.jit", "jax.jit"), keras_twin=True, always_compiled=True,
-                  channels_last_refused=_KERAS_NHWC),
+                  channels_last_refused=_KERAS_NHWC, start_s=10.0),
     FrameworkSpec("onnxruntime", "nnscale.measure.backends.onnxruntime:OnnxRuntimeBackend",
                   ("onnxruntime", "onnx", "torch"), "onnx", ("inference",), ("fp32",), False, "",
                   ("InferenceSession", "InferenceSession"),
                   compile_refused="the session always optimises the graph (ORT_ENABLE_ALL)",
                   channels_last_refused="the exported ONNX graph is NCHW",
-                  modes_note=" (ONNX Runtime is an inference engine)"),
+                  modes_note=" (ONNX Runtime is an inference engine)", start_s=11.0),
 )}
 FRAMEWORKS = tuple(SPECS)
 

@@ -94,9 +94,11 @@ class Backend(ABC):
         self.host_peak = HostPeak()
 
     def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
-        """Seed, resolve threads, `build` the model, inputs and step; record the data layout."""
+        """Seed, resolve threads, `build` the model, inputs and step; record what ran (the spec's
+        name of the step, e.g. "tf.function+xla") and the data layout."""
         random.seed(seed)
         prepared = self.build(workload, seed, self.threads_for(workload))
+        prepared.info.setdefault("framework_mode", framework_spec(self.framework).run_name(workload.compile))
         prepared.info.setdefault("data_layout", self.data_layout(workload))
         return prepared
 

@@ -35,7 +35,6 @@ import os
 from nnscale.measure.backends.base import Prepared, cpu_name, device_index
 from nnscale.measure.backends.keras_common import (KerasBackend, build_model, hwc_shape, import_keras,
                                                    make_optimizer, num_classes, training_loss)
-from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -134,7 +133,6 @@ class JaxBackend(KerasBackend):
 
         info = {
             "framework_version": jax.__version__,
-            "framework_mode": SPECS["jax"].run_name(True),
             **self.keras_info(keras),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "jax_platform": device.platform,

@@ -29,7 +29,6 @@ import time
 import warnings
 
 from nnscale.measure.backends.base import Backend, Prepared, cpu_name, device_index
-from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -143,9 +142,8 @@ class OnnxRuntimeBackend(Backend):
             return binding
 
         name = torch.cuda.get_device_name(index) if self._cuda else cpu_name()
-        info = dict(exported, framework_version=ort.__version__, framework_mode=SPECS["onnxruntime"].run_name(False),
-                    ort_providers=",".join(used), ort_intra_op_threads=threads,
-                    ort_inter_op_threads=1)
+        info = dict(exported, framework_version=ort.__version__, ort_providers=",".join(used),
+                    ort_intra_op_threads=threads, ort_inter_op_threads=1)
         return Prepared(step=step, timer=CpuTimer(), threads=threads, device_name=name, info=info)
 
     def peak_memory_bytes(self) -> int | None:

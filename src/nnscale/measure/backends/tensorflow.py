@@ -27,7 +27,6 @@ from __future__ import annotations
 from nnscale.measure.backends.base import Prepared, cpu_name, device_index
 from nnscale.measure.backends.keras_common import (KerasBackend, build_model, hwc_shape, import_keras,
                                                    make_optimizer, num_classes, training_loss)
-from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -125,7 +124,6 @@ class TensorFlowBackend(KerasBackend):
 
         info = {
             "framework_version": tf.__version__,
-            "framework_mode": SPECS["tensorflow"].run_name(jit),
             **self.keras_info(keras),
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),

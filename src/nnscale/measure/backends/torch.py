@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 
 from nnscale.measure.backends.base import Backend, Prepared, cpu_name
-from nnscale.measure.frameworks import SPECS
 from nnscale.measure.lm import lm_step
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
@@ -224,8 +223,7 @@ class TorchBackend(Backend):
             timer, name = CudaTimer(device), torch.cuda.get_device_name(device)
         else:
             timer, name = CpuTimer(), cpu_name()
-        info = {"framework_version": torch.__version__,
-                "framework_mode": SPECS["torch"].run_name(w.compile)}
+        info = {"framework_version": torch.__version__}
         return Prepared(step=step, timer=timer, threads=torch.get_num_threads(), device_name=name,
                         info=info)
 
