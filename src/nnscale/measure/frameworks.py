@@ -1,7 +1,7 @@
 """Which frameworks nnscale measures and what each can run: one `FrameworkSpec` per framework.
 
 Every caller asks the spec — the command line's choices and checks (`sweep`, `tune`), a study's plan
-(`study.runner`), the progress labels and the worker (`measure.backend.get_backend`) — so adding a framework is one
+(`study.runner`), the progress labels and the worker (`measure.backends.get_backend`) — so adding a framework is one
 entry in `SPECS` plus its backend (docs/methodology.md, "Frameworks"). Torch-free and
 framework-free: modules are found with `importlib.util.find_spec`, which does not import them, so the
 parent of a sweep never loads TensorFlow, JAX or ONNX Runtime. Every problem is a one-line
@@ -116,7 +116,7 @@ def check_installed(framework: str) -> None:
 
 
 def check_options(framework: str, modes: tuple[str, ...], precision: str, channels_last: bool,
-                  compile: bool, device: str | None = None) -> bool:
+                  compile: bool) -> bool:
     """UserError for a (framework, option) pair it cannot run; the `compile` flag to store.
 
     JAX runs only through `jax.jit`, so its points always say compile=True: what ran, not what was
@@ -124,7 +124,7 @@ def check_options(framework: str, modes: tuple[str, ...], precision: str, channe
     """
     spec = framework_spec(framework)
     for mode in modes:
-        why = spec.allows(mode, precision, device)
+        why = spec.allows(mode, precision)  # the device is checked apart (validate.check_device)
         if why:
             raise UserError(why)
     if channels_last and spec.channels_last_refused:
@@ -136,11 +136,11 @@ def check_options(framework: str, modes: tuple[str, ...], precision: str, channe
 
 
 def check_framework(framework: str, modes: tuple[str, ...], precision: str, channels_last: bool,
-                    compile: bool, device: str | None = None) -> bool:
+                    compile: bool) -> bool:
     """`check_installed` and `check_options`; the compile flag to store."""
     framework_spec(framework)
     check_installed(framework)
-    return check_options(framework, modes, precision, channels_last, compile, device)
+    return check_options(framework, modes, precision, channels_last, compile)
 
 
 def runs_model(framework: str, model: str) -> bool:
