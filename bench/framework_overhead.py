@@ -91,7 +91,7 @@ def native_step(framework: str, model: str, mode: str, batch: int, threads: int,
         import numpy as np
         import onnxruntime as ort
 
-        from nnscale.measure.onnxruntime_backend import export_onnx
+        from nnscale.measure.backends.onnxruntime import export_onnx
         from nnscale.records import Workload
 
         path = f"/tmp/nnscale-bench-{os.getpid()}.onnx"
@@ -187,7 +187,7 @@ def inproc_main(args) -> None:
     cancelled): A = `measure()` timing the step the nnscale backend builds, every iteration timed,
     throughput from the median; B = `native_step` on a second model of the same framework, timed as
     one block. Blocks of ~`--block` seconds alternate A B, B A, ...; one JSON line of ratios."""
-    from nnscale.measure.backend import get_backend
+    from nnscale.measure.backends.base import get_backend
     from nnscale.measure.methodology import MeasurePolicy, measure
     from nnscale.measure.runner import worker_env
     from nnscale.records import Workload
@@ -232,7 +232,7 @@ def same_timing_main(args) -> None:
     """A cross-check of the in-process level: the backend's step and the native step timed the same
     way (alternating blocks of `--calls` calls, each call timed, as a block and by its median), so a
     difference between A and B is the steps', not the two timing methods'."""
-    from nnscale.measure.backend import get_backend
+    from nnscale.measure.backends.base import get_backend
     from nnscale.records import Workload
     from nnscale.zoo.registry import (
         model_info,  # torchvision before TensorFlow (kerasnets' conftest)

@@ -82,7 +82,7 @@ def rates(batch: int, samples_ms) -> tuple[float, float]:
 
 def in_process(model: str, mode: str, batch: int, threads: int, blocks: int, block_s: float,
                first: str = "A") -> tuple[float, float]:
-    from nnscale.measure.backend import get_backend
+    from nnscale.measure.backends.base import get_backend
     from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
     from nnscale.records import Workload
     from nnscale.zoo import model_info

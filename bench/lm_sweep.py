@@ -69,7 +69,7 @@ def bare_loop(model_name: str, mode: str, batch: int, seq: int, threads: int):
 
 
 def overhead(model: str, mode: str, batch: int, seq: int, threads: int, pairs: int, block_s: float) -> None:
-    from nnscale.measure.backend import get_backend
+    from nnscale.measure.backends.base import get_backend
     from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
     from nnscale.records import Workload
 

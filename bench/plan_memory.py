@@ -6,7 +6,7 @@ strategy, and prints beside it nnscale.predict.memory's prediction for the same 
 size = data-parallel degree, FSDP sharding over all ranks for `fsdp`, the point's batch per rank
 and sequence length (input_shape (S,)), precision, full checkpointing if the point had
 `activation_checkpointing`, SGD with momentum (the engine's optimizer,
-nnscale.measure.torch_backend), PyTorch DDP's bucket copy of the gradients (unless the point ran
+nnscale.measure.backends.torch), PyTorch DDP's bucket copy of the gradients (unless the point ran
 with --grad-as-bucket-view), FSDP's root unit (embedding, output) kept gathered (nnscale's FSDP
 step shards the blocks, then the model), and the eager elementwise tensors of Hugging Face's modules. The measured peak on CPU is the resident set over
 the steps less the bare worker's (nnscale.distributed.memory), so allocator slack is in it and not

@@ -28,6 +28,8 @@ def test_lists_the_zoo_models_it_defines() -> None:
     names = list_keras_models()
     assert set(names) == EXPECTED and names == sorted(names)
     assert set(names) <= set(list_models())
+    # What the parent asks without importing keras: the zoo's flag, set where each model registers.
+    assert {n for n in list_models() if model_info(n).keras_twin} == set(names)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

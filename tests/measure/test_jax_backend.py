@@ -36,7 +36,7 @@ def test_training_step_updates_the_weights():
     code = """
 import json, sys
 import numpy as np
-from nnscale.measure.jax_backend import JaxBackend
+from nnscale.measure.backends.jax import JaxBackend
 from nnscale.records import Workload
 w = Workload("test-tiny-mlp", "training", 4, (3, 8, 8), threads=1, framework="jax", compile=True)
 b = JaxBackend()

@@ -16,7 +16,7 @@ from nnscale.cli import main
 from nnscale.errors import UserError
 from nnscale.measure.point import derive
 from nnscale.measure.sweep import SweepConfig, resolve, run_sweep
-from nnscale.measure.torch_backend import TorchBackend
+from nnscale.measure.backends.torch import TorchBackend
 from nnscale.records import Measurement, Workload
 from nnscale.store import open_store
 from nnscale.zoo.lm_shapes import lm_shape

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from nnscale.errors import UserError
-from nnscale.measure.backend import Backend, get_backend, looks_like_oom
+from nnscale.measure.backends.base import Backend, get_backend, looks_like_oom
 from nnscale.measure.point import derive, measure_point
 from nnscale.measure.validate import check_device, check_precision, cpu_native, parse_batches, parse_size
 from nnscale.records import Workload
@@ -39,6 +39,7 @@ def test_training_step_runs_in_each_cpu_precision(precision, channels_last):
     m = measure_point(tiny("training", 2, precision=precision, channels_last=channels_last), SHORT)
     assert m.status in ("ok", "unstable"), m.error
     assert "latency_ms_p50" not in m.stats  # latency is an inference notion
+    assert m.stats["data_layout"] == ("NHWC" if channels_last else "NCHW")  # as every backend says
 
 
 def test_training_updates_the_weights():
@@ -62,7 +63,7 @@ class Failing(Backend):
         self.exc = exc
         self.closed = False
 
-    def prepare(self, workload, seed=0):
+    def build(self, workload, seed, threads):
         raise self.exc
 
     def peak_memory_bytes(self):

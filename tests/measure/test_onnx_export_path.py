@@ -23,7 +23,7 @@ def _files(root: Path) -> set[str]:
 @pytest.mark.parametrize("form", ["absolute", "dotdot"])
 def test_export_stays_in_its_temporary_directory(tmp_path, monkeypatch, form):
     need("onnxruntime")
-    from nnscale.measure.onnxruntime_backend import OnnxRuntimeBackend
+    from nnscale.measure.backends.onnxruntime import OnnxRuntimeBackend
     from nnscale.zoo import model_info
 
     nets, temp, work = tmp_path / "nets", tmp_path / "tmp", tmp_path / "w1" / "w2"

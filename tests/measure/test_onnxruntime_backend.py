@@ -22,7 +22,7 @@ def test_export_gives_the_outputs_of_torch(tmp_path):
     import onnxruntime as ort
     import torch
 
-    from nnscale.measure.onnxruntime_backend import OPSET, export_onnx
+    from nnscale.measure.backends.onnxruntime import OPSET, export_onnx
     from nnscale.zoo import create_model
 
     w = Workload("pytorch-mnist-net", "inference", 3, (1, 28, 28), framework="onnxruntime")

@@ -43,7 +43,7 @@ def test_sweep_both_modes_with_and_without_xla(tmp_path):
 def test_training_step_updates_the_weights_and_is_deterministic():
     code = """
 import json
-from nnscale.measure.tensorflow_backend import TensorFlowBackend
+from nnscale.measure.backends.tensorflow import TensorFlowBackend
 from nnscale.records import Workload
 w = Workload("test-tiny-mlp", "training", 4, (3, 8, 8), threads=1, framework="tensorflow", compile=True)
 b = TensorFlowBackend()

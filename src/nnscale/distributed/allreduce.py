@@ -25,6 +25,7 @@ from nnscale.distributed.ddp_step import collective_flag
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
 from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
 from nnscale.distributed.scaling import ScaleFailed, Sink
+from nnscale.measure.backends.base import canonical_device
 from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
 from nnscale.records import Measurement, Workload
 from nnscale.stats import summarize
@@ -89,7 +90,8 @@ def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
     cpu = cfg.launching.device == "cpu"
     threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
     return Workload(model=MODEL, mode="training", batch_size=1,
-                    input_shape=(max(1, size_bytes // itemsize),), device=cfg.launching.device,
+                    input_shape=(max(1, size_bytes // itemsize),),
+                    device=canonical_device(cfg.launching.device),
                     precision=cfg.dtype, threads=threads,
                     framework=f"torch-{backend}{tag}", world_size=cfg.launching.nnodes * nproc)
 

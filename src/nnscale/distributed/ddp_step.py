@@ -2,7 +2,7 @@
 
 The step is the one a training loop runs: forward, cross-entropy loss, backward (during which DDP
 all-reduces gradient buckets, overlapping communication with the rest of backward), SGD with
-momentum, zero_grad — the single-device engine's step (nnscale.measure.torch_backend: optimizer,
+momentum, zero_grad — the single-device engine's step (nnscale.measure.backends.torch: optimizer,
 mixed precision, TF32 and cuDNN settings), wrapped in DDP. Buckets: gradients are packed into
 buckets of `bucket_cap_mb` in reverse parameter order, and a bucket is all-reduced as soon as all
 its gradients exist (Li et al., "PyTorch Distributed: Experiences on Accelerating Data Parallel
@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnscale.measure.methodology import CpuTimer
 from nnscale.distributed.train_state import Clock, StepOptions, TrainState
-from nnscale.measure.torch_backend import CudaTimer
+from nnscale.measure.backends.torch import CudaTimer
 
 __all__ = ["Clock", "CommRecorder", "DDPTrainer", "StepOptions"]  # Clock, StepOptions: train_state
 _HOOKS = {"fp16": default_hooks.fp16_compress_hook, "bf16": default_hooks.bf16_compress_hook}

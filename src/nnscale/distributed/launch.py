@@ -47,17 +47,18 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nnscale
 from nnscale.distributed.config import Launching, usable_cpus
 from nnscale.lifeline import PARENT_ENV, parent_token
 from nnscale.distributed.netutil import (Endpoint, check_port_free, free_port, interface_of,
                                          is_local, local_address_towards, wait_reachable)
-from nnscale.measure.backend import looks_like_oom
+from nnscale.measure.backends.base import looks_like_oom
+from nnscale.measure.runner import SRC_DIR as RUNNER_SRC_DIR
+from nnscale.measure.runner import thread_env, worker_env
 
 LAUNCH_ID_ENV = "NNSCALE_LAUNCH_ID"
 GRACE_S = 5.0  # SIGTERM → SIGKILL
 AFTER_ERROR_S = 20.0  # once a rank has failed, how long torchrun gets to stop the others itself
-SRC_DIR = str(Path(nnscale.__file__).resolve().parent.parent)
+SRC_DIR = str(RUNNER_SRC_DIR)
 
 
 class LaunchFailed(Exception):
@@ -97,11 +98,10 @@ def torchrun_command(spec: LaunchSpec, job_path: Path) -> list[str]:
 
 
 def _environment(spec: LaunchSpec, launch_id: str) -> dict[str, str]:
-    env = dict(os.environ)
-    path = env.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = SRC_DIR + (os.pathsep + path if path else "")
-    env[LAUNCH_ID_ENV] = launch_id
-    env[PARENT_ENV] = parent_token()  # torchrun and the workers watch this process (lifeline)
+    """A sweep worker's environment (measure.runner.worker_env), plus the launch's marks; the
+    thread variables are the launch's (`spec.env`)."""
+    # torchrun and the workers watch this process (lifeline)
+    env = worker_env(0, {LAUNCH_ID_ENV: launch_id, PARENT_ENV: parent_token()})
     env.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")  # a failed NCCL op ends the process
     env.update(spec.env)
     return env
@@ -268,10 +268,9 @@ def launch_spec(launching: Launching, nproc: int, job: dict, job_key: dict) -> L
     if launching.device == "cpu":
         cores = worker_cores(launching, nproc)
         job = dict(job, threads=cores.threads, cpus=list(cores.cpus) if cores.cpus else None)
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env[var] = str(cores.threads)
+        env.update(thread_env(cores.threads))
     else:  # GPU workers: the node's cores shared among them for host-side work, not pinned
-        env["OMP_NUM_THREADS"] = str(max(1, len(usable_cpus()) // nproc))
+        env.update(thread_env(max(1, len(usable_cpus()) // nproc)))
     ep = launching.rdzv_endpoint
     if ep is None:
         ep, host = Endpoint("127.0.0.1", free_port()), True

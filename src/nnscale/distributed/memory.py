@@ -26,7 +26,7 @@ inputs). The timed steps' own peak, with the heap as glibc keeps it, is stored b
 Why RSS and not tracemalloc: torch's CPU tensors come from c10's allocator (posix_memalign), which
 tracemalloc never sees, and torch keeps no CPU allocator statistics; the resident set counts every
 page the rank touched, whoever allocated it. It is the single-device engine's measure too
-(nnscale.measure.backend.HostPeak), here with the bare worker as the base.
+(nnscale.measure.backends.base.HostPeak), here with the bare worker as the base.
 
 CUDA: `torch.cuda.max_memory_allocated` since `torch.cuda.reset_peak_memory_stats` at the same
 moment: the caching allocator's peak of live tensors, which counts the model state as well.
@@ -40,7 +40,7 @@ import gc
 
 import torch
 
-from nnscale.measure.backend import proc_status_kib
+from nnscale.measure.backends.base import proc_status_kib
 from nnscale.zoo import create_model
 
 

@@ -24,6 +24,7 @@ from nnscale.distributed.config import ScaleConfig, check_workers
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
+from nnscale.measure.backends.base import canonical_device
 from nnscale.records import Measurement, Workload, strategy_of
 from nnscale.stats import Summary, throughput
 from nnscale.zoo import model_info
@@ -72,7 +73,8 @@ def workload(cfg: ScaleConfig, nproc: int) -> Workload:
     cpu = cfg.launching.device == "cpu"
     threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
     return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
-                    input_shape=tuple(shape), device=cfg.launching.device, precision=cfg.precision,
+                    input_shape=tuple(shape), device=canonical_device(cfg.launching.device),
+                    precision=cfg.precision,
                     channels_last=cfg.channels_last, threads=threads,
                     framework=framework_tag(cfg), world_size=world, strategy=cfg.strategy)
 
@@ -192,7 +194,8 @@ def _strategy_stats(cfg: ScaleConfig, result: dict) -> dict:
 def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     b = a.workload
     # The same threads per worker: a 1-worker point with more threads is another kind of worker.
-    return (a.status in USABLE and b.model == w.model and b.device == w.device and b.threads == w.threads
+    return (a.status in USABLE and b.model == w.model and canonical_device(b.device) == w.device
+            and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
             and b.channels_last == w.channels_last and strategy_of(b) == w.strategy
             and a.stats.get("ddp_options") == (ddp_options(cfg) if cfg.strategy == "ddp" else None))

@@ -2,11 +2,11 @@
 
 DDP (`ddp_step`) and FSDP (`fsdp_step`) wrap the same `TrainState`, so the two strategies train the
 same network on the same per-rank batch with the same optimizer and mixed precision, and differ only
-in how gradients and parameters are communicated and stored. The step is the single-device
-engine's (nnscale.measure.torch_backend; for a language model nnscale.measure.lm's: random token
-ids, the next-token cross-entropy): forward, the training loss, backward, SGD with momentum,
-zero_grad; mixed precision under `torch.autocast`, fp16 with a gradient scaler; on CUDA
-`cudnn.benchmark` on and TF32 only when asked.
+in how gradients and parameters are communicated and stored. `TrainState` is the single-device
+engine's `TrainingStep` (nnscale.measure.backends.torch: the model on the device, channels-last,
+SGD with momentum, autocast, fp16's gradient scaler, cuDNN and TF32 settings) plus the rank's batch
+(for a language model nnscale.measure.lm's: random token ids, the next-token cross-entropy) and the
+phase marks of the breakdown.
 
 `Clock` puts marks on one timeline: perf_counter on CPU, CUDA events on the current stream on GPU,
 read once the step has synchronized, so GPU time and not host enqueue time is measured.
@@ -14,15 +14,13 @@ read once the step has synchronized, so GPU time and not host enqueue time is me
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
 import torch
 
-from nnscale.measure.torch_backend import (AMP_DTYPES, SGD_LR, SGD_MOMENTUM, set_tf32,
-                                           training_loss)
-from nnscale.zoo import create_model, model_info
+from nnscale.measure.backends.torch import TrainingStep, training_loss
+from nnscale.zoo import model_info
 
 STRATEGIES = ("ddp", "fsdp")
 
@@ -65,15 +63,7 @@ class Clock:
                 event.synchronize()
 
 
-def amp_context(device: torch.device, precision: str):
-    """Mixed precision as the single-device engine runs it (nnscale.measure.torch_backend)."""
-    dtype = AMP_DTYPES.get(precision)
-    if dtype is not None:
-        return lambda: torch.autocast(device.type, dtype=dtype)
-    return contextlib.nullcontext
-
-
-class TrainState:
+class TrainState(TrainingStep):
     """The model, its synthetic batch, optimizer, scaler and precision on one rank.
 
     The optimizer is made by `make_optimizer` once the strategy has wrapped the module: FSDP
@@ -81,13 +71,10 @@ class TrainState:
     """
 
     def __init__(self, opts: StepOptions, device: torch.device, seed: int):
-        self.opts, self.device = opts, device
+        self.opts = opts
         info = model_info(opts.model)
         torch.manual_seed(seed)  # DDP broadcasts rank 0's weights; the data differs per rank
-        self.module = create_model(opts.model).to(device)
-        fmt = torch.channels_last if opts.channels_last else torch.contiguous_format
-        if opts.channels_last:
-            self.module = self.module.to(memory_format=fmt)
+        super().__init__(opts.model, opts.precision, device, opts.channels_last)
         if info.is_lm:  # token ids (batch, S), the next-token loss (as nnscale.measure.lm trains)
             from nnscale.netstats.lm import next_token_loss
 
@@ -95,18 +82,9 @@ class TrainState:
                                    device=device)
             self.y, self._loss = self.x, next_token_loss
         else:
-            self.x = torch.randn(opts.batch, *opts.input_shape, device=device).to(memory_format=fmt)
+            self.x = self.inputs(opts.batch, opts.input_shape)
             self.y = torch.randint(0, info.num_classes, (opts.batch,), device=device)
             self._loss = training_loss
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scaler = torch.amp.GradScaler(device.type) if opts.precision == "fp16" else None
-        self.amp = amp_context(device, opts.precision)
-        if device.type == "cuda":  # as the single-device engine: fixed shapes, TF32 only if asked
-            torch.backends.cudnn.benchmark = True
-            set_tf32(opts.precision == "tf32")
-
-    def make_optimizer(self) -> None:
-        self.optimizer = torch.optim.SGD(self.module.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
 
     def loss(self, net) -> torch.Tensor:
         """Forward and loss through `net` (the wrapped module), under the chosen precision."""
@@ -115,18 +93,7 @@ class TrainState:
 
     def backward_and_update(self, loss, marks: list | None, clock: Clock | None) -> None:
         """Backward, optimizer step, zero_grad; with `marks`, one mark when backward returned."""
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if marks is not None:
-                marks.append(clock.mark())
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if marks is not None:
-                marks.append(clock.mark())
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer_step(loss, None if marks is None else lambda: marks.append(clock.mark()))
 
     def state_bytes(self) -> dict[str, int]:
         """Bytes this rank holds of parameters, gradients and optimizer state, counted from the

@@ -34,7 +34,7 @@ import torch
 
 from nnscale.errors import UserError
 from nnscale.measure.methodology import CpuTimer
-from nnscale.measure.torch_backend import CudaTimer, cpu_name, set_tf32
+from nnscale.measure.backends.torch import CudaTimer, cpu_name, set_tf32
 from nnscale.measure.validate import check_device, check_threads
 
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

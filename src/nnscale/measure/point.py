@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from nnscale.measure.backend import Backend, get_backend
+from nnscale.measure.backends.base import Backend, get_backend
 from nnscale.measure.lm import is_lm, lm_rate_stats
 from nnscale.measure.methodology import MeasurePolicy, Timed, measure
 from nnscale.records import Measurement, Workload

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nnscale.format import binary_bytes, si, text_table
+from nnscale.measure.frameworks import SPECS
 from nnscale.records import Measurement, Workload
 
 # (key, header, width); widths fit typical values, longer cells simply push the line wider.
@@ -37,15 +38,18 @@ COLUMNS = (
 _LEFT = {"mode", "config", "status"}
 
 
-# What `compile` is called per framework (docs/methodology.md, "Frameworks").
-COMPILE_WORDS = {"tensorflow": "xla", "jax": "jit"}
-
-
 def config_label(w: Workload) -> str:
     """'fp32 cl compile'; other frameworks than torch lead with their name ('jax fp32 jit')."""
     fw = [] if w.framework == "torch" else [w.framework]
-    comp = [COMPILE_WORDS.get(w.framework, "compile")] if w.compile else []
+    comp = [_compile_label(w.framework)] if w.compile else []
     return " ".join(fw + [w.precision] + (["cl"] if w.channels_last else []) + comp)
+
+
+def _compile_label(framework: str) -> str:
+    """What `compile` is called (the framework's spec); "compile" for a stored name nnscale no
+    longer knows (e.g. "torch-ddp[...]")."""
+    spec = SPECS.get(framework)
+    return spec.compile_label if spec and spec.compile_label else "compile"
 
 
 def _num(v, fmt: str) -> str:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import nnscale
-from nnscale.measure.backend import looks_like_oom
+from nnscale.measure.backends.base import looks_like_oom
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.worker import PHASE_PREFIX, RESULT_PREFIX
 from nnscale.records import Measurement, Workload
@@ -60,12 +60,23 @@ def default_timeout_s(policy: MeasurePolicy, compile_timeout_s: float = 0.0) -> 
     return STARTUP_S + compile_timeout_s + policy.warmup_max_s + 2.0 * policy.budget_s
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """The thread-pool variables every worker gets: OpenMP (torch's intra-op pool), MKL and
+    OpenBLAS (NumPy's BLAS) read them once, at start-up, so they are set before the framework loads
+    and then again by the backend (torch.set_num_threads). 0: left as they are."""
+    return {name: str(threads) for name in THREAD_VARS} if threads else {}
+
+
 def worker_env(threads: int, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every worker nnscale starts — a sweep's point worker and each torchrun
+    rank (distributed/launch.py) alike: this source tree first on PYTHONPATH, the thread variables,
+    a fixed string-hash seed (PYTHONHASHSEED, so that set and dict orders of strings repeat from
+    worker to worker; the model and data seeds travel in the job), then `extra`."""
     env = dict(os.environ)
     path = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join([str(SRC_DIR), path]) if path else str(SRC_DIR)
-    if threads:
-        env.update({name: str(threads) for name in THREAD_VARS})
+    env.setdefault("PYTHONHASHSEED", "0")
+    env.update(thread_env(threads))
     env.update(extra or {})
     return env
 

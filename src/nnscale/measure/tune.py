@@ -120,14 +120,14 @@ def _framework_options(config: TuneConfig, device: str, notes: list[str]):
     off/on; jax: jax.jit only; onnxruntime: its one session. Keras runs NHWC only."""
     spec = framework_spec(config.framework)
     compiles = config.compile
-    if spec.always_compiled or not spec.compile_allowed:
+    if spec.always_compiled or spec.compile_refused:
         compiles = (spec.always_compiled,)
     elif compiles is None:
         missing = compiler_missing(device) if config.framework == "torch" else None
         compiles = (False,) if missing else (False, True)
         if missing:
             notes.append(f"compile not tried: {missing}")
-    layouts = config.channels_last if spec.channels_last_allowed else (False,)
+    layouts = (False,) if spec.channels_last_refused else config.channels_last
     return tuple(compiles), tuple(layouts)
 
 
@@ -141,16 +141,12 @@ def candidates(config: TuneConfig) -> tuple[list[SweepConfig], tuple[str, ...]]:
         memory_cap_bytes=config.memory_cap_bytes, framework=config.framework,
         compile=spec_.always_compiled))
     notes = list(notes)
-    fp16_ok = spec_.fp16_training or "training" not in config.modes
     precisions = config.precisions or tuple(p for p in default_precisions(base.device)
-                                            if p in spec_.precisions and (p != "fp16" or fp16_ok))
+                                            if not any(spec_.allows(m, p) for m in config.modes))
     for p in precisions:
-        if p not in spec_.precisions:
-            raise UserError(f"precision {p} is not supported with framework {config.framework!r}: "
-                            f"use {', '.join(spec_.precisions)}")
-        if p == "fp16" and "training" in config.modes and not spec_.fp16_training:
-            raise UserError(f"fp16 training with framework {config.framework!r} is not supported "
-                            "(it needs loss scaling): leave fp16 out of --precision")
+        why = next(filter(None, (spec_.allows(m, p, base.device) for m in config.modes)), None)
+        if why:
+            raise UserError(why)
         note = check_precision(base.device, p)  # UserError for one the device cannot run
         if note:
             notes.append(note)

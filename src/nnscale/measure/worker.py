@@ -99,7 +99,7 @@ def main() -> None:
         _note_pid(child.pid)
         while True:
             time.sleep(3600)
-    from nnscale.measure.backend import available_host_memory_bytes, get_backend
+    from nnscale.measure.backends.base import available_host_memory_bytes, get_backend
     from nnscale.measure.methodology import MeasurePolicy
     from nnscale.measure.point import measure_point, one_line
     from nnscale.records import Measurement, Workload

@@ -123,7 +123,7 @@ QUICK = StudyConfig(
     world_sizes=(1, 2),
     # The seed opens by comparing frameworks: TensorFlow's own MNIST net in each framework that is
     # installed (`make run` installs them all), one network in common so the comparison is cheap.
-    frameworks=("torch", "tensorflow", "jax", "onnxruntime"),
+    frameworks=FRAMEWORKS,
     framework_nets=("tf-mnist-convnet",),
     skip_missing_frameworks=True,
     scale_net="pytorch-mnist-net",

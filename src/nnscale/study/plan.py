@@ -9,7 +9,7 @@ the points ended unstable. Instead, each point is planned to be able to reach it
    overhead. On the 2-core development VM (fp32 peak 118 GFLOP/s) the seed's nets reached 0.66-0.87
    of it: ResNet-50 training batch 8 ≈ 4.2 img/s, inference ≈ 12.4 img/s, GoogLeNet training ≈ 8.9,
    AlexNet training batch 16 ≈ 23 (bare loops, issue 12). One process costs a worker's start
-   (START_S, per framework), the first step, warm-up (≤ WARMUP_STEPS steps) and `min_iters` steps
+   (its `FrameworkSpec.start_s`), the first step, warm-up (≤ WARMUP_STEPS steps) and `min_iters` steps
    of measurement; the point costs `processes` of those.
 2. **Fit.** While the plan's cost is over the time the study has for sweeps, drop the largest batch
    size of the sweep (network × mode × framework) whose largest batch costs most — never a sweep's
@@ -28,15 +28,11 @@ import math
 from dataclasses import dataclass, field
 
 from nnscale.errors import UserError
+from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
 
 EFFICIENCY = 0.75  # of the measured GEMM peak: the seed's nets reached 0.66-0.87 of it (the pacer corrects)
 STEP_OVERHEAD_S = 0.002  # Python and dispatch per step, what a tiny net's step costs here
-# Fresh worker to first step, and the parent's per-point work: interpreter, framework import, model
-# build, set-up (2-core development VM, quiet: `import torch, torchvision` alone 4.8 s; the quick
-# study's AlexNet points took 7-7.5 s per process beyond warm-up and measurement). TensorFlow and
-# JAX import more; ONNX Runtime also exports the model from torch.
-START_S = {"torch": 7.0, "tensorflow": 11.0, "jax": 10.0, "onnxruntime": 11.0}
 WARMUP_STEPS = 3  # slow steps: warm-up is bounded to about this many (the first step is apart)
 STUDY_MIN_ITERS = 5  # per process; k processes give the point k x 5 iterations at least
 FALLBACK_STEP_S = 0.05  # a net the FLOP counter cannot trace
@@ -102,7 +98,8 @@ def process_cost_s(framework: str, step_s: float) -> float:
     measurement (min_iters steps when tight at once, up to its budget when noisy: ~7 steps)."""
     warm = min(warmup_bound_s(step_s), 20 * step_s)
     measure = max(2 * MIN_PROCESS_BUDGET_S, (STUDY_MIN_ITERS + 2) * step_s)
-    return START_S.get(framework, START_S["torch"]) + step_s + warm + measure
+    start = SPECS[framework].start_s if framework in SPECS else SPECS["torch"].start_s
+    return start + step_s + warm + measure
 
 
 def point_policy(step_s: float, target_rel_ci: float, processes: int, max_processes: int) -> MeasurePolicy:

@@ -26,7 +26,7 @@ from nnscale.errors import UserError
 from nnscale.measure.frameworks import (
     check_installed,
     framework_spec,
-    keras_model_names,
+    runs_model,
 )
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.netstats.paper import paper_rows
@@ -71,15 +71,12 @@ def planned_sweeps(study: StudyConfig):
     framework cannot run is left out (the notes of `check_frameworks` say so)."""
     for framework in study.frameworks:
         spec = framework_spec(framework)
-        keras_names = keras_model_names() if framework in ("tensorflow", "jax") else ()
         for net in study.nets_for(framework):
-            if keras_names and net not in keras_names:
+            if not runs_model(framework, net):
                 continue
             for precision in study.precisions:
                 for mode in study.modes:
-                    if mode not in spec.modes or precision not in spec.precisions:
-                        continue
-                    if precision == "fp16" and mode == "training" and not spec.fp16_training:
+                    if spec.allows(mode, precision) is not None:
                         continue
                     batches = study.batches_for(net, mode)
                     if not batches:
@@ -165,9 +162,8 @@ def check_frameworks(study: StudyConfig) -> tuple[StudyConfig, list[str]]:
         if skipped:
             notes.append(f"{framework}: no {' or '.join(skipped)} (it runs "
                          f"{' and '.join(framework_spec(framework).modes)} only)")
-        if framework in ("tensorflow", "jax"):
-            names = keras_model_names()
-            missing = [n for n in study.nets_for(framework) if names and n not in names]
+        if framework_spec(framework).keras_twin:
+            missing = [n for n in study.nets_for(framework) if not runs_model(framework, n)]
             if missing:
                 notes.append(f"{framework}: no Keras definition of {', '.join(missing)}; skipped")
     return replace(study, frameworks=tuple(present)), notes

@@ -108,7 +108,7 @@ class AlexNetOriginal(nn.Module):
 
 
 @register_model(
-    "alexnet-original", family="paper", input_shape=(3, 227, 227), source=_SOURCE,
+    "alexnet-original", keras_twin=True, family="paper", input_shape=(3, 227, 227), source=_SOURCE,
     paper=_ALEXNET_PAPER,
     description="two-tower AlexNet: grouped conv2/4/5, LRN, 227x227 input; 61.0M params")
 def alexnet_original(**overrides) -> nn.Module:
@@ -235,7 +235,7 @@ class InceptionV1Original(nn.Module):
 
 
 @register_model(
-    "inception-v1-original", family="paper", input_shape=(3, 224, 224), source=_SOURCE,
+    "inception-v1-original", keras_twin=True, family="paper", input_shape=(3, 224, 224), source=_SOURCE,
     paper=_INCEPTION_PAPER,
     description="GoogLeNet as in Table 1: no batch norm, 5x5 branches, LRN; aux heads off "
     "(aux_logits=True adds them, used in training only); 7.0M params")
@@ -283,7 +283,7 @@ def _resnet_v1(layers: list[int], **overrides) -> ResNet:
 
 
 # Both depths share everything but the blocks per stage (Table 1: 3-4-6-3 and 3-8-36-3).
-_RESNET_V1 = {"family": "paper", "input_shape": (3, 224, 224), "paper": _RESNET_PAPER,
+_RESNET_V1 = {"family": "paper", "keras_twin": True, "input_shape": (3, 224, 224), "paper": _RESNET_PAPER,
               "source": _SOURCE + " (torchvision's ResNet with the stride moved to the first 1x1 conv)"}
 _V1_TEXT = "original ResNet-{}: stride 2 on the first 1x1 of a downsampling bottleneck; {}"
 

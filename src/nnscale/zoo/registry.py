@@ -35,6 +35,9 @@ class ModelInfo:
     # A language model's shape (vocabulary, layers, maximum sequence length...); None for the rest.
     # Its input is token ids (batch, S): input_shape is then (S,), the default sequence length.
     lm_shape: LMShape | None = None
+    # A Keras 3 twin of the same network is registered in nnscale.kerasnets under this name, so
+    # TensorFlow and JAX can run it (tests/kerasnets check the two registries agree).
+    keras_twin: bool = False
 
     @property
     def is_lm(self) -> bool:
@@ -60,6 +63,7 @@ def register_model(
     paper: str = "",
     description: str = "",
     lm_shape: LMShape | None = None,
+    keras_twin: bool = False,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding a model constructor `fn(**overrides) -> nn.Module` to the registry."""
     if family not in FAMILIES:
@@ -69,7 +73,7 @@ def register_model(
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
         info = ModelInfo(name, family, tuple(input_shape), num_classes, source, paper, description,
-                         lm_shape)
+                         lm_shape, keras_twin)
         _REGISTRY[name] = _Entry(info, fn)
         return fn
 

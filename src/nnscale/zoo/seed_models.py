@@ -21,7 +21,7 @@ _SEED_NET = {"family": "seed", "paper": _SEED}  # what every registration here s
 
 
 @register_model(
-    "caffe-conv", **_SEED_NET, input_shape=(1, 100, 100), num_classes=3,
+    "caffe-conv", keras_twin=True, **_SEED_NET, input_shape=(1, 100, 100), num_classes=3,
     source="Caffe conv.prototxt on the seed's Caffe slide",
     description="one convolution: 1x1x100x100 input, 3 filters 5x5, stride 1 -> 3x96x96")
 def caffe_conv(num_classes: int = 3) -> nn.Module:
@@ -63,7 +63,7 @@ class TFMnistConvNet(nn.Module):
 
 
 register_model(
-    "tf-mnist-convnet", **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
+    "tf-mnist-convnet", keras_twin=True, **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
     source="TensorFlow conv_net on the seed's TensorFlow slide",
     description="conv 32@5x5, pool, conv 64@3x3, pool, dense 1024, dense 10")(TFMnistConvNet)
 
@@ -92,7 +92,7 @@ class MatConvNetLeNet(nn.Module):
 
 
 register_model(
-    "matconvnet-lenet", **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
+    "matconvnet-lenet", keras_twin=True, **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
     source="MatConvNet net.layers on the seed's MatConvNet slide",
     description="LeNet as four convolutions (the last two act as fully connected layers)",
 )(MatConvNetLeNet)
@@ -117,6 +117,6 @@ class PyTorchMnistNet(nn.Module):
 
 
 register_model(
-    "pytorch-mnist-net", **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
+    "pytorch-mnist-net", keras_twin=True, **_SEED_NET, input_shape=(1, 28, 28), num_classes=10,
     source="PyTorch Net on the seed's PyTorch slide",
     description="conv 20@5x5, pool, conv 50@5x5, pool, fc 500, fc 10, log_softmax")(PyTorchMnistNet)

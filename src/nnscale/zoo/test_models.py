@@ -48,7 +48,7 @@ class TinyResNet(nn.Module):
 
 
 register_model(
-    "test-tiny-resnet", **_TEST_NET, input_shape=(3, 32, 32),
+    "test-tiny-resnet", keras_twin=True, **_TEST_NET, input_shape=(3, 32, 32),
     description="5 convs in 2 residual blocks; for fast tests")(TinyResNet)
 
 
@@ -64,7 +64,7 @@ class TinyMLP(nn.Module):
 
 
 register_model(
-    "test-tiny-mlp", **_TEST_NET, input_shape=(3, 8, 8),
+    "test-tiny-mlp", keras_twin=True, **_TEST_NET, input_shape=(3, 8, 8),
     description="two linear layers; for fast tests")(TinyMLP)
 
 

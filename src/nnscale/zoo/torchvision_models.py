@@ -25,6 +25,8 @@ _PAPERS = {
     "vgg16": "Simonyan and Zisserman, 'Very deep convolutional networks for large-scale image "
     "recognition', ICLR 2015",
 }
+# Those of them nnscale.kerasnets also defines in Keras 3 (TensorFlow and JAX run these).
+_KERAS_TWINS = frozenset({"alexnet", "googlenet", "resnet50", "resnet152"})
 
 
 def _build_googlenet(aux_logits: bool = False, **kw) -> nn.Module:
@@ -43,7 +45,8 @@ def _register_named() -> None:
         else:
             build = functools.partial(getattr(torchvision.models, name), weights=None)
         register_model(
-            name, family="torchvision", source=_SOURCE.format(name), paper=paper
+            name, family="torchvision", source=_SOURCE.format(name), paper=paper,
+            keras_twin=name in _KERAS_TWINS,
         )(build)
 
 

@@ -28,8 +28,7 @@ import tempfile
 import time
 import warnings
 
-from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
-from nnscale.measure.keras_common import usable_threads
+from nnscale.measure.backends.base import Backend, Prepared, cpu_name, device_index
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -86,23 +85,23 @@ def providers_for(ort, device: str) -> list:
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise RuntimeError(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider: "
                            "install onnxruntime-gpu for --device cuda")
-    index = int(device.partition(":")[2] or 0)
+    index = device_index(device)
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
 class OnnxRuntimeBackend(Backend):
     framework = "onnxruntime"
+    held = ("session",)
 
     def __init__(self) -> None:
-        self._host_peak = HostPeak()
+        super().__init__()
         self._cuda = False
         self.session = None  # kept for in-process checks (tests, benchmarks)
 
-    def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
+    def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
         w = workload
         if w.mode != "inference":
             raise ValueError("onnxruntime runs inference only")
-        threads = usable_threads(w)
         import numpy as np
         import onnxruntime as ort
         import torch
@@ -116,7 +115,7 @@ class OnnxRuntimeBackend(Backend):
             import gc
 
             gc.collect()  # the torch model is gone: what follows is the session's
-            self._host_peak.reset()
+            self.host_peak.reset()
             self._cuda = w.device != "cpu"
             session = ort.InferenceSession(path, session_options(ort, threads),
                                            providers=providers_for(ort, w.device))
@@ -124,7 +123,7 @@ class OnnxRuntimeBackend(Backend):
         if self._cuda and "CUDAExecutionProvider" not in used:
             raise RuntimeError(f"onnxruntime did not take the CUDA provider (in use: {', '.join(used)})")
         self.session = session
-        kind, index = ("cuda", int(w.device.partition(":")[2] or 0)) if self._cuda else ("cpu", 0)
+        kind, index = ("cuda", device_index(w.device)) if self._cuda else ("cpu", 0)
         rng = np.random.default_rng(seed)
         inp = session.get_inputs()[0]
         x = rng.standard_normal((w.batch_size, *w.input_shape), dtype=np.float32)
@@ -143,16 +142,9 @@ class OnnxRuntimeBackend(Backend):
             return binding
 
         name = torch.cuda.get_device_name(index) if self._cuda else cpu_name()
-        info = dict(exported, framework_version=ort.__version__, framework_mode="InferenceSession",
-                    ort_providers=",".join(used), ort_intra_op_threads=threads,
-                    ort_inter_op_threads=1, data_layout="NCHW")
+        info = dict(exported, framework_version=ort.__version__, ort_providers=",".join(used),
+                    ort_intra_op_threads=threads, ort_inter_op_threads=1)
         return Prepared(step=step, timer=CpuTimer(), threads=threads, device_name=name, info=info)
 
     def peak_memory_bytes(self) -> int | None:
-        return None if self._cuda else self._host_peak.growth_bytes()
-
-    def close(self) -> None:
-        import gc
-
-        self.session = None
-        gc.collect()
+        return None if self._cuda else super().peak_memory_bytes()

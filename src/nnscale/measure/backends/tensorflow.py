@@ -24,17 +24,9 @@ Methodology (docs/methodology.md, "Frameworks"):
 
 from __future__ import annotations
 
-from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
-from nnscale.measure.keras_common import (
-    build_model,
-    hwc_shape,
-    import_keras,
-    make_optimizer,
-    mode_name,
-    num_classes,
-    training_loss,
-    usable_threads,
-)
+from nnscale.measure.backends.base import Prepared, cpu_name, device_index
+from nnscale.measure.backends.keras_common import (KerasBackend, build_model, hwc_shape, import_keras,
+                                                   make_optimizer, num_classes, training_loss)
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -51,7 +43,7 @@ def configure_runtime(tf, workload: Workload, threads: int, cap_bytes: int | Non
     if workload.device == "cpu":
         tf.config.set_visible_devices([], "GPU")  # a CPU point must not place ops on a GPU
         return "/CPU:0", cpu_name()
-    index = int(workload.device.partition(":")[2] or 0)
+    index = device_index(workload.device)
     if index >= len(gpus):
         raise RuntimeError(f"TensorFlow sees {len(gpus)} GPUs, not {workload.device}: is "
                            "tensorflow[and-cuda] installed?")
@@ -67,14 +59,14 @@ def configure_runtime(tf, workload: Workload, threads: int, cap_bytes: int | Non
     return "/GPU:0", details.get("device_name", "GPU")
 
 
-class TensorFlowBackend(Backend):
+class TensorFlowBackend(KerasBackend):
     framework = "tensorflow"
+    oom_types = KerasBackend.oom_types + ("ResourceExhaustedError",)  # "OOM when allocating tensor"
 
     def __init__(self) -> None:
+        super().__init__()
         self._gpu = False
         self._cap: int | None = None
-        self._host_peak = HostPeak()
-        self.model = None  # kept for in-process checks (tests, benchmarks)
 
     def limit_memory(self, cap_bytes: int, device: str) -> None:
         if device.startswith("cuda"):
@@ -82,20 +74,17 @@ class TensorFlowBackend(Backend):
             return
         super().limit_memory(cap_bytes, device)
 
-    def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
+    def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
         w = workload
         keras = import_keras("tensorflow")
         import tensorflow as tf
 
-        threads = usable_threads(w)
         device, name = configure_runtime(tf, w, threads, self._cap)
         self._gpu = device.startswith("/GPU")
-        from nnscale.kerasnets import keras_model_info
-
-        keras_model_info(w.model)  # loads the definitions (and keras' layers): before the probe
+        self.load_definitions(w)
         if self._gpu:
             tf.config.experimental.reset_memory_stats("GPU:0")
-        self._host_peak.reset()
+        self.host_peak.reset()
         with tf.device(device):
             model = build_model(keras, w, seed)
             self.model = model
@@ -135,10 +124,7 @@ class TensorFlowBackend(Backend):
 
         info = {
             "framework_version": tf.__version__,
-            "framework_mode": mode_name("tensorflow", jit),
-            "keras_version": keras.__version__,
-            "keras_policy": keras.mixed_precision.global_policy().name,
-            "data_layout": "NHWC",
+            **self.keras_info(keras),
             "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         }
@@ -149,15 +135,4 @@ class TensorFlowBackend(Backend):
             import tensorflow as tf
 
             return int(tf.config.experimental.get_memory_info("GPU:0")["peak"])
-        return self._host_peak.growth_bytes()
-
-    def is_oom(self, exc: BaseException) -> bool:
-        if type(exc).__name__ == "ResourceExhaustedError":
-            return True
-        return super().is_oom(exc)
-
-    def close(self) -> None:
-        import gc
-
-        self.model = None
-        gc.collect()
+        return super().peak_memory_bytes()

@@ -2,8 +2,8 @@
 
 Methodology (docs/methodology.md):
 - Inference: `model.eval()` under `torch.inference_mode()` (no autograd bookkeeping at all).
-- Training step: forward + cross-entropy loss + backward + optimizer step, SGD with momentum 0.9
-  (the optimizer of the seed's ResNet training, He et al. 2016 §3.4), gradients set to None.
+- Training step (`TrainingStep`, shared with DDP and FSDP ranks): forward + cross-entropy loss +
+  backward + optimizer step, SGD with momentum 0.9 (`Backend.SGD_*`), gradients set to None.
 - Precision: fp32 is true IEEE fp32 (TF32 explicitly off: cuDNN convolutions default to TF32);
   tf32 switches TF32 on for matmuls and convolutions; bf16 and fp16 run under automatic mixed
   precision (`torch.autocast`, fp32 master weights), fp16 training with a gradient scaler
@@ -22,22 +22,17 @@ Methodology (docs/methodology.md):
 from __future__ import annotations
 
 import contextlib
-import random
 
 import torch
 import torch.nn.functional as F
 
-from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
+from nnscale.measure.backends.base import Backend, Prepared, cpu_name
 from nnscale.measure.lm import lm_step
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 from nnscale.zoo import create_model, model_info
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-SGD_LR = 0.01
-SGD_MOMENTUM = 0.9
-# torch.OutOfMemoryError appeared in 2.5; before, CUDA's was torch.cuda.OutOfMemoryError.
-TORCH_OOM = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
 
 
 class CudaTimer:
@@ -102,12 +97,73 @@ def training_loss(out, y):
     return scores.float().square().mean()
 
 
+class TrainingStep:
+    """What every torch training step shares — the single-device sweep's and each DDP/FSDP rank's
+    (distributed/train_state.py): the model on the device (channels-last when asked), autocast for
+    bf16/fp16, SGD with momentum and, in fp16, a gradient scaler; on CUDA `cudnn.benchmark` and TF32
+    only when asked. The optimizer is made by `make_optimizer`, once a strategy has wrapped the
+    module (FSDP replaces the parameters by sharded DTensors, which the optimizer must hold); its
+    momentum buffers appear at its first step, so an inference step that never calls it allocates
+    nothing.
+    """
+
+    def __init__(self, model_name: str, precision: str, device: torch.device, channels_last: bool):
+        self.device, self.precision, self.channels_last = device, precision, channels_last
+        if device.type == "cuda":  # fixed shapes: autotuning pays once, during warm-up
+            torch.backends.cudnn.benchmark = True
+            set_tf32(precision == "tf32")
+        with torch.device(device):
+            module = create_model(model_name)
+        module = module.to(device)
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+        self._dtype = AMP_DTYPES.get(precision)
+
+    def inputs(self, batch: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """A random image batch on the device, in the module's memory format."""
+        x = torch.randn((batch, *shape), device=self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def amp(self):
+        """The autocast context of the precision (fp32 master weights), or a null context."""
+        if self._dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._dtype)
+
+    def make_optimizer(self, params=None) -> None:
+        params = self.module.parameters() if params is None else params
+        self.optimizer = torch.optim.SGD(params, lr=Backend.SGD_LR, momentum=Backend.SGD_MOMENTUM)
+
+    def optimizer_step(self, loss, after_backward=None) -> None:
+        """Backward (scaled in fp16), `after_backward()` if given (a phase mark), the optimizer
+        step, gradients set to None."""
+        if self.optimizer is None:
+            self.make_optimizer()
+        if self.scaler is None:
+            loss.backward()
+            if after_backward is not None:
+                after_backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            if after_backward is not None:
+                after_backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
 class TorchBackend(Backend):
     framework = "torch"
+    # torch.OutOfMemoryError (CUDA's caching allocator; torch.cuda.OutOfMemoryError before 2.5).
+    oom_types = Backend.oom_types + ("OutOfMemoryError",)
 
     def __init__(self) -> None:
+        super().__init__()
         self._device: torch.device | None = None
-        self._host_peak = HostPeak()
 
     def limit_memory(self, cap_bytes: int, device: str) -> None:
         if device.startswith("cuda"):
@@ -119,33 +175,28 @@ class TorchBackend(Backend):
             return
         super().limit_memory(cap_bytes, device)
 
-    def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
+    def data_layout(self, workload: Workload) -> str:
+        return "tokens" if model_info(workload.model).is_lm else super().data_layout(workload)
+
+    def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
         w = workload
-        random.seed(seed)
         torch.manual_seed(seed)  # seeds every device's generator
         if w.threads:
-            torch.set_num_threads(w.threads)
+            torch.set_num_threads(threads)
         device = torch.device(w.device)
         self._device = device
         info = model_info(w.model)  # loads the zoo's modules: before the probe
-        num_classes = info.num_classes
-        self._host_peak.reset()
+        self.host_peak.reset()
         if device.type == "cuda":
             torch.cuda.set_device(device)
-            torch.backends.cudnn.benchmark = True
-            set_tf32(w.precision == "tf32")
             torch.cuda.reset_peak_memory_stats(device)
-        with torch.device(device):
-            model = create_model(w.model)
-        model = model.to(device)
+        train = TrainingStep(w.model, w.precision, device, w.channels_last and not info.is_lm)
+        model = train.module
         if info.is_lm:  # token ids in, three modes (measure/lm.py)
-            return self._prepared(w, device, lm_step(model, w, device, *self._amp_and_optimizer(model, w, device)))
-        x = torch.randn((w.batch_size, *w.input_shape), device=device)
-        if w.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
+            return self._prepared(w, device, lm_step(model, w, device, train.amp, train.optimizer_step))
+        x = train.inputs(w.batch_size, w.input_shape)
         net = torch.compile(model) if w.compile else model
-        amp, optimizer_step = self._amp_and_optimizer(model, w, device)
+        amp = train.amp
 
         if w.mode == "inference":
             model.eval()
@@ -156,39 +207,15 @@ class TorchBackend(Backend):
 
         else:
             model.train()
-            y = torch.randint(0, num_classes, (w.batch_size,), device=device)
+            y = torch.randint(0, info.num_classes, (w.batch_size,), device=device)
 
             def step():
                 with amp():
                     loss = training_loss(net(x), y)
-                optimizer_step(loss)
+                train.optimizer_step(loss)
                 return loss
 
         return self._prepared(w, device, step)
-
-    @staticmethod
-    def _amp_and_optimizer(model, w: Workload, device: torch.device):
-        """(autocast context, `optimizer_step(loss)`): SGD with momentum, and loss scaling in fp16,
-        shared by the image and the language-model steps. The optimizer's momentum buffers are made
-        at its first step, so an inference step that never calls it allocates nothing."""
-        dtype = AMP_DTYPES.get(w.precision)
-        opt = torch.optim.SGD(model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM)
-        scaler = torch.amp.GradScaler(device.type) if w.precision == "fp16" else None
-
-        def amp():
-            return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-        def optimizer_step(loss):
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                opt.step()
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-
-        return amp, optimizer_step
 
     @staticmethod
     def _prepared(w: Workload, device: torch.device, step) -> Prepared:
@@ -196,22 +223,16 @@ class TorchBackend(Backend):
             timer, name = CudaTimer(device), torch.cuda.get_device_name(device)
         else:
             timer, name = CpuTimer(), cpu_name()
-        info = {"framework_version": torch.__version__,
-                "framework_mode": "torch.compile" if w.compile else "eager"}
+        info = {"framework_version": torch.__version__}
         return Prepared(step=step, timer=timer, threads=torch.get_num_threads(), device_name=name,
                         info=info)
 
     def peak_memory_bytes(self) -> int | None:
         if self._device is not None and self._device.type == "cuda":
             return int(torch.cuda.max_memory_allocated(self._device))
-        return self._host_peak.growth_bytes()
-
-    def is_oom(self, exc: BaseException) -> bool:
-        return isinstance(exc, TORCH_OOM) or super().is_oom(exc)
+        return super().peak_memory_bytes()
 
     def close(self) -> None:
-        import gc
-
-        gc.collect()
+        super().close()
         if self._device is not None and self._device.type == "cuda":
             torch.cuda.empty_cache()

@@ -1,31 +1,29 @@
-"""The narrow seam between the measurement engine and a framework.
+"""The narrow seam between the measurement engine and a framework: the `Backend` base class.
 
 A backend turns a `Workload` into a timed step, a timer and a memory probe; the methodology
-(`methodology.measure`), the statistics and the store never see the framework. TensorFlow, JAX or
-ONNX Runtime plug in by subclassing `Backend` and adding a line to `BACKENDS`: nothing else
-changes. Backends are imported lazily, so a worker loads only the framework it measures.
+(`methodology.measure`), the statistics and the store never see the framework. The base owns what
+every framework does the same way — the thread count (`threads_for`), the device index
+(`device_index`), seeding, the optimizer's constants, what counts as out of memory, the host-memory
+probe and `close()` — so a backend (torch.py, tensorflow.py, jax.py, onnxruntime.py) only builds
+its model and its step (`build`). The framework's `FrameworkSpec` (`measure/frameworks.py`) names the
+class, imported lazily, so a worker loads only the framework it measures.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
+import random
 import resource
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nnscale.errors import UserError
+from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import Timer
+from nnscale.measure.validate import usable_cores
 from nnscale.records import Workload
-
-# framework name -> "module:class"
-BACKENDS = {
-    "torch": "nnscale.measure.torch_backend:TorchBackend",
-    "tensorflow": "nnscale.measure.tensorflow_backend:TensorFlowBackend",
-    "jax": "nnscale.measure.jax_backend:JaxBackend",
-    "onnxruntime": "nnscale.measure.onnxruntime_backend:OnnxRuntimeBackend",
-}
 
 # Error texts that mean "out of memory" whatever the exception type: glibc/C++ (ENOMEM,
 # std::bad_alloc), PyTorch's CPU allocator ("DefaultCPUAllocator: can't allocate memory") and CUDA
@@ -61,26 +59,72 @@ class Prepared:
     info: dict = field(default_factory=dict)
 
 
+def device_index(device: str) -> int:
+    """'cuda:1' -> 1; 'cuda' and 'cpu' -> 0: the one parse of a device string's index."""
+    return int(device.partition(":")[2] or 0)
+
+
+def canonical_device(device: str) -> str:
+    """The one name of a device in stored rows: 'cuda' -> 'cuda:0' (as `check_device` normalises a
+    sweep's --device), so a GPU measured by `sweep` and by `scale` is one device. A multi-GPU launch
+    is named by its first GPU; its world size says how many. Rows stored before say 'cuda'."""
+    return "cuda:0" if device == "cuda" else device
+
+
 class Backend(ABC):
     """One framework. Make one per point (a fresh worker process), then `prepare` the workload.
 
-    The memory probe starts when `prepare` begins, so the peak counts the model, its inputs, the
-    activations and (training) the gradients and optimizer state: what must fit.
+    The memory probe starts when `build` resets it (`self.host_peak.reset()`), so the peak counts the
+    model, its inputs, the activations and (training) the gradients and optimizer state: what must
+    fit.
     """
 
     framework: str = ""
+    # The training step's optimizer in every framework: SGD with momentum 0.9, the optimizer of the
+    # seed's ResNet training (He et al. 2016, §3.4), learning rate 0.01.
+    SGD_LR = 0.01
+    SGD_MOMENTUM = 0.9
+    # Names of exception types that mean "out of memory" in this framework (matched over the MRO,
+    # so no framework is imported to test them); the error texts of every framework are OOM_MARKERS.
+    oom_types: tuple[str, ...] = ("MemoryError",)
+    # Attributes holding what `build` made (model, session, state): dropped by `close`.
+    held: tuple[str, ...] = ()
 
-    @abstractmethod
+    def __init__(self) -> None:
+        self.host_peak = HostPeak()
+
     def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
-        """Build the model and synthetic inputs on the device (fixed seeds) and the step."""
+        """Seed, resolve threads, `build` the model, inputs and step; record what ran (the spec's
+        name of the step, e.g. "tf.function+xla") and the data layout."""
+        random.seed(seed)
+        prepared = self.build(workload, seed, self.threads_for(workload))
+        prepared.info.setdefault("framework_mode", framework_spec(self.framework).run_name(workload.compile))
+        prepared.info.setdefault("data_layout", self.data_layout(workload))
+        return prepared
 
     @abstractmethod
+    def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
+        """Build the model and synthetic inputs on the device (fixed seeds) and the step, running
+        `threads` intra-op threads."""
+
+    def data_layout(self, workload: Workload) -> str:
+        """How an image batch is laid out in memory (stored as `data_layout`)."""
+        return "NHWC" if workload.channels_last else "NCHW"
+
+    @staticmethod
+    def threads_for(workload: Workload) -> int:
+        """The workload's intra-op threads; all usable cores when it leaves them open."""
+        return workload.threads or usable_cores()
+
     def peak_memory_bytes(self) -> int | None:
-        """Peak memory since `prepare` began, or None when it cannot be known."""
+        """Peak memory since the probe was reset, or None when it cannot be known. Default: the
+        growth of the host's peak RSS (CPU points); GPU backends override."""
+        return self.host_peak.growth_bytes()
 
     def is_oom(self, exc: BaseException) -> bool:
         """Whether `exc` means the point did not fit in memory."""
-        return isinstance(exc, MemoryError) or looks_like_oom(str(exc))
+        names = {t.__name__ for t in type(exc).__mro__}
+        return bool(names & set(self.oom_types)) or looks_like_oom(str(exc))
 
     def limit_memory(self, cap_bytes: int, device: str) -> None:
         """Let this process grow by at most `cap_bytes`; an allocation beyond fails (an OOM point).
@@ -101,15 +145,15 @@ class Backend(ABC):
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
     def close(self) -> None:
-        """Give back what `prepare` took (for in-process use after an OOM); workers just exit."""
+        """Give back what `build` took (for in-process use after an OOM); workers just exit."""
+        for name in self.held:
+            setattr(self, name, None)
+        gc.collect()
 
 
 def get_backend(framework: str) -> Backend:
-    """A fresh backend for `framework`; UserError for one nnscale has no backend for."""
-    target = BACKENDS.get(framework)
-    if target is None:
-        raise UserError(f"no backend for framework {framework!r}: available {', '.join(sorted(BACKENDS))}")
-    module, _, cls = target.partition(":")
+    """A fresh backend for `framework` (its spec names the class; imported now, in the worker)."""
+    module, _, cls = framework_spec(framework).backend.partition(":")
     return getattr(importlib.import_module(module), cls)()
 
 

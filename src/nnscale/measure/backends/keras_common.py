@@ -20,23 +20,13 @@ import os
 import sys
 
 from nnscale.errors import UserError
+from nnscale.measure.backends.base import Backend
 from nnscale.records import Workload
 
-SGD_LR = 0.01  # as the torch backend: SGD, momentum 0.9 (He et al. 2016, §3.4)
-SGD_MOMENTUM = 0.9
 POLICIES = {"fp32": "float32", "tf32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 # Quiet TensorFlow's C++ start-up logging (INFO and WARNING): the worker's last stderr line is the
 # message of a failed point, and must be the error, not a oneDNN banner.
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def usable_threads(workload: Workload) -> int:
-    if workload.threads:
-        return workload.threads
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def import_keras(backend: str):
@@ -103,10 +93,33 @@ def training_loss(keras, out, y):
 
 
 def make_optimizer(keras):
-    return keras.optimizers.SGD(learning_rate=SGD_LR, momentum=SGD_MOMENTUM)
+    """The optimizer of every backend (`Backend.SGD_LR`, `Backend.SGD_MOMENTUM`)."""
+    return keras.optimizers.SGD(learning_rate=Backend.SGD_LR, momentum=Backend.SGD_MOMENTUM)
 
 
-def mode_name(framework: str, compiled: bool) -> str:
-    if framework == "tensorflow":
-        return "tf.function+xla" if compiled else "tf.function"
-    return "jax.jit"
+class KerasBackend(Backend):
+    """What the TensorFlow and JAX backends share: the Keras twin as the model, kept in `model` (for
+    in-process checks: tests, benchmarks) and dropped by `close`; NHWC data whatever the workload
+    asks (channels_last is refused at the edge); the Keras version and policy recorded."""
+
+    held = ("model",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = None
+
+    def data_layout(self, workload: Workload) -> str:
+        return "NHWC"
+
+    @staticmethod
+    def load_definitions(workload: Workload) -> None:
+        """Import the Keras definitions (and keras' layers) now: before the memory probe starts."""
+        from nnscale.kerasnets import keras_model_info
+
+        keras_model_info(workload.model)
+
+    @staticmethod
+    def keras_info(keras) -> dict:
+        return {"keras_version": keras.__version__,
+                "keras_policy": keras.mixed_precision.global_policy().name}
+

@@ -32,17 +32,9 @@ from __future__ import annotations
 
 import os
 
-from nnscale.measure.backend import Backend, HostPeak, Prepared, cpu_name
-from nnscale.measure.keras_common import (
-    build_model,
-    hwc_shape,
-    import_keras,
-    make_optimizer,
-    mode_name,
-    num_classes,
-    training_loss,
-    usable_threads,
-)
+from nnscale.measure.backends.base import Prepared, cpu_name, device_index
+from nnscale.measure.backends.keras_common import (KerasBackend, build_model, hwc_shape, import_keras,
+                                                   make_optimizer, num_classes, training_loss)
 from nnscale.measure.methodology import CpuTimer
 from nnscale.records import Workload
 
@@ -60,18 +52,17 @@ def xla_environment(workload: Workload, threads: int) -> dict[str, str]:
     return env
 
 
-class JaxBackend(Backend):
+class JaxBackend(KerasBackend):
     framework = "jax"
+    held = ("model", "state")  # XLA's RESOURCE_EXHAUSTED is among the base's OOM_MARKERS
 
     def __init__(self) -> None:
+        super().__init__()
         self._device = None
-        self._host_peak = HostPeak()
-        self.model = None  # kept for in-process checks (tests, benchmarks)
-        self.state = None  # the training state after the last step, likewise
+        self.state = None  # the training state after the last step (in-process checks)
 
-    def prepare(self, workload: Workload, seed: int = 0) -> Prepared:
+    def build(self, workload: Workload, seed: int, threads: int) -> Prepared:
         w = workload
-        threads = usable_threads(w)
         env = xla_environment(w, threads)
         import sys
 
@@ -85,7 +76,7 @@ class JaxBackend(Backend):
             name = cpu_name()
         else:
             gpus = jax.devices("gpu")
-            index = int(w.device.partition(":")[2] or 0)
+            index = device_index(w.device)
             if index >= len(gpus):
                 raise RuntimeError(f"JAX sees {len(gpus)} GPUs, not {w.device}: is jax[cuda12] installed?")
             device = gpus[index]
@@ -97,10 +88,8 @@ class JaxBackend(Backend):
             # first ran 7 % slower here than an identical one (docs/benchmarks.md, frameworks).
             jax.config.update("jax_default_device", device)
         self._device = device
-        from nnscale.kerasnets import keras_model_info
-
-        keras_model_info(w.model)  # loads the definitions (and keras' layers): before the probe
-        self._host_peak.reset()
+        self.load_definitions(w)
+        self.host_peak.reset()
         model = build_model(keras, w, seed)
         self.model = model
         kx, ky = jax.random.split(jax.random.key(seed))
@@ -144,10 +133,7 @@ class JaxBackend(Backend):
 
         info = {
             "framework_version": jax.__version__,
-            "framework_mode": mode_name("jax", True),
-            "keras_version": keras.__version__,
-            "keras_policy": keras.mixed_precision.global_policy().name,
-            "data_layout": "NHWC",
+            **self.keras_info(keras),
             "xla_flags": os.environ.get("XLA_FLAGS", ""),
             "jax_platform": device.platform,
         }
@@ -158,13 +144,4 @@ class JaxBackend(Backend):
             stats = self._device.memory_stats() or {}
             peak = stats.get("peak_bytes_in_use")
             return None if peak is None else int(peak)
-        return self._host_peak.growth_bytes()
-
-    def is_oom(self, exc: BaseException) -> bool:
-        return "RESOURCE_EXHAUSTED" in str(exc) or super().is_oom(exc)
-
-    def close(self) -> None:
-        import gc
-
-        self.model = self.state = None
-        gc.collect()
+        return super().peak_memory_bytes()
