@@ -32,17 +32,16 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
     if resume:
         if not run:
             raise UserError("--resume needs the name of the run to resume")
-        if store.runs():  # else: killed before its first commit, nothing to resume: start it
+        if store.latest_run() is not None:  # else: killed before its first commit: start it
             info = store.run(run)  # UserError naming the known runs if there is none
             _check_same(info, kind, config)
             done = {m.workload.key(): m for m in store.measurements(run)
                     if m.status in FINISHED_STATUSES}
             return info.id, info.name, done
-    environment = dict(capture_environment(), **(extra_environment or {}))
-    notes = json.dumps({kind: config}, sort_keys=True)
-    run_id = store.create_run(run, command_line=command_line, environment=environment, notes=notes)
-    name = run if run else next(r.name for r in reversed(store.runs()) if r.id == run_id)
-    return run_id, name, {}
+    info = store.open_run(run, command_line,
+                          lambda: dict(capture_environment(), **(extra_environment or {})),
+                          json.dumps({kind: config}, sort_keys=True))
+    return info.id, info.name, {}
 
 
 # What a resumed run must share with the one stored: points of another model, device or framework

@@ -109,24 +109,23 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     """(run id, name, environment, resumed); a new run's environment holds the study's plan."""
     from nnscale.measure.device import measure_device
 
-    existing = {r.name for r in store.runs()}
-    if name is not None and name in existing:
-        info = store.run(name)
-        _check_same_study(info, name, study, device)
-        return info.id, info.name, info.environment, True
-    environment = capture_environment()
-    environment["interference"] = check_interference(study.interference_max)
-    if plan is not None:
-        environment["study_plan"] = plan.to_dict()
-    profile, _cached = measure_device(device)
-    environment["device_profile"] = {"device_name": profile.device_name,
-                                     "gemm_flop_per_s": profile.gemm_flop_per_s,
-                                     "bandwidth_bytes_per_s": profile.bandwidth_bytes_per_s,
-                                     "measured_utc": profile.measured_utc}
+    def new_environment() -> dict:
+        environment = capture_environment()
+        environment["interference"] = check_interference(study.interference_max)
+        if plan is not None:
+            environment["study_plan"] = plan.to_dict()
+        profile, _cached = measure_device(device)
+        environment["device_profile"] = {"device_name": profile.device_name,
+                                         "gemm_flop_per_s": profile.gemm_flop_per_s,
+                                         "bandwidth_bytes_per_s": profile.bandwidth_bytes_per_s,
+                                         "measured_utc": profile.measured_utc}
+        return environment
+
     notes = json.dumps({"study": study.name, "device": device}, sort_keys=True)
-    run_id = store.create_run(name, command_line=command, environment=environment, notes=notes)
-    run_name = name or next(r.name for r in reversed(store.runs()) if r.id == run_id)
-    return run_id, run_name, environment, False
+    info = store.open_run(name, command, new_environment, notes, resume=True)
+    if not info.created:
+        _check_same_study(info, info.name, study, device)
+    return info.id, info.name, info.environment, not info.created
 
 
 def _check_same_study(info, name: str, study: StudyConfig, device: str) -> None:
