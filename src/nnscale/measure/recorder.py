@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 
+from nnscale.environment import check_interference
 from nnscale.errors import UserError
 from nnscale.measure.lm import flops_per_sample as lm_flops_per_sample
 from nnscale.measure.lm import is_lm
@@ -42,6 +43,25 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
                           lambda: dict(capture_environment(), **(extra_environment or {})),
                           json.dumps({kind: config}, sort_keys=True))
     return info.id, info.name, {}
+
+
+def start_recording(store, kind: str, config, first: Workload, *, run: str | None, resume: bool,
+                    command_line: str, progress, runner: Callable[[PointSpec], Measurement],
+                    check_machine: bool = True,
+                    more_processes: Callable[[int], bool] = lambda k: True,
+                    ) -> tuple[Recorder, str, str | None]:
+    """(recorder, run name, interference warning or None) for a `sweep` or `tune` (`kind`) of
+    `config` (a measure.config.MeasureConfig): the input is checked on the `first` point's workload
+    before any run exists, the machine is checked for interference (`check_machine`; a study does
+    it once for all its sweeps) and the finding kept in a new run's environment, then the run is
+    opened (or resumed)."""
+    flops = flop_counter()
+    flops(first)  # the input fits the model: a one-line error before any run exists
+    found = check_interference(config.interference_max) if check_machine else None
+    run_id, run_name, done = open_run(store, kind, config.to_dict(), run, resume, command_line,
+                                      extra_environment={"interference": found} if found else None)
+    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)
+    return recorder, run_name, found["warning"] if found else None
 
 
 # What a resumed run must share with the one stored: points of another model, device or framework
