@@ -99,3 +99,12 @@ def add_measurement(p, budget: float) -> None:
                    help="kill a worker after this long (default: start-up + compile + warm-up + 2 x budget)")
     p.add_argument("--memory-cap", metavar="SIZE", help="memory a worker may take, e.g. 4G "
                    "(CPU: address-space limit; CUDA: allocator limit). Default: what is free (CPU)")
+
+
+def add_measuring_command(p, budget: float) -> None:
+    """All of a command that measures points into one run of its own (sweep, tune): the model
+    options, the measurement options (--budget default `budget`), --run/--resume and --db."""
+    add_model_options(p)
+    add_measurement(p, budget)
+    add_new_run(p)
+    add_store(p)

@@ -14,10 +14,7 @@ DEFAULT_BATCHES = "1,2,4,8,16,32"
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="measure speed over batch sizes; store every point")
-    options.add_model_options(p)
-    options.add_measurement(p, budget=30.0)
-    options.add_new_run(p)
-    options.add_store(p)
+    options.add_measuring_command(p, budget=30.0)
     p.add_argument("--batch", default=DEFAULT_BATCHES, metavar="LIST|auto",
                    help=f"batch sizes, e.g. 1,2,4,8, or auto (largest that fits) (default {DEFAULT_BATCHES})")
     options.add_precision(p)

@@ -18,10 +18,7 @@ SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration
 
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="find the fastest precision / memory format / compile setting")
-    options.add_model_options(p)
-    options.add_measurement(p, budget=10.0)
-    options.add_new_run(p)
-    options.add_store(p)
+    options.add_measuring_command(p, budget=10.0)
     p.add_argument("--batch", default="1,16", metavar="LIST", help="batch sizes (default 1,16)")
     options.add_precision_list(p)
     p.add_argument("--no-compile", action="store_true", help="do not try torch.compile")
