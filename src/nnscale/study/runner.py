@@ -21,6 +21,8 @@ from pathlib import Path
 from nnscale.distributed.allreduce import run_allreduce
 from nnscale.environment import check_interference
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
+# ImageNet's training set, as the seed's time-to-train assumes
+from nnscale.distributed.metrics import IMAGENET_TRAIN_IMAGES
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import (
@@ -41,7 +43,6 @@ from nnscale.study.reporting import default_report_dir, netstats_rows, predictio
 from nnscale.study.sweeps import make_study_plan, precisions_for, run_sweeps, scaling_policy
 
 STEPS = 6
-IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set, as the seed's time-to-train assumes
 EPOCHS = 90  # the ResNet schedule (He et al. 2016), the seed's time-to-train basis
 # Seconds that are not measurement: a worker's start (interpreter + torch import + model build),
 # a torchrun launch per world size, the report. Measured on the 2-core development machine.
