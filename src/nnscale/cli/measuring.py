@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from nnscale.measure.validate import check_seconds, check_thread_option, parse_modes, parse_size
+from nnscale.cli.values import check_thread_option, parse_modes, parse_size
+from nnscale.measure.validate import check_seconds
 from nnscale.errors import UserError
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import TerminalProgress

@@ -12,7 +12,8 @@ from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.measure.validate import check_seconds, check_thread_option
+from nnscale.cli.values import check_thread_option
+from nnscale.measure.validate import check_seconds
 from nnscale.netstats import parse_input_size
 from nnscale.records import PRECISIONS
 from nnscale.zoo import model_info

@@ -7,7 +7,7 @@ from nnscale.cli import options
 from nnscale.cli.measuring import common_kwargs, measure, policy_from
 from nnscale.errors import UserError
 from nnscale.measure.sweep import SweepConfig, resolve, run_sweep
-from nnscale.measure.validate import parse_batches
+from nnscale.cli.values import parse_batches
 
 DEFAULT_BATCHES = "1,2,4,8,16,32"
 

@@ -9,7 +9,8 @@ from nnscale.errors import UserError
 from nnscale.format import render
 from nnscale.measure.progress import config_label, rate
 from nnscale.measure.tune import TuneConfig, candidates, run_tune
-from nnscale.measure.validate import check_seconds, parse_batches
+from nnscale.cli.values import parse_batches
+from nnscale.measure.validate import check_seconds
 from nnscale.records import PRECISIONS
 
 SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration"),
