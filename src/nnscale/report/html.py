@@ -12,7 +12,7 @@ import re
 from html import escape
 
 from nnscale import __version__
-from nnscale.report.model import Plot, Report, Table
+from nnscale.report.document import Plot, Report, Table
 
 # No default-src at all: nothing may load, inline <style> may apply, no script may run.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report.model import Plot
+from nnscale.report.document import Plot
 from nnscale.report.svg import INK, MUTED, PALETTE, label, new_figure, to_svg
 
 KIND_COLOR = {"forward": PALETTE[0], "backward": PALETTE[5], "allreduce": PALETTE[3],
