@@ -16,6 +16,7 @@ LAYERS = {
     "measure": 3, "predict": 3,
     "distributed": 4,  # builds on measure's methodology
     "study": 5, "report": 5,
+    "glue": 5,  # the torch-side inputs of `nnscale predict` / `nnscale report` (netstats, stored runs)
     "cli": 6,
 }
 TORCH_FREE = {"errors", "records", "format", "host", "stats", "store", "predict", "report", "kerasnets"}

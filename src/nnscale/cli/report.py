@@ -9,7 +9,7 @@ from pathlib import Path
 from nnscale.cli import options
 from nnscale.errors import UserError
 from nnscale.report.predictions import check_rows
-from nnscale.study.reporting import prediction_rows, write_run_report
+from nnscale.glue.report import prediction_rows, write_run_report
 
 
 def add_parser(sub) -> None:

@@ -37,9 +37,9 @@ from nnscale.store import capture_environment, open_store
 from nnscale.store.url import redact_command
 from nnscale.study.config import StudyConfig
 from nnscale.study.precheck import precheck
-from nnscale.study.prediction import PredictRequest, prediction_report
+from nnscale.glue.predict import PredictRequest, prediction_report
 from nnscale.study.progress import StudyProgress
-from nnscale.study.reporting import default_report_dir, netstats_rows, prediction_rows
+from nnscale.glue.report import default_report_dir, netstats_rows, prediction_rows
 from nnscale.study.sweeps import make_study_plan, precisions_for, run_sweeps, scaling_policy
 
 STEPS = 6
@@ -212,7 +212,7 @@ CATALOGUE_CLUSTER = {"device": "a100", "gpus_per_node": 8, "inter_link": "ib-hdr
 def _predictions(study, run_name, db: str | None, device: str) -> tuple[list[dict], list[str]]:
     """Predicted scaling of the scaling net: (1) nodes of workers like the measured ones, from this
     run's own measurements, joined by a named link; (2) a catalogue GPU cluster for the same model.
-    Every row names the cluster it describes (study.prediction.cluster_name)."""
+    Every row names the cluster it describes (glue.predict.cluster_name)."""
     per_node = 8 if device == "cuda" else max(study.world_sizes)  # the workers of one measured node
     nodes = sorted({max(1, g // per_node) for g in study.predict_gpus})
     req = PredictRequest(model=study.scaling_net, device=f"measured:{run_name}", store=db,

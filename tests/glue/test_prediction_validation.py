@@ -14,7 +14,7 @@ from nnscale.predict.model import Bucketing, ModelProfile
 from nnscale.predict.validate import TARGET, markdown
 from nnscale.records import Measurement, Workload
 from nnscale.store import open_store
-from nnscale.study.prediction import validate_stored_run
+from nnscale.glue.predict import validate_stored_run
 
 TRUTH = CommParams(alpha_s=50e-6, bandwidth=2e9, inter_alpha_s=300e-6, inter_bandwidth=math.inf,
                    cap_efficiency=0.93, overlap=0.6, overhead_s=2e-3)
