@@ -192,7 +192,7 @@ def main() -> None:
                          a["first"])
         print(json.dumps(got))
         return None
-    from nnscale.measure.validate import usable_cores
+    from nnscale.host import usable_cores
 
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="resnet50")

@@ -184,7 +184,7 @@ def validate(db: str) -> int:
     (the training steps) pass."""
     sys.path.insert(0, SRC)
     from nnscale.predict.validate import markdown
-    from nnscale.study.prediction import validate_stored_run
+    from nnscale.glue.predict import validate_stored_run
 
     v = validate_stored_run(["local", "caps"], db)
     print(markdown(v))  # the configurations (held to the target), then the calibration inputs

@@ -8,6 +8,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "nnscale"
 # Lower numbers are lower layers. A module may import its own package and anything below its layer.
 LAYERS = {
     "errors": 0, "records": 0, "format": 0, "environment": 0, "lifeline": 0, "__init__": 0,
+    "host": 0,  # this host's cores and CPU flags: a leaf
     "__main__": 7,
     "zoo": 1, "stats": 1, "store": 1,
     "kerasnets": 1,  # the zoo's models in Keras 3; imports only errors, never torch
@@ -15,9 +16,10 @@ LAYERS = {
     "measure": 3, "predict": 3,
     "distributed": 4,  # builds on measure's methodology
     "study": 5, "report": 5,
+    "glue": 5,  # the torch-side inputs of `nnscale predict` / `nnscale report` (netstats, stored runs)
     "cli": 6,
 }
-TORCH_FREE = {"errors", "records", "format", "stats", "store", "predict", "report", "kerasnets"}
+TORCH_FREE = {"errors", "records", "format", "host", "stats", "store", "predict", "report", "kerasnets"}
 
 
 def _top(path: Path) -> str:

@@ -13,8 +13,8 @@ import pytest
 
 from nnscale.cli import main
 from nnscale.errors import UserError
-from nnscale.measure.validate import (MAX_THREADS, MAX_TIMEOUT_S, check_seconds, check_thread_option,
-                                      check_threads)
+from nnscale.cli.values import check_thread_option
+from nnscale.measure.validate import MAX_THREADS, MAX_TIMEOUT_S, check_seconds, check_threads
 
 
 def one_line_error(capsys, argv, *needles):

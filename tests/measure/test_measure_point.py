@@ -9,7 +9,8 @@ import torch
 from nnscale.errors import UserError
 from nnscale.measure.backends.base import Backend, get_backend, looks_like_oom
 from nnscale.measure.point import derive, measure_point
-from nnscale.measure.validate import check_device, check_precision, cpu_native, parse_batches, parse_size
+from nnscale.host import cpu_native
+from nnscale.measure.validate import check_device, check_precision
 from nnscale.records import Workload
 
 from measure_helpers import SHORT
@@ -100,21 +101,6 @@ def test_derive_adds_flops_and_mfu():
     assert d.stats["achieved_flop_per_s"] == pytest.approx(1000 * m.stats["samples_per_s"])
     assert d.stats["mfu"] == pytest.approx(d.stats["achieved_flop_per_s"] / 1e9)
     assert derive(m, 1000, None).stats["mfu"] is None
-
-
-def test_parse_batches():
-    assert parse_batches("8,1, 2,2") == (1, 2, 8)
-    assert parse_batches("auto") is None
-    for bad in ("0", "-1", "abc", "1,,2", "", "2.5", str(2**30)):
-        with pytest.raises(UserError):
-            parse_batches(bad)
-
-
-def test_parse_size():
-    assert parse_size("512M") == 512 * 2**20 and parse_size("1.5GiB") == 3 * 2**29
-    for bad in ("0", "lots", "-1G"):
-        with pytest.raises(UserError):
-            parse_size(bad)
 
 
 def test_device_and_precision_checks():

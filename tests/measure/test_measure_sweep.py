@@ -14,7 +14,7 @@ from nnscale.measure.progress import TerminalProgress
 from nnscale.measure.runner import default_timeout_s
 from nnscale.measure.sweep import SweepConfig, run_sweep
 from nnscale.measure.tune import TuneConfig, candidates, run_tune
-from nnscale.measure.validate import cpu_native
+from nnscale.host import cpu_native
 
 
 class FakeRunner:

@@ -6,7 +6,7 @@ import pytest
 from synthetic_runs import synthetic_records
 
 from nnscale.cli import main
-from nnscale.study.prediction import model_profile
+from nnscale.glue.predict import model_profile
 from nnscale.store import open_store
 
 MODEL = "pytorch-mnist-net"

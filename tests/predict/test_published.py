@@ -99,7 +99,7 @@ def test_seed_77_percent_is_not_a_ring_allreduce_effect():
 
 @pytest.mark.slow
 def test_shipped_profiles_are_what_netstats_counts():
-    from nnscale.study.prediction import published_profiles
+    from nnscale.glue.predict import published_profiles
 
     counted = published_profiles()
     assert set(counted) == set(PROFILES)

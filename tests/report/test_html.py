@@ -9,7 +9,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from nnscale.report.html import render_html
-from nnscale.report.model import Highlight, Plot, Report, Table
+from nnscale.report.document import Highlight, Plot, Report, Table
 
 ROOT = Path(__file__).resolve().parents[2]
 H = "<script>'x'&\"y\"</script>"

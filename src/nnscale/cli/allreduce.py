@@ -13,7 +13,8 @@ from nnscale.distributed.config import (ALLREDUCE_DTYPES, DEFAULT_TIMEOUT_S, DEV
 from nnscale.distributed.scaling import ScaleFailed
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.measure.validate import check_seconds, check_thread_option
+from nnscale.cli.values import check_thread_option
+from nnscale.measure.validate import check_seconds
 
 COLUMNS = (("world", "workers"), ("size", "size"), ("time", "time ms"), ("algbw", "algbw GB/s"),
            ("busbw", "busbw GB/s"), ("n", "samples"), ("status", "status"))

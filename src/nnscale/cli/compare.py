@@ -3,17 +3,17 @@ is significant (the 95 % CIs do not overlap), and the regressions. The work is `
 
 from __future__ import annotations
 
+from nnscale.cli import options
 from nnscale.errors import UserError
-from nnscale.format import FORMATS, render
+from nnscale.format import render
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="per-point change between two runs, with significance")
     p.add_argument("run_a", metavar="RUN_A", help="the baseline run")
     p.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
-    p.add_argument("--db", metavar="URL", help="results store: a file path, sqlite:///PATH or "
-                   "postgresql://... (default ./nnscale.db)")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    options.add_store(p)
+    options.add_format(p)
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit with code 1 when any point regressed (for CI)")
     p.set_defaults(handle=handle)

@@ -9,7 +9,8 @@ from dataclasses import asdict
 from nnscale.errors import UserError
 from nnscale.format import render, si
 from nnscale.measure.device import cache_path, measure_device
-from nnscale.measure.validate import check_seconds, check_thread_option
+from nnscale.cli.values import check_thread_option
+from nnscale.measure.validate import check_seconds
 from nnscale.records import PRECISIONS
 
 COLUMNS = (("what", "measured"), ("n", "size"), ("value", "peak"))

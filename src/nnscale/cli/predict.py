@@ -22,7 +22,7 @@ from nnscale.predict.catalogue import load_catalogue
 from nnscale.predict.comm import ALGORITHMS
 from nnscale.predict.model import DEFAULT_EFFICIENCY
 from nnscale.records import PRECISIONS
-from nnscale.study.prediction import DEFAULT_NODES, PredictRequest, prediction_report, validate_stored_run
+from nnscale.glue.predict import DEFAULT_NODES, PredictRequest, prediction_report, validate_stored_run
 
 COLUMNS = (("nodes", "nodes"), ("gpus", "GPUs"), ("global_batch", "batch"), ("batch_per_gpu", "batch/GPU"),
            ("samples_per_s", "samples/s"), ("speedup", "speedup"), ("efficiency", "efficiency"),

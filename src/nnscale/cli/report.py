@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nnscale.cli import options
 from nnscale.errors import UserError
 from nnscale.report.predictions import check_rows
-from nnscale.study.reporting import prediction_rows, write_run_report
+from nnscale.glue.report import prediction_rows, write_run_report
 
 
 def add_parser(sub) -> None:
@@ -16,8 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("run", nargs="?", help="run name (default: the newest run in the store)")
     p.add_argument("-o", "--out", metavar="DIR",
                    help="directory to write into (default: report-RUN in the current directory)")
-    p.add_argument("--db", metavar="URL", help="results store: a file path, sqlite:///PATH or "
-                   "postgresql://... (default ./nnscale.db)")
+    options.add_store(p)
     p.add_argument("--predictions", metavar="FILE",
                    help="predictions to draw beside the measured points: the output of "
                         "`nnscale predict --format json` (or a JSON list of them)")

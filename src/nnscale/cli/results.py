@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+from nnscale.cli import options
 from nnscale.errors import UserError
-from nnscale.format import FORMATS, render
+from nnscale.format import render
 from nnscale.measure.progress import display_row
 from nnscale.records import Measurement, Workload
 from nnscale.stats import knee
@@ -26,8 +27,8 @@ WORKLOAD_KEYS = tuple(f.name for f in fields(Workload))
 def add_parser(sub) -> None:
     p = sub.add_parser("results", help="export a stored run (table, CSV or JSON)")
     p.add_argument("run", nargs="?", help="run name (default: the latest run)")
-    p.add_argument("--db", metavar="URL", help="results store (default ./nnscale.db)")
-    p.add_argument("--format", choices=FORMATS, default="table")
+    options.add_store(p)
+    options.add_format(p)
     p.add_argument("--runs", action="store_true", help="list the runs instead")
     p.set_defaults(handle=handle)
 

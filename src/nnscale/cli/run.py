@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nnscale.measure.methodology import INTERFERENCE_MAX, check_interference_max
+from nnscale.cli import options
+from nnscale.measure.methodology import check_interference_max
 from nnscale.study.config import BUILTIN, load_study, parse_duration_s
 
 
@@ -16,15 +17,12 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda when present)")
     p.add_argument("--budget", help="the whole study's time, seconds or 30s/10m/1h "
                                     "(default: the study's own)")
-    p.add_argument("--run", help="run name; an existing run is resumed (default run-DATE-TIME)")
-    p.add_argument("--db", help="results store: a path, sqlite:///PATH or postgresql://... "
-                                "(default ./nnscale.db)")
+    options.add_resumable_run(p)
+    options.add_store(p)
     p.add_argument("--out", help="report directory (default report-RUN)")
     p.add_argument("--processes", type=int, help="fresh worker processes per point (default: the "
                    "study's, 3 for the built-in ones); a noisy point gets up to twice as many")
-    p.add_argument("--interference-max", type=float, default=INTERFERENCE_MAX, metavar="SHARE",
-                   help="warn when the load per core, other processes' CPU share or the steal share "
-                   f"is above this, in (0, 1] (default {INTERFERENCE_MAX:g})")
+    options.add_interference_max(p)
     p.set_defaults(handle=handle)
 
 

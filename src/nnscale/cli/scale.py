@@ -12,7 +12,8 @@ from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.measure.validate import check_seconds, check_thread_option
+from nnscale.cli.values import check_thread_option
+from nnscale.measure.validate import check_seconds
 from nnscale.netstats import parse_input_size
 from nnscale.records import PRECISIONS
 from nnscale.zoo import model_info
@@ -149,11 +150,8 @@ def open_sink(args, node_rank: int, on_point=None) -> Sink:
 
     store = open_store(args.db)
     command = redact_command(["nnscale", *sys.argv[1:]])
-    env = capture_environment()
-    run_id = (store.get_or_create_run(args.run, command, env) if args.run
-              else store.create_run(None, command, env))
-    name = args.run or next(r.name for r in reversed(store.runs()) if r.id == run_id)
-    return Sink(store, run_id, name, on_point, warn)
+    info = store.open_run(args.run, command, capture_environment, resume=True)
+    return Sink(store, info.id, info.name, on_point, warn)
 
 
 def _f(v, fmt="{:.3g}"):

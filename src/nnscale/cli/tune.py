@@ -3,15 +3,15 @@ supports and report the fastest configuration per batch size (`nnscale.measure.t
 
 from __future__ import annotations
 
-from nnscale.cli.sweep import add_common, command_line, common_kwargs, policy_from
+from nnscale.cli import options
+from nnscale.cli.measuring import common_kwargs, measure, policy_from
 from nnscale.errors import UserError
 from nnscale.format import render
-from nnscale.measure.progress import TerminalProgress, config_label, rate
-from nnscale.measure.recorder import stored_config
+from nnscale.measure.progress import config_label, rate
 from nnscale.measure.tune import TuneConfig, candidates, run_tune
-from nnscale.measure.validate import check_seconds, parse_batches
+from nnscale.cli.values import parse_batches
+from nnscale.measure.validate import check_seconds
 from nnscale.records import PRECISIONS
-from nnscale.store import open_store
 
 SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration"),
            ("samples_per_s", "img/s"), ("speedup", "vs fp32 NCHW eager"), ("tried", "tried"))
@@ -19,11 +19,9 @@ SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration
 
 def add_parser(sub) -> None:
     p = sub.add_parser("tune", help="find the fastest precision / memory format / compile setting")
-    add_common(p, budget=10.0)
+    options.add_measuring_command(p, budget=10.0)
     p.add_argument("--batch", default="1,16", metavar="LIST", help="batch sizes (default 1,16)")
-    p.add_argument("--precision", metavar="LIST",
-                   help=f"precisions to try, from {','.join(PRECISIONS)} (default: what the device "
-                   "runs natively)")
+    options.add_precision_list(p)
     p.add_argument("--no-compile", action="store_true", help="do not try torch.compile")
     p.add_argument("--compile-timeout", type=float, default=300.0, metavar="SECONDS",
                    help="longest compilation before a candidate counts as timed out (default 300)")
@@ -62,18 +60,8 @@ def summary_rows(result) -> list[dict]:
 
 
 def handle(args) -> int:
-    if args.resume and args.run:
-        raise UserError("give either --run NAME (a new run) or --resume RUN, not both")
-    config = None if args.resume and args.model is None else config_from(args)
-    if config is not None:
-        candidates(config)  # device, precisions, input: checked before the store is touched
-    # With a MODEL, --resume of a run killed before its first commit starts it (open_run).
-    with open_store(args.db, create=not args.resume, fill_empty=config is not None) as store:
-        if config is None:
-            config = TuneConfig.from_dict(stored_config(store, args.resume, "tune"))
-        result = run_tune(config, store, TerminalProgress(), run=args.resume or args.run,
-                          resume=bool(args.resume), command_line=command_line())
-        where = store.url
+    # candidates: device, precisions, input checked before the store is touched
+    result, where = measure(args, "tune", TuneConfig, config_from, candidates, run_tune)
     print()
     print(render(summary_rows(result), SUMMARY))
     print(f"\nall points in run {result.run!r} of {where} (`nnscale results {result.run}`)")

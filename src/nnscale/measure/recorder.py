@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 
+from nnscale.environment import check_interference
 from nnscale.errors import UserError
 from nnscale.measure.lm import flops_per_sample as lm_flops_per_sample
 from nnscale.measure.lm import is_lm
@@ -32,17 +33,35 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
     if resume:
         if not run:
             raise UserError("--resume needs the name of the run to resume")
-        if store.runs():  # else: killed before its first commit, nothing to resume: start it
+        if store.latest_run() is not None:  # else: killed before its first commit: start it
             info = store.run(run)  # UserError naming the known runs if there is none
             _check_same(info, kind, config)
             done = {m.workload.key(): m for m in store.measurements(run)
                     if m.status in FINISHED_STATUSES}
             return info.id, info.name, done
-    environment = dict(capture_environment(), **(extra_environment or {}))
-    notes = json.dumps({kind: config}, sort_keys=True)
-    run_id = store.create_run(run, command_line=command_line, environment=environment, notes=notes)
-    name = run if run else next(r.name for r in reversed(store.runs()) if r.id == run_id)
-    return run_id, name, {}
+    info = store.open_run(run, command_line,
+                          lambda: dict(capture_environment(), **(extra_environment or {})),
+                          json.dumps({kind: config}, sort_keys=True))
+    return info.id, info.name, {}
+
+
+def start_recording(store, kind: str, config, first: Workload, *, run: str | None, resume: bool,
+                    command_line: str, progress, runner: Callable[[PointSpec], Measurement],
+                    check_machine: bool = True,
+                    more_processes: Callable[[int], bool] = lambda k: True,
+                    ) -> tuple[Recorder, str, str | None]:
+    """(recorder, run name, interference warning or None) for a `sweep` or `tune` (`kind`) of
+    `config` (a measure.config.MeasureConfig): the input is checked on the `first` point's workload
+    before any run exists, the machine is checked for interference (`check_machine`; a study does
+    it once for all its sweeps) and the finding kept in a new run's environment, then the run is
+    opened (or resumed)."""
+    flops = flop_counter()
+    flops(first)  # the input fits the model: a one-line error before any run exists
+    found = check_interference(config.interference_max) if check_machine else None
+    run_id, run_name, done = open_run(store, kind, config.to_dict(), run, resume, command_line,
+                                      extra_environment={"interference": found} if found else None)
+    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)
+    return recorder, run_name, found["warning"] if found else None
 
 
 # What a resumed run must share with the one stored: points of another model, device or framework

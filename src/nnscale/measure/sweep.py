@@ -12,18 +12,19 @@ batch reaching 95 % of the best throughput, `nnscale.stats.knee`) is reported pe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from nnscale.errors import UserError
+from nnscale.measure.config import MeasureConfig
 from nnscale.measure.frameworks import check_framework, check_model
 from nnscale.measure.lm import check_lm_config
-from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
+from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
-from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
-from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
-from nnscale.measure.validate import check_device, check_precision, check_seconds, check_threads
-from nnscale.environment import check_interference
-from nnscale.records import ALL_MODES, PRECISIONS, Measurement, Workload
+from nnscale.measure.recorder import start_recording
+from nnscale.measure.runner import PointSpec, default_timeout_s, run_point
+from nnscale.measure.validate import check_device, check_precision, check_threads
+from nnscale.records import PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
 
@@ -31,63 +32,31 @@ FITS = ("ok", "unstable")
 
 
 @dataclass(frozen=True, slots=True)
-class SweepConfig:
-    """What to sweep. `batches=None` searches the batch sizes (module docstring)."""
+class SweepConfig(MeasureConfig):
+    """What to sweep (the shared fields: measure/config.py). `batches=None` searches the batch
+    sizes (module docstring)."""
 
-    model: str
-    modes: tuple[str, ...] = ("inference",)
     batches: tuple[int, ...] | None = (1, 2, 4, 8, 16, 32)
-    device: str = "cpu"
     precision: str = "fp32"
     channels_last: bool = False
     compile: bool = False  # per framework: torch.compile, TF XLA, always on for JAX (frameworks.py)
-    threads: int = 0  # 0: all usable cores, resolved when the sweep starts
-    framework: str = "torch"
-    input_shape: tuple[int, ...] | None = None  # (C, H, W); None: the model's own
-    policy: MeasurePolicy = field(default_factory=MeasurePolicy)
-    timeout_s: float | None = None  # per point; None: start-up + compile + warm-up + 2 × budget
-    compile_timeout_s: float = 600.0
-    memory_cap_bytes: int | None = None  # per worker; None: on CPU what the machine has free
     auto_max_batch: int = 1 << 16
     auto_max_step_s: float | None = None
-    # Warn when the load per core, others' CPU share or the steal share is above this (environment.py)
-    interference_max: float = INTERFERENCE_MAX
     activation_checkpointing: bool = False  # language models' training points (measure/lm.py)
 
+    TUPLE_FIELDS: ClassVar[tuple[str, ...]] = (*MeasureConfig.TUPLE_FIELDS, "batches")
+
     def __post_init__(self) -> None:
-        if not self.modes or any(m not in ALL_MODES for m in self.modes):
-            raise UserError(f"bad modes {self.modes!r}: expected inference, training and/or decode "
-                            "(language models)")
+        MeasureConfig.__post_init__(self)  # (no zero-argument super() in a slotted dataclass)
         if self.batches is not None and (not self.batches or any(
                 not isinstance(b, int) or b <= 0 for b in self.batches)):
             raise UserError(f"bad batch sizes {self.batches!r}: expected positive integers")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        for name, option in (("timeout_s", "--timeout"), ("compile_timeout_s", "--compile-timeout")):
-            if getattr(self, name) is not None:  # finite and bounded: inf overflows communicate()
-                check_seconds(getattr(self, name), option)
-        for name in ("auto_max_step_s", "memory_cap_bytes"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise UserError(f"bad {name} {value!r}: expected a positive number")
-        check_interference_max(self.interference_max)
+        if self.auto_max_step_s is not None and not self.auto_max_step_s > 0:
+            raise UserError(f"bad auto_max_step_s {self.auto_max_step_s!r}: expected a positive number")
         if self.auto_max_batch < 1:
             raise UserError(f"bad auto_max_batch {self.auto_max_batch!r}: expected a positive integer")
-
-    def to_dict(self) -> dict:
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["policy"] = self.policy.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SweepConfig:
-        names = {f.name for f in fields(cls)}
-        kw = {k: v for k, v in d.items() if k in names}
-        kw["policy"] = MeasurePolicy.from_dict(kw.get("policy", {}))
-        for key in ("modes", "batches", "input_shape"):
-            if kw.get(key) is not None:
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,19 +145,14 @@ def run_sweep(
     `more_processes(k)`: may a noisy point get a (k+1)-th process (the study's plan decides)."""
     progress = progress or NullProgress()
     config, notes = resolve(config)
-    flops = flop_counter()
-    flops(workload(config, config.modes[0], 1))  # checks the input fits the model: before any run exists
-    found = check_interference(config.interference_max) if check_machine else None
-    warning = found["warning"] if found else None
-    run_id, run_name, done = open_run(store, "sweep", config.to_dict(), run, resume, command_line,
-                                      extra_environment={"interference": found} if found else None)
-    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)
+    recorder, run_name, warning = start_recording(
+        store, "sweep", config, workload(config, config.modes[0], 1), run=run, resume=resume,
+        command_line=command_line, progress=progress, runner=runner, check_machine=check_machine,
+        more_processes=more_processes)
     total = None if config.batches is None else len(config.batches) * len(config.modes)
-    p = config.policy
-    per_point = p.processes * (STARTUP_S / 4 + p.warmup_max_s) + p.budget_s
     on = f"on {config.device}" if config.framework == "torch" else f"with {config.framework} on {config.device}"
     progress.begin(f"sweep {config.model} {on} ({config.precision}) -> run {run_name!r}",
-                   total, per_point)
+                   total, config.point_s)
     for note in notes:
         progress.note(f"note: {note}")
     if warning:
@@ -206,5 +170,5 @@ def run_sweep(
             knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats["samples_per_s"] for m in ok])
     finally:
         progress.end()
-    return SweepResult(run_name, run_id, tuple(recorder.measured), knees, notes)
+    return SweepResult(run_name, recorder.run_id, tuple(recorder.measured), knees, notes)
 

@@ -19,15 +19,16 @@ import importlib.util
 import itertools
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
-from nnscale.environment import check_interference
 from nnscale.errors import UserError
+from nnscale.measure.config import MeasureConfig
 from nnscale.measure.frameworks import framework_spec
-from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
+from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
-from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_lookup
-from nnscale.measure.runner import STARTUP_S, PointSpec, run_point
+from nnscale.measure.recorder import start_recording
+from nnscale.measure.runner import PointSpec, run_point
 from nnscale.measure.sweep import FITS, SweepConfig, resolve, spec, workload
 from nnscale.measure.validate import check_precision, default_precisions
 from nnscale.records import Measurement
@@ -36,41 +37,25 @@ TUNE_POLICY = MeasurePolicy(budget_s=10.0, warmup_max_s=5.0)  # choosing needs l
 
 
 @dataclass(frozen=True, slots=True)
-class TuneConfig:
-    model: str
-    modes: tuple[str, ...] = ("inference",)
+class TuneConfig(MeasureConfig):
+    """What to tune (the shared fields: measure/config.py): the candidates' settings to try."""
+
     batches: tuple[int, ...] = (1, 16)
-    device: str = "cpu"
-    threads: int = 0
-    input_shape: tuple[int, ...] | None = None
     precisions: tuple[str, ...] | None = None  # None: what the device runs natively
     channels_last: tuple[bool, ...] = (False, True)
     compile: tuple[bool, ...] | None = None  # None: (False, True) when a compiler is there
     policy: MeasurePolicy = TUNE_POLICY
-    timeout_s: float | None = None
     compile_timeout_s: float = 300.0
-    memory_cap_bytes: int | None = None
-    framework: str = "torch"
-    interference_max: float = INTERFERENCE_MAX
+
+    TUPLE_FIELDS: ClassVar[tuple[str, ...]] = (*MeasureConfig.TUPLE_FIELDS, "batches", "precisions",
+                                               "channels_last", "compile")
 
     def __post_init__(self) -> None:
-        check_interference_max(self.interference_max)
+        MeasureConfig.__post_init__(self)  # (no zero-argument super() in a slotted dataclass)
         if not self.batches:
             raise UserError("tune needs at least one batch size")
         if self.precisions is not None and not self.precisions:
             raise UserError("tune needs at least one precision")
-
-    def to_dict(self) -> dict:
-        return dict({f.name: getattr(self, f.name) for f in fields(self)}, policy=self.policy.to_dict())
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TuneConfig:
-        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        kw["policy"] = MeasurePolicy.from_dict(kw.get("policy", {}))
-        for key in ("modes", "batches", "input_shape", "precisions", "channels_last", "compile"):
-            if kw.get(key) is not None:
-                kw[key] = tuple(kw[key])
-        return cls(**kw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +119,7 @@ def _framework_options(config: TuneConfig, device: str, notes: list[str]):
 def candidates(config: TuneConfig) -> tuple[list[SweepConfig], tuple[str, ...]]:
     """The sweep configurations to try, baseline first; and notes about what was left out."""
     spec_ = framework_spec(config.framework)
-    base, notes = resolve(SweepConfig(
-        model=config.model, modes=config.modes, batches=config.batches, device=config.device,
-        threads=config.threads, input_shape=config.input_shape, policy=config.policy,
-        timeout_s=config.timeout_s, compile_timeout_s=config.compile_timeout_s,
-        memory_cap_bytes=config.memory_cap_bytes, framework=config.framework,
-        compile=spec_.always_compiled))
+    base, notes = resolve(SweepConfig(**config.shared(), compile=spec_.always_compiled))
     notes = list(notes)
     precisions = config.precisions or tuple(p for p in default_precisions(base.device)
                                             if not any(spec_.allows(m, p) for m in config.modes))
@@ -174,18 +154,12 @@ def run_tune(
     """Measure every candidate at every batch size into one run; the fastest per batch."""
     progress = progress or NullProgress()
     configs, notes = candidates(config)
-    flops = flop_counter()
-    flops(workload(configs[0], config.modes[0], 1))  # checks the input fits: before any run exists
-    found = check_interference(config.interference_max)
-    warning = found["warning"]
-    run_id, run_name, done = open_run(store, "tune", config.to_dict(), run, resume, command_line,
-                                      extra_environment={"interference": found})
-    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
+    recorder, run_name, warning = start_recording(
+        store, "tune", config, workload(configs[0], config.modes[0], 1), run=run, resume=resume,
+        command_line=command_line, progress=progress, runner=runner)
     total = len(configs) * len(config.batches) * len(config.modes)
-    p = config.policy
-    per_point = p.processes * (STARTUP_S / 4 + p.warmup_max_s) + p.budget_s
     progress.begin(f"tune {config.model} on {configs[0].device}: {len(configs)} configurations "
-                   f"x {len(config.batches)} batch sizes -> run {run_name!r}", total, per_point)
+                   f"x {len(config.batches)} batch sizes -> run {run_name!r}", total, config.point_s)
     for note in notes:
         progress.note(f"note: {note}")
     if warning:
@@ -200,4 +174,4 @@ def run_tune(
             choices.append(TuneChoice(mode, batch, best, base, tried))
     finally:
         progress.end()
-    return TuneResult(run_name, run_id, tuple(choices), notes)
+    return TuneResult(run_name, recorder.run_id, tuple(choices), notes)

@@ -8,7 +8,7 @@ joins two runs' points and says which changed significantly. See docs/report.md.
 
 from nnscale.report.build import build_report
 from nnscale.report.comparison import Change, cis_overlap, compare
-from nnscale.report.model import Highlight, Plot, Report, Table
+from nnscale.report.document import Highlight, Plot, Report, Table
 from nnscale.report.write import write_report
 
 __all__ = [

@@ -14,7 +14,7 @@ from nnscale.format import si
 from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report import plots_batch, plots_lm, plots_scaling, strategies, tables, timeline
-from nnscale.report.model import Highlight, Report
+from nnscale.report.document import Highlight, Report
 from nnscale.report.predictions import normalize, pred_series, unit
 from nnscale.report.svg import RC
 

@@ -18,7 +18,7 @@ import jinja2
 from markupsafe import Markup
 
 from nnscale import __version__
-from nnscale.report.model import Plot, Report
+from nnscale.report.document import Plot, Report
 
 # No default-src at all: nothing may load, inline <style> may apply, no script may run. Markup: our
 # own constant, written into its attribute as it is (it holds no double quote).

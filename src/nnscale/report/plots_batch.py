@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 
 from nnscale.records import MODES, Measurement
 from nnscale.report import points as P
-from nnscale.report.model import Plot
+from nnscale.report.document import Plot
 from nnscale.report.svg import (MUTED, color_for, fig_legend, label, log2_batches, new_figure,
                                 plain_log, to_svg)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report.model import Plot, Table
+from nnscale.report.document import Plot, Table
 from nnscale.report.svg import color_for, fig_legend, label, log2_batches, new_figure, to_svg
 from nnscale.report.tables import fmt, mem, pct
 

@@ -13,7 +13,7 @@ from matplotlib.ticker import FuncFormatter
 
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report.model import Plot
+from nnscale.report.document import Plot
 from nnscale.report.predictions import measured_like, pred_series, series_label, unit
 from nnscale.report.svg import (INK, MUTED, PALETTE, color_for, fig_legend, label, log2_batches, new_figure,
                                 plain_log, to_svg)

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 from nnscale.records import Measurement, strategy_of
 from nnscale.report import points as P
-from nnscale.report.model import Plot, Table
+from nnscale.report.document import Plot, Table
 from nnscale.report.svg import INK, PALETTE, fig_legend, label, new_figure, to_svg
 from nnscale.report.tables import fmt, mem
 

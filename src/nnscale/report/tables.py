@@ -13,7 +13,7 @@ from nnscale.format import binary_bytes, si
 from nnscale.predict.published import error_band
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report.model import Table
+from nnscale.report.document import Table
 from nnscale.report.predictions import key, measured_like, series_label
 
 

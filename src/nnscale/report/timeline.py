@@ -3,7 +3,7 @@
 Measured: the `step_timeline` a scale point stores (nnscale.distributed.trace): forward, backward op
 by op in the order autograd ran them, each bucket's all-reduce on the communication lane, the
 optimizer. Predicted: the `timeline` the study's prediction glue attaches to the predicted row of
-the same configuration (study.prediction.predicted_timeline): forward, backward layer by layer
+the same configuration (glue.predict.predicted_timeline): forward, backward layer by layer
 from per-layer work, buckets launched when their last gradient is ready and serialised on one
 communication stream. Drawn on one time axis, so a reader sees where the two part.
 
@@ -16,7 +16,7 @@ from matplotlib.patches import Patch
 
 from nnscale.records import Measurement
 from nnscale.report import points as P
-from nnscale.report.model import Plot
+from nnscale.report.document import Plot
 from nnscale.report.svg import INK, MUTED, PALETTE, label, new_figure, to_svg
 
 KIND_COLOR = {"forward": PALETTE[0], "backward": PALETTE[5], "allreduce": PALETTE[3],

@@ -17,7 +17,7 @@ from pathlib import Path
 from nnscale.errors import UserError
 from nnscale.format import csv_rows
 from nnscale.report.html import render_html
-from nnscale.report.model import Report, Table
+from nnscale.report.document import Report, Table
 
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|#"} | {"\n": " ", "\r": " "})
 

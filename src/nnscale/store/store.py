@@ -35,7 +35,8 @@ import json
 import math
 import statistics
 import zlib
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -65,6 +66,7 @@ class RunInfo:
     environment: dict
     notes: str
     n_measurements: int
+    created: bool = False  # True only from the `Store.open_run` call that created it
 
 
 def _now_utc() -> str:
@@ -191,22 +193,52 @@ class Store:
 
     # --- runs ---------------------------------------------------------------------------------
 
-    @retried("creating a run")
-    def create_run(
+    def open_run(
         self,
         name: str | None = None,
         command_line: str = "",
-        environment: dict | None = None,
+        environment: dict | Callable[[], dict] | None = None,
         notes: str = "",
         *,
-        exist_ok: bool = False,
-    ) -> int:
-        """Add a run and return its id.
+        resume: bool = False,
+    ) -> RunInfo:
+        """Create a run, or with `resume` take up the existing run `name`, and return it.
 
-        Without a name: `run-YYYYMMDD-HHMMSS` (UTC), with `-2`, `-3`, ... appended if taken. An
-        existing name is a UserError unless `exist_ok`, which returns that run's id (resume; the
-        stored command line and environment are those of the run's creation).
+        The one way every command opens its run (sweep, tune, run, scale, allreduce), so none has to
+        find its run's name again by listing the runs. Without a name: `run-YYYYMMDD-HHMMSS` (UTC),
+        with `-2`, `-3`, ... appended if taken. An existing name is a UserError unless `resume`; a
+        resumed run keeps the command line, environment and notes of its creation. `environment`
+        may be a function: it is called only when a run is created (a study measures the device for
+        its environment, which a resumed run already holds). `RunInfo.created` says which it was.
         """
+        if resume and name is not None:
+            info = self._find_run(_check_run_name(name))
+            if info is not None:
+                return info
+        if callable(environment):
+            environment = environment()
+        return self._create_run(name, command_line, environment, notes, exist_ok=resume)
+
+    def create_run(self, name: str | None = None, command_line: str = "",
+                   environment: dict | None = None, notes: str = "", *,
+                   exist_ok: bool = False) -> int:
+        """The id of the run `open_run` creates (or, `exist_ok`, finds)."""
+        return self.open_run(name, command_line, environment, notes, resume=exist_ok).id
+
+    def get_or_create_run(
+        self, name: str, command_line: str = "", environment: dict | None = None, notes: str = ""
+    ) -> int:
+        """The id of run `name`, created if missing (for resuming an interrupted run)."""
+        return self.create_run(name, command_line, environment, notes, exist_ok=True)
+
+    @retried("reading a run")
+    def _find_run(self, name: str) -> RunInfo | None:
+        with self._engine.connect() as conn:
+            return self._run_row(conn, name)
+
+    @retried("creating a run")
+    def _create_run(self, name: str | None, command_line: str, environment: dict | None,
+                    notes: str, *, exist_ok: bool) -> RunInfo:
         if name is not None:
             candidates = [_check_run_name(name)]
         else:
@@ -228,7 +260,7 @@ class Store:
                 )
                 run_id = conn.execute(stmt).scalar()  # None when the name is taken
                 if run_id is not None:
-                    return run_id
+                    return replace(self._run_row(conn, candidate), created=True)
                 if name is None:
                     continue
                 info = self._run_row(conn, candidate)
@@ -237,14 +269,8 @@ class Store:
                         f"run {candidate!r} already exists in {self.url} (created "
                         f"{info.created_utc}); choose another name, or resume it"
                     )
-                return info.id
+                return info
         raise UserError(f"too many runs named {candidates[0]}-N this second; give a name")
-
-    def get_or_create_run(
-        self, name: str, command_line: str = "", environment: dict | None = None, notes: str = ""
-    ) -> int:
-        """The id of run `name`, created if missing (for resuming an interrupted run)."""
-        return self.create_run(name, command_line, environment, notes, exist_ok=True)
 
     def _run_rows(self, conn: sa.Connection, where=None) -> list[RunInfo]:
         r, m = schema.runs, schema.measurements

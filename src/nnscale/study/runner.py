@@ -21,6 +21,8 @@ from pathlib import Path
 from nnscale.distributed.allreduce import run_allreduce
 from nnscale.environment import check_interference
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
+# ImageNet's training set, as the seed's time-to-train assumes
+from nnscale.distributed.metrics import IMAGENET_TRAIN_IMAGES
 from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import (
@@ -35,13 +37,12 @@ from nnscale.store import capture_environment, open_store
 from nnscale.store.url import redact_command
 from nnscale.study.config import StudyConfig
 from nnscale.study.precheck import precheck
-from nnscale.study.prediction import PredictRequest, prediction_report
+from nnscale.glue.predict import PredictRequest, prediction_report
 from nnscale.study.progress import StudyProgress
-from nnscale.study.reporting import default_report_dir, netstats_rows, prediction_rows
+from nnscale.glue.report import default_report_dir, netstats_rows, prediction_rows
 from nnscale.study.sweeps import make_study_plan, precisions_for, run_sweeps, scaling_policy
 
 STEPS = 6
-IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set, as the seed's time-to-train assumes
 EPOCHS = 90  # the ResNet schedule (He et al. 2016), the seed's time-to-train basis
 # Seconds that are not measurement: a worker's start (interpreter + torch import + model build),
 # a torchrun launch per world size, the report. Measured on the 2-core development machine.
@@ -106,24 +107,23 @@ def _open_run(store, name: str | None, study: StudyConfig, device: str, command:
     """(run id, name, environment, resumed); a new run's environment holds the study's plan."""
     from nnscale.measure.device import measure_device
 
-    existing = {r.name for r in store.runs()}
-    if name is not None and name in existing:
-        info = store.run(name)
-        _check_same_study(info, name, study, device)
-        return info.id, info.name, info.environment, True
-    environment = capture_environment()
-    environment["interference"] = check_interference(study.interference_max)
-    if plan is not None:
-        environment["study_plan"] = plan.to_dict()
-    profile, _cached = measure_device(device)
-    environment["device_profile"] = {"device_name": profile.device_name,
-                                     "gemm_flop_per_s": profile.gemm_flop_per_s,
-                                     "bandwidth_bytes_per_s": profile.bandwidth_bytes_per_s,
-                                     "measured_utc": profile.measured_utc}
+    def new_environment() -> dict:
+        environment = capture_environment()
+        environment["interference"] = check_interference(study.interference_max)
+        if plan is not None:
+            environment["study_plan"] = plan.to_dict()
+        profile, _cached = measure_device(device)
+        environment["device_profile"] = {"device_name": profile.device_name,
+                                         "gemm_flop_per_s": profile.gemm_flop_per_s,
+                                         "bandwidth_bytes_per_s": profile.bandwidth_bytes_per_s,
+                                         "measured_utc": profile.measured_utc}
+        return environment
+
     notes = json.dumps({"study": study.name, "device": device}, sort_keys=True)
-    run_id = store.create_run(name, command_line=command, environment=environment, notes=notes)
-    run_name = name or next(r.name for r in reversed(store.runs()) if r.id == run_id)
-    return run_id, run_name, environment, False
+    info = store.open_run(name, command, new_environment, notes, resume=True)
+    if not info.created:
+        _check_same_study(info, info.name, study, device)
+    return info.id, info.name, info.environment, not info.created
 
 
 def _check_same_study(info, name: str, study: StudyConfig, device: str) -> None:
@@ -208,7 +208,7 @@ CATALOGUE_CLUSTER = {"device": "a100", "gpus_per_node": 8, "inter_link": "ib-hdr
 def _predictions(study, run_name, db: str | None, device: str) -> tuple[list[dict], list[str]]:
     """Predicted scaling of the scaling net: (1) nodes of workers like the measured ones, from this
     run's own measurements, joined by a named link; (2) a catalogue GPU cluster for the same model.
-    Every row names the cluster it describes (study.prediction.cluster_name)."""
+    Every row names the cluster it describes (glue.predict.cluster_name)."""
     per_node = 8 if device == "cuda" else max(study.world_sizes)  # the workers of one measured node
     nodes = sorted({max(1, g // per_node) for g in study.predict_gpus})
     req = PredictRequest(model=study.scaling_net, device=f"measured:{run_name}", store=db,

@@ -13,7 +13,7 @@ from nnscale.predict.calibrate import CommParams, Point, predict_point
 from nnscale.predict.model import Bucketing, ModelProfile
 from nnscale.predict.validate import TARGET, markdown
 from nnscale.records import Measurement, Workload
-from nnscale.study.prediction import validate_stored_run
+from nnscale.glue.predict import validate_stored_run
 
 from stored_points import store_points
 
