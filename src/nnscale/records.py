@@ -19,6 +19,8 @@ ALL_MODES = ("inference", DECODE, "training")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 # What became of a point. "unstable": measured, but the CI target was not met within the budget.
 STATUSES = ("ok", "unstable", "oom", "error", "timeout")
+# The statuses of a point that has numbers: every reader of step times and rates filters on this.
+MEASURED_STATUSES = ("ok", "unstable")
 
 
 # Workload fields added after points were first stored, left out of the key while at their default:

@@ -8,7 +8,7 @@ from dataclasses import fields
 from nnscale.errors import UserError
 from nnscale.format import FORMATS, render
 from nnscale.measure.progress import display_row
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.store import open_store
 from nnscale.store.url import redact_command_line
@@ -51,7 +51,7 @@ def flat_rows(measurements: list[Measurement]) -> tuple[list[dict], list[tuple[s
 def knee_lines(measurements: list[Measurement]) -> list[str]:
     groups: dict[tuple, list[Measurement]] = {}
     for m in measurements:
-        if m.status in ("ok", "unstable") and m.stats.get("samples_per_s"):
+        if m.status in MEASURED_STATUSES and m.stats.get("samples_per_s"):
             w = m.workload
             key = (w.model, w.framework, w.mode, w.device, w.precision, w.channels_last, w.compile)
             groups.setdefault(key, []).append(m)

@@ -14,7 +14,7 @@ from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.validate import check_seconds, check_thread_option
 from nnscale.netstats import parse_input_size
-from nnscale.records import PRECISIONS
+from nnscale.records import MEASURED_STATUSES, PRECISIONS
 from nnscale.zoo import model_info
 
 # Options of the measured workload, shared with `nnscale slurm`, which passes them on.
@@ -172,7 +172,7 @@ def table_rows(points) -> list[dict]:
     rows = []
     for p in points:
         s, w = p.stats, p.workload
-        if p.status not in ("ok", "unstable"):
+        if p.status not in MEASURED_STATUSES:
             rows.append({"world": w.world_size, "status": p.status})
             continue
         rows.append({
@@ -205,7 +205,7 @@ def seed_rows(points, device: str) -> list[dict]:
     """The seed's projection table: network, batch, nodes, GPUs, time [min]."""
     return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.stats["nnodes"],
              "gpus": p.workload.world_size, "time": f"{p.stats['time_to_train_min']:.0f}"}
-            for p in points if p.status in ("ok", "unstable")]
+            for p in points if p.status in MEASURED_STATUSES]
 
 
 def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
@@ -213,7 +213,7 @@ def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
         print(json.dumps([p.to_dict() for p in points], indent=2, default=str))
         return
     print(render(table_rows(points), COLUMNS))
-    ok = [p for p in points if p.status in ("ok", "unstable")]
+    ok = [p for p in points if p.status in MEASURED_STATUSES]
     if not ok:
         return
     print(f"\n{cfg.scaling} scaling; times are medians in ms; speedup and efficiency against "
@@ -236,7 +236,7 @@ def handle(args) -> int:
     try:
         points = run_scale(cfg, sink)
     except ScaleFailed as e:
-        done = [p for p in e.points if p.status in ("ok", "unstable")]
+        done = [p for p in e.points if p.status in MEASURED_STATUSES]
         if done and args.format == "table":
             print_points(done, cfg, args.format)
         kept = f"{len(done)} point(s) before it stored{where}" if sink.store else "not stored here"

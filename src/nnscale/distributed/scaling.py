@@ -24,11 +24,10 @@ from nnscale.distributed.config import ScaleConfig, check_workers
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
-from nnscale.records import Measurement, Workload, strategy_of
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload, strategy_of
 from nnscale.stats import Summary, throughput
 from nnscale.zoo import model_info
 
-USABLE = ("ok", "unstable")
 
 
 class ScaleFailed(Exception):
@@ -192,7 +191,7 @@ def _strategy_stats(cfg: ScaleConfig, result: dict) -> dict:
 def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     b = a.workload
     # The same threads per worker: a 1-worker point with more threads is another kind of worker.
-    return (a.status in USABLE and b.model == w.model and b.device == w.device and b.threads == w.threads
+    return (a.status in MEASURED_STATUSES and b.model == w.model and b.device == w.device and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
             and b.channels_last == w.channels_last and strategy_of(b) == w.strategy
             and a.stats.get("ddp_options") == (ddp_options(cfg) if cfg.strategy == "ddp" else None))

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from nnscale.measure.backend import Backend, get_backend
 from nnscale.measure.lm import is_lm, lm_rate_stats
 from nnscale.measure.methodology import MeasurePolicy, Timed, measure
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.stats import throughput
 
 
@@ -133,7 +133,7 @@ def derive(m: Measurement, flop_per_sample: int | None, peak_flop_per_s: float |
     the device's *measured* GEMM peak at the point's precision (`nnscale device`), None if unknown.
     """
     rate = m.stats.get("samples_per_s")
-    if m.status not in ("ok", "unstable") or rate is None:
+    if m.status not in MEASURED_STATUSES or rate is None:
         return m
     achieved = flop_per_sample * rate if flop_per_sample else None
     mfu = achieved / peak_flop_per_s if achieved is not None and peak_flop_per_s else None

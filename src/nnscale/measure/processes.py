@@ -34,10 +34,9 @@ from dataclasses import replace
 
 from nnscale.environment import cpu_jiffies, steal_share
 from nnscale.measure.runner import PointSpec
-from nnscale.records import Measurement
+from nnscale.records import MEASURED_STATUSES, Measurement
 from nnscale.stats import hierarchical_ci, summarize
 
-MEASURED = ("ok", "unstable")
 # Per-process facts that are the same kind of number in every process: summed or maxed, not averaged.
 _SUMMED = ("warmup_iters", "warmup_s", "measure_s")
 
@@ -64,7 +63,7 @@ def run_processes(spec: PointSpec, runner: Callable[[PointSpec], Measurement],
         before = cpu_jiffies()
         m = runner(one)
         steals.append(steal_share(before, cpu_jiffies()))
-        if m.status not in MEASURED:
+        if m.status not in MEASURED_STATUSES:
             if done:
                 m = replace(m, error=f"{m.error} (process {len(done) + 1} of the point; "
                                      f"{len(done)} had measured)")

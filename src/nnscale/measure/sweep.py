@@ -23,11 +23,10 @@ from nnscale.measure.recorder import Recorder, flop_counter, open_run, peak_look
 from nnscale.measure.runner import STARTUP_S, PointSpec, default_timeout_s, run_point
 from nnscale.measure.validate import check_device, check_precision, check_seconds, check_threads
 from nnscale.environment import check_interference
-from nnscale.records import ALL_MODES, PRECISIONS, Measurement, Workload
+from nnscale.records import ALL_MODES, MEASURED_STATUSES, PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
 
-FITS = ("ok", "unstable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +139,7 @@ def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], 
     fits, batch, failed = None, 1, None
     while batch <= config.auto_max_batch:
         m = point(spec(config, workload(config, mode, batch)))
-        if m.status not in FITS:
+        if m.status not in MEASURED_STATUSES:
             failed = m
             break
         fits = batch
@@ -152,7 +151,7 @@ def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], 
     low, high = fits, failed.workload.batch_size
     while high - low > 1:
         mid = (low + high) // 2
-        if point(spec(config, workload(config, mode, mid))).status in FITS:
+        if point(spec(config, workload(config, mode, mid))).status in MEASURED_STATUSES:
             low = mid
         else:
             high = mid
@@ -202,7 +201,7 @@ def run_sweep(
             else:
                 for batch in config.batches:
                     recorder.point(spec(config, workload(config, mode, batch)))
-            ok = [m for m in recorder.measured[start:] if m.status in FITS]
+            ok = [m for m in recorder.measured[start:] if m.status in MEASURED_STATUSES]
             knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats["samples_per_s"] for m in ok])
     finally:
         progress.end()

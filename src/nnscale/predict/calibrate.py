@@ -59,7 +59,6 @@ from nnscale.predict.model import Cluster, ModelProfile, ddp_step_time
 from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read them from here)
     CAP_KEYS,
     STEP_KEYS,
-    USABLE,
     Point,
     busbw,
     distinct_allreduces,

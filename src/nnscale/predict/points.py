@@ -24,9 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from nnscale.predict.model import MIB, Bucketing, ModelProfile
-from nnscale.records import Measurement
+from nnscale.records import MEASURED_STATUSES, Measurement
 
-USABLE = ("ok", "unstable")
 # Stats keys a capped point may carry, and the factor to bytes/s.
 CAP_KEYS = {"bandwidth_cap_bytes_per_s": 1.0, "bandwidth_cap_bit_per_s": 1 / 8, "tc_rate_bit_per_s": 1 / 8}
 BURST_KEY = "bandwidth_cap_burst_bits"  # the tbf bucket, bits (as tc read the `burst` given to it)
@@ -121,7 +120,7 @@ def extract_points(records: Sequence[Measurement],
                    profiles: dict[str, ModelProfile] | None = None) -> tuple[list[Point], list[str]]:
     """The usable points of a run, and one line per point left out saying why."""
     profiles = profiles or {}
-    usable = [m for m in records if m.status in USABLE]
+    usable = [m for m in records if m.status in MEASURED_STATUSES]
     refs: dict[tuple, float] = {}
     # The one worker's per-iteration samples: N workers wait for the slowest (terms.sync_cost_s).
     spread: dict[tuple, tuple[float, ...]] = {}
@@ -132,7 +131,7 @@ def extract_points(records: Sequence[Measurement],
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
             spread.setdefault(_ref_key(m), tuple(x / 1e3 for x in m.samples_ms or ()))
     points, skipped = [], [f"{m.workload.model} p={m.workload.world_size}: status {m.status}"
-                           for m in records if m.status not in USABLE]
+                           for m in records if m.status not in MEASURED_STATUSES]
     for m in usable:
         w, s, cap, inter = m.workload, m.stats, _cap(m), _inter(m)
         burst = _burst(m, cap)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import matplotlib
 
 from nnscale.format import si
-from nnscale.records import Measurement
+from nnscale.records import STATUSES, Measurement
 from nnscale.report import points as P
 from nnscale.report import plots_batch, plots_lm, plots_scaling, strategies, tables, timeline
 from nnscale.report.model import Highlight, Report
@@ -45,8 +45,7 @@ def _subtitle(ms: list[Measurement], env: dict) -> str:
 
 
 def _highlights(ms: list[Measurement], preds: list[dict]) -> list[Highlight]:
-    counts = {s: sum(m.status == s for m in ms) for s in ("ok", "unstable", "oom", "error",
-                                                          "timeout")}
+    counts = {s: sum(m.status == s for m in ms) for s in STATUSES}
     out = [Highlight("points measured", str(len(ms)),
                      " · ".join(f"{n} {s}" for s, n in counts.items() if n))]
     for mode in ("inference", "training"):

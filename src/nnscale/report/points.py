@@ -12,11 +12,10 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.stats import knee as _knee
 
 # Statuses whose timings are real (an unstable point was measured, only less precisely than asked).
-MEASURED = ("ok", "unstable")
 # A point during which the hypervisor took at least this share of the CPUs is flagged.
 STEAL_FLAG = 0.05
 # What, besides the model and mode, tells two batch-size curves apart.
@@ -66,7 +65,7 @@ def mfu(m: Measurement) -> float | None:
 
 
 def measured(m: Measurement) -> bool:
-    return m.status in MEASURED and rate(m) is not None
+    return m.status in MEASURED_STATUSES and rate(m) is not None
 
 
 def flags(m: Measurement) -> list[str]:
@@ -74,7 +73,7 @@ def flags(m: Measurement) -> list[str]:
     out = []
     if m.status != "ok":
         out.append(m.status)
-    if m.status in MEASURED:
+    if m.status in MEASURED_STATUSES:
         lo, hi = rate_ci(m)
         if lo is None or hi is None:
             out.append("no CI")
