@@ -10,7 +10,7 @@ from nnscale.measure.progress import TerminalProgress, config_label, rate
 from nnscale.measure.recorder import stored_config
 from nnscale.measure.tune import TuneConfig, candidates, run_tune
 from nnscale.measure.validate import check_seconds, parse_batches
-from nnscale.records import PRECISIONS
+from nnscale.records import MEASURED_STATUSES, PRECISIONS
 from nnscale.store import open_store
 
 SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration"),
@@ -54,9 +54,9 @@ def summary_rows(result) -> list[dict]:
         rows.append({
             "mode": c.mode, "batch": c.batch_size,
             "best": config_label(best.workload) if best else "none ran",
-            "samples_per_s": rate(best.stats["samples_per_s"]) if best else "",
+            "samples_per_s": rate(best.stats.throughput.samples_per_s) if best else "",
             "speedup": f"{c.speedup:.2f}x" if c.speedup else "",
-            "tried": f"{sum(m.status in ('ok', 'unstable') for m in c.tried)}/{len(c.tried)} ran",
+            "tried": f"{sum(m.status in MEASURED_STATUSES for m in c.tried)}/{len(c.tried)} ran",
         })
     return rows
 

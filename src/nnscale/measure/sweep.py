@@ -143,7 +143,7 @@ def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], 
             failed = m
             break
         fits = batch
-        if (m.stats.get("step_time_ms") or 0.0) > max_step_ms:
+        if (m.stats.timing.median_ms or 0.0) > max_step_ms:
             return  # the time limit: larger batches cannot be measured well within the budget
         batch *= 2
     if fits is None or failed is None or failed.status != "oom":
@@ -202,7 +202,7 @@ def run_sweep(
                 for batch in config.batches:
                     recorder.point(spec(config, workload(config, mode, batch)))
             ok = [m for m in recorder.measured[start:] if m.status in MEASURED_STATUSES]
-            knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats["samples_per_s"] for m in ok])
+            knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats.throughput.samples_per_s for m in ok])
     finally:
         progress.end()
     return SweepResult(run_name, run_id, tuple(recorder.measured), knees, notes)

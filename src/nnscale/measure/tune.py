@@ -85,7 +85,7 @@ class TuneChoice:
     def speedup(self) -> float | None:
         if self.best is None or self.baseline is None or self.baseline.status not in MEASURED_STATUSES:
             return None
-        return self.best.stats["samples_per_s"] / self.baseline.stats["samples_per_s"]
+        return self.best.stats.throughput.samples_per_s / self.baseline.stats.throughput.samples_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,8 +198,8 @@ def run_tune(
     try:
         for mode, batch in itertools.product(config.modes, config.batches):
             tried = tuple(recorder.point(spec(c, workload(c, mode, batch))) for c in configs)
-            ran = [m for m in tried if m.status in MEASURED_STATUSES and m.stats.get("samples_per_s")]
-            best = max(ran, key=lambda m: m.stats["samples_per_s"]) if ran else None
+            ran = [m for m in tried if m.status in MEASURED_STATUSES and m.stats.throughput.samples_per_s]
+            best = max(ran, key=lambda m: m.stats.throughput.samples_per_s) if ran else None
             base = next((m for m in tried if _is_baseline(m)), None)
             choices.append(TuneChoice(mode, batch, best, base, tried))
     finally:

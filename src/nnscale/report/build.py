@@ -62,8 +62,8 @@ def _highlights(ms: list[Measurement], preds: list[dict]) -> list[Highlight]:
         eff = P.efficiency(ws, m, s)
         detail = f"{m.workload.model} · efficiency {tables.pct(eff, 0)}"
         kind = "GPUs" if m.workload.device.startswith("cuda") else "CPU workers"
-        if isinstance(m.stats.get("worker"), str):
-            detail += f" · a worker: {m.stats['worker']}"
+        if P.worker(m):
+            detail += f" · a worker: {P.worker(m)}"
         out.append(Highlight(f"speedup on {ws} {kind}", f"{s:.2f}", detail, unit="×"))
     # One card per named cluster (at its largest size), the card saying which cluster: never a
     # bare "1024 GPUs" for a prediction from a laptop's CPU workers (issue 11).

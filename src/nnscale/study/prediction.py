@@ -129,7 +129,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
     m = min(singles, key=lambda m: (workers is not None and m.workload.threads != workers,
                                     not m.workload.framework.startswith("torch-ddp"),
                                     abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
-    opt = m.stats.get("optimizer_ms")
+    opt = m.stats.distributed.optimizer_ms if m.stats.distributed else None
     sweep: dict[int, float] = {}  # one worker's step at every batch the run measured (strong scaling)
     for x in singles:
         if x.workload.precision == m.workload.precision and x.workload.threads == m.workload.threads:
@@ -329,10 +329,11 @@ def measured_worker(records, model: str):
         return None, None
     m = max(multi, key=lambda m: m.workload.world_size)
     w = m.workload
-    words = m.stats.get("worker") if isinstance(m.stats.get("worker"), str) else None
+    d = m.stats.distributed
+    words = d.worker if d and isinstance(d.worker, str) else None
     if w.device == "cpu":  # "1 CPU thread pinned to core 0" names one worker; a cluster has many
         words = f"{w.threads} CPU thread{'s' if w.threads != 1 else ''} each" if w.threads else "CPU"
-    return words or w.device, measured_bucketing(m.stats)
+    return words or w.device, measured_bucketing(m.stats.distributed)
 
 
 def _link_words(link: Link | None) -> str:

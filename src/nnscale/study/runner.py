@@ -182,12 +182,13 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     try:
         for point in run_scale(cfg, sink):
             progress.note(f"  world size {point.workload.world_size}: "
-                          f"{point.stats.get('samples_per_s', 0):.1f} samples/s ({point.status})")
+                          f"{point.stats.throughput.samples_per_s or 0:.1f} samples/s ({point.status})")
     except ScaleFailed as exc:
         return [f"scaling stopped: {exc}"]
     if max(nproc) < 2:
         return []
-    have = {m.stats.get("size_bytes") for m in store.measurements(run_name)
+    have = {m.stats.allreduce.size_bytes if m.stats.allreduce else None
+            for m in store.measurements(run_name)
             if m.workload.model == "allreduce" and m.status in MEASURED_STATUSES}
     if have:
         return []
