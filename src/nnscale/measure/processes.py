@@ -12,16 +12,15 @@ ones stop at k. pyperf does the same with its worker processes (20 by default).
 
 The hypervisor's steal share (`/proc/stat`) is read around every process and stored per point.
 
-What is stored (keys of `Measurement.stats`; the old key names keep their meaning for readers —
-report, compare, predict — and now describe the interval across processes):
-- `step_time_ms`, `step_time_ms_median`: the estimate, the mean of the per-process medians;
-- `step_time_ms_ci_low/_high`, `step_time_ms_median_ci_low/_high`: its CI; `rel_ci` its half-width
-  over the estimate (the stability target applies to it); `samples_per_s` and its CI through
-  batch/t (a decreasing map: bounds swap);
-- `processes`, `process_medians_ms`, `process_iterations`, `step_time_ms_within_sd`,
-  `step_time_ms_between_sd`, `between_share`, `step_time_ms_bootstrap_se`, `rel_ci_within` (the
-  median of the processes' own within-process rel. CIs: what one process alone would have claimed);
-- `steal_share` (largest of the processes), `process_steal_share`;
+What is stored (fields of the typed `Measurement.stats`, records_stats.py; docs/methodology.md):
+- `timing.median_ms`: the estimate, the mean of the per-process medians;
+- `timing.mean_ci_low/high_ms`, `timing.median_ci_low/high_ms`: its CI; `timing.rel_ci` its
+  half-width over the estimate (the stability target applies to it); `throughput.samples_per_s`
+  and its CI through batch/t (a decreasing map: bounds swap);
+- the `processes` block: `processes`, `process_medians_ms`, `process_iterations`, `within_sd_ms`,
+  `between_sd_ms`, `between_share`, `bootstrap_se_ms`, `rel_ci_within` (the median of the
+  processes' own within-process rel. CIs: what one process alone would have claimed),
+  `steal_share` (largest of the processes), `process_steal_share`;
 - pooled-iteration statistics (mean, stdev, min, max, percentiles, outliers, iterations): all
   processes' samples, which `samples_ms` holds in process order.
 """
