@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
+
+from nnscale.records_stats import Stats
 
 MODES = ("inference", "training")
 # A language model's third mode: one new token per step from a key/value cache; its "inference" is
@@ -19,6 +21,8 @@ ALL_MODES = ("inference", DECODE, "training")
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 # What became of a point. "unstable": measured, but the CI target was not met within the budget.
 STATUSES = ("ok", "unstable", "oom", "error", "timeout")
+# The statuses of a point that has numbers: every reader of step times and rates filters on this.
+MEASURED_STATUSES = ("ok", "unstable")
 
 
 # Workload fields added after points were first stored, left out of the key while at their default:
@@ -76,15 +80,21 @@ class Measurement:
     workload: Workload
     status: str
     samples_ms: tuple[float, ...] = ()  # per-iteration step times after warm-up
-    stats: dict = field(default_factory=dict)  # named statistics, units in the key names
+    # The typed statistics (records_stats.py). A dict given here, in the versioned form or the
+    # flat form of any older release, is read by Stats.from_dict: the one way in.
+    stats: Stats = Stats()
     error: str = ""  # for oom / error / timeout: what happened, one line
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stats, Stats):
+            object.__setattr__(self, "stats", Stats.from_dict(self.stats))
 
     def to_dict(self) -> dict:
         return {
             "workload": asdict(self.workload),
             "status": self.status,
             "samples_ms": list(self.samples_ms),
-            "stats": dict(self.stats),
+            "stats": self.stats.to_dict(),
             "error": self.error,
         }
 
@@ -94,6 +104,6 @@ class Measurement:
             workload=Workload.from_dict(d["workload"]),
             status=d["status"],
             samples_ms=tuple(d.get("samples_ms", ())),
-            stats=dict(d.get("stats", {})),
+            stats=Stats.from_dict(d.get("stats")),
             error=d.get("error", ""),
         )

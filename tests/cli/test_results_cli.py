@@ -48,7 +48,7 @@ def test_csv_has_one_row_per_point_and_every_statistic(capsys, db):
     assert main(["results", "new", "--db", db, "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [r["batch_size"] for r in rows] == ["1", "8", "64", "128"]
-    assert rows[-1]["status"] == "oom" and rows[0]["mfu"] == "0.25"
+    assert rows[-1]["status"] == "oom" and rows[0]["compute.mfu"] == "0.25"
     assert list(rows[0]).count("threads") == 1 and rows[0]["input_shape"] == "3x8x8"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -26,10 +27,10 @@ def test_allreduce_points_with_algbw_and_busbw(tmp_path):
         s, w = p.stats, p.workload
         assert w.model == "allreduce" and w.world_size == 2 and w.framework == "torch-gloo"
         assert w.input_shape == (size // 4,) and w.precision == "fp32"
-        assert p.status in ("ok", "unstable") and len(p.samples_ms) == s["n"]
-        assert s["size_bytes"] == size and s["time_ms"] == pytest.approx(s["median_ms"])
-        assert s["time_ms"] > 0
-        assert s["algbw_gb_per_s"] == pytest.approx(size / (s["time_ms"] / 1e3) / 1e9)
-        assert s["busbw_gb_per_s"] == pytest.approx(s["algbw_gb_per_s"] * 2 * (2 - 1) / 2)
-        assert len(s["per_rank_time_ms"]) == 2
-    assert points[-1].stats["time_ms"] > 0.5 * points[0].stats["time_ms"]
+        assert p.status in ("ok", "unstable") and len(p.samples_ms) == s.timing.iterations
+        assert s.allreduce.size_bytes == size and s.timing.median_ms == pytest.approx(statistics.median(p.samples_ms))
+        assert s.timing.median_ms > 0
+        assert s.allreduce.algbw_gb_per_s == pytest.approx(size / (s.timing.median_ms / 1e3) / 1e9)
+        assert s.allreduce.busbw_gb_per_s == pytest.approx(s.allreduce.algbw_gb_per_s * 2 * (2 - 1) / 2)
+        assert len(s.allreduce.per_rank_time_ms) == 2
+    assert points[-1].stats.timing.median_ms > 0.5 * points[0].stats.timing.median_ms

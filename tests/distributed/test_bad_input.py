@@ -20,7 +20,7 @@ def db(tmp_path):
     yield str(path)
     with open_store(str(path), create=False) as store:  # nothing stored is lost
         (kept,) = store.measurements("kept")
-        assert kept.stats["samples_per_s"] == 4000.0
+        assert kept.stats.throughput.samples_per_s == 4000.0
 
 
 def one_line(capsys, argv, *needles):

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from nnscale.store import open_store
+from nnscale.records_stats import Stats
 
 from ddp_helpers import cli_env, leftovers, new_mark
 from test_two_nodes import ADDR, _cap, link, run_agents  # noqa: F401 - `link` is the namespaces fixture
@@ -38,12 +39,12 @@ def test_fsdp_collectives_slow_down_as_the_link_tightens(link, tmp_path):  # noq
     for rate in CAPS:
         _cap(ns, dev, rate)
         point = _two_fsdp_agents(ns, rate, db, mark)
-        s, w = point["stats"], point["workload"]
+        s, w = Stats.from_dict(point["stats"]), point["workload"]
         assert (w["strategy"], w["framework"]) == ("fsdp", f"torch-fsdp[nodes=2,tbf={rate}]")
-        assert s["nnodes"] == 2 and s["world_size"] == 2
-        assert s["bytes_reduce_scattered_per_step"] == 4 * PARAMS
-        assert s["param_bytes_per_rank"] == 4 * PARAMS // 2
-        comm[rate] = s["all_gather_ms"] + s["reduce_scatter_ms"]
+        assert s.launch.nnodes == 2 and s.distributed.world_size == 2
+        assert s.distributed.bytes_reduce_scattered_per_step == 4 * PARAMS
+        assert s.distributed.param_bytes_per_rank == 4 * PARAMS // 2
+        comm[rate] = s.distributed.all_gather_ms + s.distributed.reduce_scatter_ms
     # Per step each rank sends half of the all-gathered bytes (2 x 1.7 MB: forward and backward)
     # and half of the reduce-scattered 1.7 MB: about 2.6 MB, 0.4 s at 50 Mbit/s, 21 ms at 1 Gbit/s.
     assert comm["50mbit"] > 250.0 and comm["50mbit"] > 3 * comm["1000mbit"], comm

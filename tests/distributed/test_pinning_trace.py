@@ -35,32 +35,32 @@ def test_every_world_size_gets_the_largest_ones_share_pinned_and_disjoint(scaled
     one, two = points
     for p in (one, two):
         s = p.stats
-        assert p.workload.threads == share and s["threads_per_worker"] == share
+        assert p.workload.threads == share and s.distributed.threads_per_worker == share
         # What each rank read in its own process after setup: torch threads and its affinity.
-        assert s["per_rank_threads"] == [share] * p.workload.world_size
-        for cpus in s["per_rank_cpus"]:
+        assert s.distributed.per_rank_threads == (share,) * p.workload.world_size
+        for cpus in s.distributed.per_rank_cpus:
             assert len(cpus) == share and set(cpus) <= set(cores)
-    a, b = two.stats["per_rank_cpus"]
+    a, b = two.stats.distributed.per_rank_cpus
     assert not set(a) & set(b), (a, b)  # disjoint cores
-    assert one.stats["per_rank_cpus"] == [a]  # the reference is rank 0 of the larger world, alone
-    assert two.stats["worker"] == f"{share} CPU thread{'s' if share > 1 else ''} pinned to " \
+    assert one.stats.distributed.per_rank_cpus == (a,)  # the reference is rank 0 of the larger world, alone
+    assert two.stats.distributed.worker == f"{share} CPU thread{'s' if share > 1 else ''} pinned to " \
                                   f"core{'s' if share > 1 else ''} {','.join(map(str, a))}"
     # Speedup is against the same kind of worker.
-    assert two.stats["speedup_vs_1_worker"] == pytest.approx(
-        two.stats["samples_per_s"] / one.stats["samples_per_s"])
+    assert two.stats.distributed.speedup_vs_1_worker == pytest.approx(
+        two.stats.throughput.samples_per_s / one.stats.throughput.samples_per_s)
 
 
 def test_one_step_is_traced_beside_the_store_with_every_kind_of_event(scaled):
     db, points = scaled
     two = points[1]
-    path = Path(two.stats["trace_file"])
+    path = Path(two.stats.distributed.trace_file)
     assert path.parent == db.parent / "pin.db.traces" and path.is_file()
     trace = json.loads(path.read_text())  # Chrome trace JSON, as Perfetto reads it
     names = {e.get("name") for e in trace["traceEvents"]}
     assert "DistributedDataParallel.forward" in names and "gloo:all_reduce" in names
     assert any(str(n).startswith("autograd::engine::evaluate_function: ConvolutionBackward0")
                for n in names)
-    timeline = two.stats["step_timeline"]
+    timeline = two.stats.distributed.step_timeline
     kinds = [e["kind"] for e in timeline["events"]]
     assert {"forward", "backward", "allreduce", "optimizer"} <= set(kinds)
     # In the order a step runs: forward first, the optimizer after the last backward op.
@@ -72,4 +72,4 @@ def test_one_step_is_traced_beside_the_store_with_every_kind_of_event(scaled):
     assert [e["lane"] for e in timeline["events"] if e["kind"] == "allreduce"] == ["comm"] * \
         kinds.count("allreduce")
     # The traced steps are not measured ones: the breakdown still holds only the measured steps.
-    assert two.stats["breakdown_iters"] == two.stats["n"]
+    assert two.stats.distributed.breakdown_iters == two.stats.timing.iterations

@@ -23,6 +23,7 @@ import pytest
 
 from nnscale.distributed.config import tbf_burst
 from nnscale.store import open_store
+from nnscale.records_stats import Stats
 
 from ddp_helpers import cli_env, leftovers, new_mark, skip_or_fail
 
@@ -107,7 +108,7 @@ def _two_agents(ns: dict, rate: str, db: str, mark: str) -> tuple[dict, float]:
     start = time.monotonic()
     outs = run_agents(ns, common, env, timeout=150)
     (point,) = json.loads(outs[0][0])
-    assert json.loads(outs[1][0])[0]["stats"]["world_size"] == 2  # node 1 sees the same result
+    assert Stats.from_dict(json.loads(outs[1][0])[0]["stats"]).distributed.world_size == 2  # node 1 sees the same result
     return point, time.monotonic() - start
 
 
@@ -118,15 +119,15 @@ def test_two_namespaces_communication_grows_as_the_link_tightens(link, tmp_path)
     for rate in CAPS:
         _cap(ns, dev, rate)
         point, seconds = _two_agents(ns, rate, db, mark)
-        s = point["stats"]
-        assert s["nnodes"] == 2 and s["world_size"] == 2 and s["nproc_per_node"] == 1
+        s = Stats.from_dict(point["stats"])
+        assert s.launch.nnodes == 2 and s.distributed.world_size == 2 and s.launch.nproc_per_node == 1
         # Tagged with the cap, as nnscale.predict reads it; one run holds all three caps.
         assert point["workload"]["framework"] == f"torch-ddp[nodes=2,tbf={rate}]"
-        assert s["bandwidth_cap_bit_per_s"] == int(rate.removesuffix("mbit")) * 1e6
+        assert s.launch.bandwidth_cap_bit_per_s == int(rate.removesuffix("mbit")) * 1e6
         # The rendezvous and gloo went over the veth pair, nowhere else.
-        assert s["ddp_logging"]["master_addr"] in ADDR.values()
-        assert s["ddp_logging"]["gloo_socket_ifname"] == dev["a"]
-        comm[rate] = s["comm_total_ms"]
+        assert s.distributed.ddp_logging["master_addr"] in ADDR.values()
+        assert s.distributed.ddp_logging["gloo_socket_ifname"] == dev["a"]
+        comm[rate] = s.distributed.comm_total_ms
     assert comm["1000mbit"] < comm["200mbit"] < comm["50mbit"], comm
     # A 2-rank ring all-reduce sends the 1.7 MB of gradients once each way: 276 ms at 50 Mbit/s,
     # 14 ms at 1 Gbit/s, plus latency.

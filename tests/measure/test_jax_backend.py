@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from framework_helpers import in_fresh_process, needed, nnscale, stored
+from nnscale.records_stats import Stats
 
 from nnscale.cli import main
 
@@ -23,13 +24,13 @@ def test_sweep_both_modes_is_jitted_and_stored(tmp_path):
     points = stored(db)
     assert [p["workload"]["mode"] for p in points] == ["inference", "training"]
     for p in points:
-        w, s = p["workload"], p["stats"]
+        w, s = p["workload"], Stats.from_dict(p["stats"])
         assert w["framework"] == "jax" and p["status"] in ("ok", "unstable"), p["error"]
         assert w["compile"] is True  # JAX only runs jitted: stored as what ran
-        assert s["framework_mode"] == "jax.jit" and s["compile_s"] > 0
-        assert s["samples_per_s"] > 0 and len(p["samples_ms"]) >= 2
-        assert s["jax_platform"] == "cpu" and "intra_op_parallelism_threads=1" in s["xla_flags"]
-        assert s["framework_version"] and s["keras_version"].startswith("3.")
+        assert s.host.framework_mode == "jax.jit" and s.timing.compile_s > 0
+        assert s.throughput.samples_per_s > 0 and len(p["samples_ms"]) >= 2
+        assert s.host.jax_platform == "cpu" and "intra_op_parallelism_threads=1" in s.host.xla_flags
+        assert s.host.framework_version and s.host.keras_version.startswith("3.")
 
 
 def test_training_step_updates_the_weights():

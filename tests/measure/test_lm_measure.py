@@ -77,17 +77,17 @@ def test_a_real_sweep_stores_tokens_per_s_flops_and_the_sequence_length(tmp_path
     for mode, m in stored.items():
         assert m.status in ("ok", "unstable"), m.error
         s = m.stats
-        assert m.workload.input_shape == (16,) and s["seq_len"] == 16
+        assert m.workload.input_shape == (16,) and s.throughput.seq_len == 16
         assert m.workload.activation_checkpointing == (mode == "training")
         per = 1 if mode == "decode" else 16
-        assert s["tokens_per_s"] == pytest.approx(s["samples_per_s"] * per)
-    assert stored["decode"].stats["tokens_per_s_per_sequence"] == pytest.approx(
-        1000 / stored["decode"].stats["step_time_ms"])
-    assert stored["inference"].stats["lm_phase"] == "prefill"
+        assert s.throughput.tokens_per_s == pytest.approx(s.throughput.samples_per_s * per)
+    assert stored["decode"].stats.throughput.tokens_per_s_per_sequence == pytest.approx(
+        1000 / stored["decode"].stats.timing.median_ms)
+    assert stored["inference"].stats.throughput.lm_phase == "prefill"
     # FLOPs per sequence: FlopCounterMode's counts, equal to the analytic ones for this model
-    assert stored["training"].stats["flop_per_sample"] == shape.train_flops_per_token(16) * 16
-    assert stored["inference"].stats["flop_per_sample"] == shape.forward_flops_per_token(16) * 16
-    assert stored["decode"].stats["flop_per_sample"] == 2 * shape.params_matmul() + 4 * 2 * 64 * 16
+    assert stored["training"].stats.compute.flop_per_sample == shape.train_flops_per_token(16) * 16
+    assert stored["inference"].stats.compute.flop_per_sample == shape.forward_flops_per_token(16) * 16
+    assert stored["decode"].stats.compute.flop_per_sample == 2 * shape.params_matmul() + 4 * 2 * 64 * 16
 
 
 def test_mfu_of_an_lm_point_is_model_flops_over_the_peak():
@@ -95,8 +95,8 @@ def test_mfu_of_an_lm_point_is_model_flops_over_the_peak():
     m = Measurement(w, "ok", (10.0,), {"samples_per_s": 200.0, "step_time_ms": 10.0})
     flops = int(lm_shape("tiny-lm").train_flops_per_token(16) * 16)
     d = derive(m, flops, 1e11)
-    assert d.stats["mfu"] == pytest.approx(flops * 200.0 / 1e11)
-    assert d.stats["tokens_per_s"] == pytest.approx(200.0 * 16)
+    assert d.stats.compute.mfu == pytest.approx(flops * 200.0 / 1e11)
+    assert d.stats.throughput.tokens_per_s == pytest.approx(200.0 * 16)
 
 
 @pytest.mark.parametrize("kw, needle", [

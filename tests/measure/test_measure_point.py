@@ -12,6 +12,7 @@ from nnscale.measure.point import derive, measure_point
 from nnscale.host import cpu_native
 from nnscale.measure.validate import check_device, check_precision
 from nnscale.records import Workload
+from nnscale.report.points import latency
 
 from measure_helpers import SHORT
 
@@ -26,21 +27,21 @@ def test_inference_point_has_statistics_with_units():
     m = measure_point(tiny(), SHORT)
     assert m.status in ("ok", "unstable"), m.error
     s = m.stats
-    assert s["iterations"] == len(m.samples_ms) >= 2
-    assert s["samples_per_s"] == pytest.approx(4 * 1000 / s["step_time_ms"])
-    assert s["samples_per_s_ci_low"] <= s["samples_per_s"] <= s["samples_per_s_ci_high"]
-    assert s["step_time_ms_ci_low"] <= s["step_time_ms_mean"] <= s["step_time_ms_ci_high"]
-    assert s["latency_ms_p50"] <= s["latency_ms_p95"] <= s["latency_ms_p99"]
-    assert s["peak_memory_bytes"] > 0 and s["threads"] == 1 and s["compile_s"] is None
-    assert s["warmup_iters"] >= 1 and s["first_step_ms"] > 0 and s["device_name"]
+    assert s.timing.iterations == len(m.samples_ms) >= 2
+    assert s.throughput.samples_per_s == pytest.approx(4 * 1000 / s.timing.median_ms)
+    assert s.throughput.samples_per_s_ci_low <= s.throughput.samples_per_s <= s.throughput.samples_per_s_ci_high
+    assert s.timing.mean_ci_low_ms <= s.timing.mean_ms <= s.timing.mean_ci_high_ms
+    assert s.timing.p50_ms <= s.timing.p95_ms <= s.timing.p99_ms
+    assert s.compute.peak_memory_bytes > 0 and s.host.threads == 1 and s.timing.compile_s is None
+    assert s.timing.warmup_iters >= 1 and s.timing.first_step_ms > 0 and s.host.device_name
 
 
 @pytest.mark.parametrize("precision,channels_last", [("fp32", False), ("bf16", True), ("fp16", False)])
 def test_training_step_runs_in_each_cpu_precision(precision, channels_last):
     m = measure_point(tiny("training", 2, precision=precision, channels_last=channels_last), SHORT)
     assert m.status in ("ok", "unstable"), m.error
-    assert "latency_ms_p50" not in m.stats  # latency is an inference notion
-    assert m.stats["data_layout"] == ("NHWC" if channels_last else "NCHW")  # as every backend says
+    assert latency(m, 50) is None  # latency is an inference notion
+    assert m.stats.host.data_layout == ("NHWC" if channels_last else "NCHW")  # as every backend says
 
 
 def test_training_updates_the_weights():
@@ -54,8 +55,8 @@ def test_memory_grows_with_the_batch():
     # allocator reuses pages earlier tests made resident, and the resident peak need not grow.
     from nnscale.measure.runner import PointSpec, run_point
 
-    small = run_point(PointSpec(tiny(batch=2), SHORT, 120.0)).stats["peak_memory_bytes"]
-    big = run_point(PointSpec(tiny(batch=512), SHORT, 120.0)).stats["peak_memory_bytes"]
+    small = run_point(PointSpec(tiny(batch=2), SHORT, 120.0)).stats.compute.peak_memory_bytes
+    big = run_point(PointSpec(tiny(batch=512), SHORT, 120.0)).stats.compute.peak_memory_bytes
     assert big > small + 4 * 2**20  # 512 images of 3x32x32 fp32 activations: several MiB
 
 
@@ -98,9 +99,9 @@ def test_oom_markers():
 def test_derive_adds_flops_and_mfu():
     m = measure_point(tiny(batch=2, model="test-tiny-mlp"), SHORT)
     d = derive(m, 1000, 1e9)
-    assert d.stats["achieved_flop_per_s"] == pytest.approx(1000 * m.stats["samples_per_s"])
-    assert d.stats["mfu"] == pytest.approx(d.stats["achieved_flop_per_s"] / 1e9)
-    assert derive(m, 1000, None).stats["mfu"] is None
+    assert d.stats.compute.achieved_flop_per_s == pytest.approx(1000 * m.stats.throughput.samples_per_s)
+    assert d.stats.compute.mfu == pytest.approx(d.stats.compute.achieved_flop_per_s / 1e9)
+    assert derive(m, 1000, None).stats.compute.mfu is None
 
 
 def test_device_and_precision_checks():
@@ -124,4 +125,4 @@ def test_cuda_training_point(precision):
                  channels_last=True, threads=1)
     m = measure_point(w, SHORT)
     assert m.status in ("ok", "unstable"), m.error
-    assert m.stats["peak_memory_bytes"] > 0 and "NVIDIA" in m.stats["device_name"] or m.stats["device_name"]
+    assert m.stats.compute.peak_memory_bytes > 0 and "NVIDIA" in m.stats.host.device_name or m.stats.host.device_name

@@ -49,13 +49,13 @@ def test_k_processes_each_with_its_share_of_the_budget_and_a_combined_interval()
     assert len(runner.specs) == 3
     assert all(s.policy.budget_s == 1.0 and s.policy.processes == 1 for s in runner.specs)
     s = m.stats
-    assert m.status == "ok" and s["processes"] == 3 and len(s["process_medians_ms"]) == 3
-    assert s["process_iterations"] == [40, 40, 40] and len(m.samples_ms) == 120
-    assert s["step_time_ms_ci_low"] < s["step_time_ms"] < s["step_time_ms_ci_high"]
-    assert s["samples_per_s_ci_low"] < s["samples_per_s"] < s["samples_per_s_ci_high"]
-    assert s["samples_per_s"] == pytest.approx(4000 / s["step_time_ms"])
-    assert s["peak_memory_bytes"] == 1002 and s["warmup_iters"] == 15
-    assert "steal_share" in s and len(s["process_steal_share"]) == 3
+    assert m.status == "ok" and s.processes.processes == 3 and len(s.processes.process_medians_ms) == 3
+    assert s.processes.process_iterations == (40, 40, 40) and len(m.samples_ms) == 120
+    assert s.timing.mean_ci_low_ms < s.timing.median_ms < s.timing.mean_ci_high_ms
+    assert s.throughput.samples_per_s_ci_low < s.throughput.samples_per_s < s.throughput.samples_per_s_ci_high
+    assert s.throughput.samples_per_s == pytest.approx(4000 / s.timing.median_ms)
+    assert s.compute.peak_memory_bytes == 1002 and s.timing.warmup_iters == 15
+    assert len(s.processes.process_steal_share) == 3
 
 
 def test_processes_that_differ_widen_the_interval_and_get_more_processes():
@@ -66,9 +66,9 @@ def test_processes_that_differ_widen_the_interval_and_get_more_processes():
                       runner)
     assert len(runner.specs) == 6  # never tight enough: up to max_processes
     assert m.status == "unstable" and "CI across 6 processes" in m.error
-    assert m.stats["rel_ci"] > 5 * m.stats["rel_ci_within"]  # the single-process claim was too narrow
-    assert m.stats["between_share"] > 0.9
-    lo, hi = m.stats["samples_per_s_ci_low"], m.stats["samples_per_s_ci_high"]
+    assert m.stats.timing.rel_ci > 5 * m.stats.processes.rel_ci_within  # the single-process claim was too narrow
+    assert m.stats.processes.between_share > 0.9
+    lo, hi = m.stats.throughput.samples_per_s_ci_low, m.stats.throughput.samples_per_s_ci_high
     assert lo < 24.2 and hi > 26.0  # the interval spans most of the processes' medians
 
 
@@ -86,7 +86,7 @@ def test_a_failed_process_is_the_point():
 def test_one_process_keeps_its_own_interval():
     runner = Processes([10.0])
     m = run_processes(spec(processes=1, max_processes=1), runner)
-    assert m.status == "ok" and m.stats["processes"] == 1 and m.stats["rel_ci"] == 0.004
+    assert m.status == "ok" and m.stats.processes.processes == 1 and m.stats.timing.rel_ci == 0.004
 
 
 def test_combine_flags_processes_below_min_iters():
@@ -114,6 +114,6 @@ def test_three_real_workers_on_a_tiny_net():
     m = run_processes(PointSpec(W, policy, 120.0), run_point)
     s = m.stats
     assert m.status in ("ok", "unstable"), m.error  # a microsecond step on a shared machine: noisy
-    assert s["processes"] == 3 and len(set(s["process_medians_ms"])) == 3
-    assert sum(s["process_iterations"]) == s["iterations"] == len(m.samples_ms)
-    assert s["step_time_ms_within_sd"] > 0 and s["step_time_ms_between_sd"] >= 0
+    assert s.processes.processes == 3 and len(set(s.processes.process_medians_ms)) == 3
+    assert sum(s.processes.process_iterations) == s.timing.iterations == len(m.samples_ms)
+    assert s.processes.within_sd_ms > 0 and s.processes.between_sd_ms >= 0

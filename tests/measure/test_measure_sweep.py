@@ -52,7 +52,7 @@ def test_fixed_batches_are_measured_in_order_and_stored(store):
         ("training", 1), ("training", 2), ("training", 4)]
     stored = store.measurements("r")
     assert [m.workload.key() for m in stored] == [m.workload.key() for m in result.measurements]
-    assert all("point_wall_s" in m.stats and m.stats["flop_per_sample"] > 0 for m in stored)
+    assert all(m.stats.timing.point_wall_s > 0 and m.stats.compute.flop_per_sample > 0 for m in stored)
     assert result.knees == {"inference": 4, "training": 4}
     notes = json.loads(store.run("r").notes)["sweep"]
     assert SweepConfig.from_dict(notes).batches == (1, 2, 4)

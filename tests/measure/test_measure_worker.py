@@ -60,7 +60,7 @@ def test_hang_oom_and_crash_are_stored_and_the_sweep_goes_on(store, tmp_path, mo
     assert "SIGABRT" in by_batch[4].error and "injected crash" in by_batch[4].error
     assert "no result within 3 s (hung in start)" in by_batch[8].error and "killed" in by_batch[8].error
     assert by_batch[16].status in ("ok", "unstable")  # measured normally after all that
-    assert by_batch[16].stats["iterations"] >= 2 and result.knees["inference"] == 16
+    assert by_batch[16].stats.timing.iterations >= 2 and result.knees["inference"] == 16
     assert len(pids(pidfile)) == 5 and not any(alive(p) for p in pids(pidfile))  # 4 workers + hung child
 
 

@@ -9,6 +9,7 @@ from framework_helpers import need, nnscale, stored
 
 from nnscale.cli import main
 from nnscale.records import Workload
+from nnscale.records_stats import Stats
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +47,12 @@ def test_sweep_stores_opset_and_providers(tmp_path):
                   "--threads", "1", "--db", db)
     assert out.returncode == 0, out.stderr
     (p,) = stored(db)
-    s = p["stats"]
+    s = Stats.from_dict(p["stats"])
     assert p["workload"]["framework"] == "onnxruntime" and p["status"] in ("ok", "unstable"), p["error"]
-    assert s["samples_per_s"] > 0 and len(p["samples_ms"]) >= 2
-    assert s["onnx_opset"] >= 17 and s["ort_providers"] == "CPUExecutionProvider"
-    assert s["ort_intra_op_threads"] == 1 and s["framework_mode"] == "InferenceSession"
-    assert s["framework_version"] and s["onnx_export_s"] > 0
+    assert s.throughput.samples_per_s > 0 and len(p["samples_ms"]) >= 2
+    assert s.host.onnx_opset >= 17 and s.host.ort_providers == "CPUExecutionProvider"
+    assert s.host.ort_intra_op_threads == 1 and s.host.framework_mode == "InferenceSession"
+    assert s.host.framework_version and s.host.onnx_export_s > 0
 
 
 @pytest.mark.parametrize("args, message", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from framework_helpers import in_fresh_process, needed, nnscale, stored
+from nnscale.records_stats import Stats
 
 from nnscale.cli import main
 
@@ -27,15 +28,15 @@ def test_sweep_both_modes_with_and_without_xla(tmp_path):
     assert len(points) == 3
     modes = set()
     for p in points:
-        w, s = p["workload"], p["stats"]
+        w, s = p["workload"], Stats.from_dict(p["stats"])
         assert w["framework"] == "tensorflow" and p["status"] in ("ok", "unstable"), p["error"]
-        assert s["samples_per_s"] > 0 and len(p["samples_ms"]) >= 2
-        assert s["framework_version"].startswith("2.") and s["keras_version"].startswith("3.")
-        assert s["tf_intra_op_threads"] == 1 and s["tf_inter_op_threads"] == 1
-        assert s["data_layout"] == "NHWC" and s["peak_memory_bytes"] is not None
-        modes.add((w["mode"], s["framework_mode"]))
+        assert s.throughput.samples_per_s > 0 and len(p["samples_ms"]) >= 2
+        assert s.host.framework_version.startswith("2.") and s.host.keras_version.startswith("3.")
+        assert s.host.tf_intra_op_threads == 1 and s.host.tf_inter_op_threads == 1
+        assert s.host.data_layout == "NHWC" and s.compute.peak_memory_bytes is not None
+        modes.add((w["mode"], s.host.framework_mode))
         if w["compile"]:
-            assert s["compile_s"] > 0  # the first call (trace + XLA compile), never a sample
+            assert s.timing.compile_s > 0  # the first call (trace + XLA compile), never a sample
     assert modes == {("inference", "tf.function"), ("training", "tf.function"),
                      ("training", "tf.function+xla")}
 

@@ -10,7 +10,6 @@ from synthetic_runs import TRUTH, synthetic_records
 
 from nnscale.errors import UserError
 from nnscale.predict.calibrate import (
-    CAP_KEYS,
     CommParams,
     Point,
     default_free,
@@ -23,6 +22,8 @@ from nnscale.predict.model import Bucketing
 from nnscale.predict.points import measured_bucketing
 from nnscale.predict.validate import TARGET, markdown, validate_leave_one_out
 from nnscale.records import Measurement, Workload
+from nnscale.records_stats import Stats
+from nnscale.records_stats_legacy import FIELD_OF
 
 
 def test_points_are_read_like_the_distributed_records(records, net):
@@ -34,7 +35,8 @@ def test_points_are_read_like_the_distributed_records(records, net):
     assert all(p.inter for p in capped) and not any(p.inter for p in points if p.cap is None)
     step = next(p for p in points if p.kind == "step")
     assert step.profile.step_time_s == pytest.approx({8: 0.045, 32: 0.160}[step.batch], rel=0.1)
-    assert "bandwidth_cap_bit_per_s" in CAP_KEYS
+    # the key distributed's cap_stats writes is the field predict reads
+    assert FIELD_OF["bandwidth_cap_bit_per_s"] == "launch.bandwidth_cap_bit_per_s"
 
 
 def test_noise_free_fit_recovers_the_truth(net):
@@ -100,7 +102,8 @@ def test_a_missed_calibration_input_does_not_fail_the_configurations(records, ne
     # The 4 KB loopback all-reduce 3x slower than the truth (a scheduler hiccup): its own leave-one-out
     # misses, shown in the calibration-input table; the steps are still held to the target alone.
     i = next(i for i, m in enumerate(records) if m.workload.model == "allreduce")
-    slow = dict(records[i].stats, time_ms=3 * records[i].stats["time_ms"])
+    t = records[i].stats.timing
+    slow = replace(records[i].stats, timing=replace(t, median_ms=3 * t.median_ms))
     bad = records[:i] + [replace(records[i], stats=slow)] + records[i + 1:]
     v = validate_leave_one_out(bad, {net.name: net})
     assert v.inputs_max_abs_error > 0.5 and v.passed, markdown(v)
@@ -158,9 +161,10 @@ def test_ddp_bucket_layout_comes_from_ddp_logging():
     # torch 2.x built one 1724320-byte bucket for pytorch-mnist-net (real run, docs/benchmarks.md);
     # the nominal 1 MiB first bucket would make two calls, each paying the latency.
     stats = {"ddp_options": {"bucket_mb": 25.0}, "ddp_logging": {"rebuilt_bucket_sizes": "1724320"}}
-    b = measured_bucketing(stats)
+    b = measured_bucketing(Stats.from_dict(stats).distributed)
     assert b.bucket_mb == 25.0 and b.first_bucket_mb * 2**20 == pytest.approx(1724320)
-    assert measured_bucketing({"ddp_options": {"bucket_mb": 4.0}}).first_bucket_mb == 1.0
+    assert measured_bucketing(Stats.from_dict({"ddp_options": {"bucket_mb": 4.0}}).distributed
+                              ).first_bucket_mb == 1.0
 
 
 def test_a_run_with_no_usable_points_is_a_user_error(records):

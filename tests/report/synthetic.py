@@ -107,7 +107,7 @@ def sweep(models=("resnet50", "alexnet"), precisions=("fp32", "bf16"), seed=0,
                     rate = one * ws * eff
                     step = b * ws * 1000.0 / rate
                     comm = 0.35 * step * (1 - eff) / 0.06
-                    extra = {"speedup": ws * eff, "efficiency": eff, "forward_ms": step1 / 3,
+                    extra = {"speedup_vs_1_worker": ws * eff, "efficiency_vs_1_worker": eff, "forward_ms": step1 / 3,
                              "backward_ms": 2 * step1 / 3 * 0.95, "optimizer_ms": step1 * 0.05,
                              "comm_exposed_ms": step - step1, "comm_total_ms": comm,
                              "time_to_train_min": EPOCHS * math.ceil(IMAGENET / (b * ws)) * step

@@ -120,4 +120,4 @@ def test_report_command_defaults_to_the_newest_run_with_netstats(store_with_runs
 
 def test_slower_helper_scales_the_ci():
     m = point(1, 100, 98, 102)
-    assert slower(m, 0.5).stats["samples_per_s_ci_high"] == 51
+    assert slower(m, 0.5).stats.throughput.samples_per_s_ci_high == 51

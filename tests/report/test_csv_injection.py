@@ -55,8 +55,8 @@ def test_results_csv_neutralises_text_but_keeps_negative_numbers(tmp_path, capsy
         run = store.create_run("r")
         store.add_measurement(run, _failed("=1+1"))
         store.add_measurement(run, Measurement(w, "ok", samples_ms=(1.0, 1.1),
-                                               stats={"samples_per_s": 10.0, "drift": -0.25}))
+                                               stats={"samples_per_s": 10.0, "step_time_ms_min": -0.25}))
     assert main(["results", "r", "--db", db, "--format", "csv"]) == 0
     rows = _cells(capsys.readouterr().out)
     assert rows[0]["error"] == "'=1+1"
-    assert rows[1]["drift"] == "-0.25"
+    assert rows[1]["timing.min_ms"] == "-0.25"

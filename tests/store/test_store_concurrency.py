@@ -73,7 +73,7 @@ def test_concurrent_writers_lose_nothing(db_url):
     assert len(stored) == len(expected)
     assert {m.workload.key(): m for m in stored} == expected
     for w in range(WRITERS):  # each writer's points are in its own commit order
-        mine = [m.workload.batch_size for m in stored if m.stats["worker"] == w]
+        mine = [m.workload.batch_size for m in stored if m.stats.distributed.worker == w]
         assert mine == list(range(1, POINTS + 1))
 
 

@@ -3,6 +3,7 @@ framework tag is longer than 32 characters is stored on both backends, measured 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def test_a_version_1_store_is_migrated_and_takes_long_framework_tags(db_url):
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT value FROM meta WHERE key='schema_version'").scalar()
     engine.dispose()
-    assert version == str(SCHEMA_VERSION) == "2"
+    assert version == str(SCHEMA_VERSION) == "3"
 
 
 def test_a_value_longer_than_its_column_is_refused_before_the_insert():
@@ -82,4 +83,29 @@ def test_a_ddp_point_with_a_long_framework_tag_is_stored(db_url, tmp_path):
     with open_store(db_url, create=False) as store:
         (point,) = store.measurements("long")
     assert point.workload.framework == LONG_TAG and len(LONG_TAG) > 32
-    assert point.status in ("ok", "unstable") and point.stats["samples_per_s"] > 0
+    assert point.status in ("ok", "unstable") and point.stats.throughput.samples_per_s > 0
+
+
+def test_a_version_2_row_with_the_old_flat_statistics_is_rewritten_typed(db_url):
+    """Schema 3 on both backends: a row stored with the free-form dict (several names for one
+    value) is rewritten in the typed form on open, and reads the same numbers."""
+    old = {"step_time_ms": 2.5, "step_time_ms_median": 2.5, "median_ms": 2.5, "samples_per_s": 1600.0,
+           "samples_per_s_median": 1600.0, "n": 12, "nnodes": 1, "size_bytes": 1024}
+    with open_store(db_url) as store:
+        run = store.create_run("flat")
+        store.add_measurement(run, Measurement(Workload("m", "training", 4, (3, 8, 8)), "ok",
+                                               samples_ms=(2.5,)))
+    engine = _engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(schema.measurements).values(stats=json.dumps(old)))
+        conn.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with open_store(db_url, create=False) as store:
+        (point,) = store.measurements("flat")
+    with engine.connect() as conn:
+        stored = json.loads(conn.execute(sa.select(schema.measurements.c.stats)).scalar())
+        version = conn.exec_driver_sql("SELECT value FROM meta WHERE key='schema_version'").scalar()
+    engine.dispose()
+    assert version == "3" and stored["version"] == 1 and stored["timing"]["median_ms"] == 2.5
+    assert point.stats.timing.median_ms == 2.5 and point.stats.timing.iterations == 12
+    assert point.stats.throughput.samples_per_s == 1600.0 and point.stats.launch.nnodes == 1
+    assert point.stats.allreduce.size_bytes == 1024

@@ -28,7 +28,7 @@ def _point(batch: int, status: str = "ok", **kw) -> Measurement:
         "samples_per_s": batch * 1000 / 0.5,
         "step_time_ms": 0.5,
         "n": 5,
-        "nested": {"a": [1, 2.5]},
+        "ddp_options": {"a": [1, 2.5]},  # a nested JSON value
     }
     return Measurement(
         workload=_workload(batch=batch, **kw), status=status, samples_ms=samples, stats=stats
@@ -65,15 +65,15 @@ def test_numpy_and_non_finite_stats(db_url):
         "samples_per_s": np.float64(123.25),
         "n": np.int64(7),
         "rel_ci": math.nan,
-        "best": math.inf,
+        "peak_flop_per_s": math.inf,
     }
     m = Measurement(_workload(), "unstable", samples_ms=tuple(np.array([1.5, 2.5])), stats=stats)
     with open_store(db_url) as store:
         run_id = store.create_run("np")
         store.add_measurement(run_id, m)
         (back,) = store.measurements("np")
-    assert back.stats["samples_per_s"] == 123.25 and back.stats["n"] == 7
-    assert math.isnan(back.stats["rel_ci"]) and back.stats["best"] == math.inf
+    assert back.stats.throughput.samples_per_s == 123.25 and back.stats.timing.iterations == 7
+    assert math.isnan(back.stats.timing.rel_ci) and back.stats.compute.peak_flop_per_s == math.inf
     assert back.samples_ms == (1.5, 2.5) and type(back.samples_ms[0]) is float
 
 

@@ -189,7 +189,7 @@ def test_slurm_job_reaches_postgresql_by_the_inherited_pgpassword(pg_url, tmp_pa
     with open_store(pg_url, create=False) as store:
         (point,) = store.measurements("slurm-pg")
         command = store.run("slurm-pg").command_line
-    assert point.status in ("ok", "unstable") and point.stats["slurm_job_id"]
+    assert point.status in ("ok", "unstable") and point.stats.launch.slurm_job_id
     assert "postgresql+psycopg://nnscale@127.0.0.1" in command
     logs = [p.read_text() for p in tmp_path.glob("nnscale-*.out")]
     for shown in (command, out.stdout, out.stderr, *logs):

@@ -69,9 +69,11 @@ def handle(args) -> int:
     if args.format == "json":
         print(json.dumps([p.to_dict() for p in points], indent=2, default=str))
         return 0
-    rows = [{"world": p.workload.world_size, "size": binary_bytes(p.stats["size_bytes"]),
-             "time": f"{p.stats['time_ms']:.4f}", "algbw": f"{p.stats['algbw_gb_per_s']:.3f}",
-             "busbw": f"{p.stats['busbw_gb_per_s']:.3f}", "n": p.stats["n"], "status": p.status}
+    rows = [{"world": p.workload.world_size, "size": binary_bytes(p.stats.allreduce.size_bytes),
+             "time": f"{p.stats.timing.median_ms:.4f}",
+             "algbw": f"{p.stats.allreduce.algbw_gb_per_s:.3f}",
+             "busbw": f"{p.stats.allreduce.busbw_gb_per_s:.3f}", "n": p.stats.timing.iterations,
+             "status": p.status}
             for p in points]
     print(render(rows, COLUMNS))
     print("\nalgbw = size/time, busbw = algbw*2(n-1)/n (nccl-tests), GB = 1e9 bytes; time is the "

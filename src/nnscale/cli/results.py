@@ -9,7 +9,7 @@ from nnscale.cli import options
 from nnscale.errors import UserError
 from nnscale.format import render
 from nnscale.measure.progress import display_row
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.store import open_store
 from nnscale.store.url import redact_command_line
@@ -34,16 +34,18 @@ def add_parser(sub) -> None:
 
 
 def flat_rows(measurements: list[Measurement]) -> tuple[list[dict], list[tuple[str, str]]]:
-    """One flat dict per point (workload fields, status, every statistic, error) and its columns."""
+    """One flat dict per point (workload fields, status, every statistic as block.field, error)
+    and its columns."""
+    flats = [m.stats.flat() for m in measurements]
     stat_keys: dict[str, None] = {}
-    for m in measurements:  # a statistic named like a workload field (threads) is that field
-        stat_keys.update(dict.fromkeys(k for k in m.stats if k not in WORKLOAD_KEYS))
+    for flat in flats:
+        stat_keys.update(dict.fromkeys(flat))
     rows = []
-    for m in measurements:
+    for m, flat in zip(measurements, flats):
         w = m.workload
         row = {k: getattr(w, k) for k in WORKLOAD_KEYS}
         row.update(key=w.key(), status=m.status, error=m.error)
-        row.update({k: m.stats.get(k) for k in stat_keys})
+        row.update({k: flat.get(k) for k in stat_keys})
         rows.append(row)
     keys = ["key", *WORKLOAD_KEYS, "status", *stat_keys, "error"]
     return rows, [(k, k) for k in keys]
@@ -52,7 +54,7 @@ def flat_rows(measurements: list[Measurement]) -> tuple[list[dict], list[tuple[s
 def knee_lines(measurements: list[Measurement]) -> list[str]:
     groups: dict[tuple, list[Measurement]] = {}
     for m in measurements:
-        if m.status in ("ok", "unstable") and m.stats.get("samples_per_s"):
+        if m.status in MEASURED_STATUSES and m.stats.throughput.samples_per_s:
             w = m.workload
             key = (w.model, w.framework, w.mode, w.device, w.precision, w.channels_last, w.compile)
             groups.setdefault(key, []).append(m)
@@ -60,7 +62,7 @@ def knee_lines(measurements: list[Measurement]) -> list[str]:
     for (model, framework, mode, device, precision, cl, comp), ms in groups.items():
         if len({m.workload.batch_size for m in ms}) < 2:
             continue
-        b = knee([m.workload.batch_size for m in ms], [m.stats["samples_per_s"] for m in ms])
+        b = knee([m.workload.batch_size for m in ms], [m.stats.throughput.samples_per_s for m in ms])
         label = " ".join([precision] + ["cl"] * cl + ["compile"] * comp)
         who = model if framework == "torch" else f"{model} {framework}"
         lines.append(f"knee {who} {mode} {device} {label}: batch {b} (95 % of the best throughput)")

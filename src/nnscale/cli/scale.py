@@ -15,7 +15,7 @@ from nnscale.measure.methodology import MeasurePolicy
 from nnscale.cli.values import check_thread_option
 from nnscale.measure.validate import check_seconds
 from nnscale.netstats import parse_input_size
-from nnscale.records import PRECISIONS
+from nnscale.records import MEASURED_STATUSES, PRECISIONS
 from nnscale.zoo import model_info
 
 # Options of the measured workload, shared with `nnscale slurm`, which passes them on.
@@ -158,34 +158,36 @@ def _f(v, fmt="{:.3g}"):
     return "" if v is None else fmt.format(v)
 
 
-def comm_bytes(s: dict) -> float:
-    """Bytes a rank's collectives carried per step: DDP's all-reduced gradients, or FSDP's
-    all-gathered parameters plus reduce-scattered gradients."""
-    if "bytes_allreduced_per_step" in s:
-        return s["bytes_allreduced_per_step"]
-    return s.get("bytes_all_gathered_per_step", 0.0) + s.get("bytes_reduce_scattered_per_step", 0.0)
+def comm_bytes(d) -> float:
+    """Bytes a rank's collectives carried per step (`d`: the point's Distributed block): DDP's
+    all-reduced gradients, or FSDP's all-gathered parameters plus reduce-scattered gradients."""
+    if d.bytes_allreduced_per_step is not None:
+        return d.bytes_allreduced_per_step
+    return (d.bytes_all_gathered_per_step or 0.0) + (d.bytes_reduce_scattered_per_step or 0.0)
 
 
 def table_rows(points) -> list[dict]:
     rows = []
     for p in points:
-        s, w = p.stats, p.workload
-        if p.status not in ("ok", "unstable"):
+        w = p.workload
+        if p.status not in MEASURED_STATUSES:
             rows.append({"world": w.world_size, "status": p.status})
             continue
+        s, d, launch = p.stats, p.stats.distributed, p.stats.launch
+        peak = s.compute.peak_memory_bytes
         rows.append({
-            "world": w.world_size, "layout": f"{s['nnodes']}x{s['nproc_per_node']}",
-            "batch": w.batch_size, "global": s["global_batch"],
-            "rate": f"{s['samples_per_s']:.1f}", "per": f"{s['samples_per_s_per_worker']:.1f}",
-            "sp1": _f(s.get("speedup_vs_1_worker")), "ef1": _f(s.get("efficiency_vs_1_worker"), "{:.0%}"),
-            "spn": _f(s.get("speedup_vs_1_node")), "efn": _f(s.get("efficiency_vs_1_node"), "{:.0%}"),
-            "step": f"{s['step_time_ms']:.2f}", "fwd": f"{s['forward_ms']:.2f}",
-            "bwd": f"{s['backward_ms']:.2f}", "opt": f"{s['optimizer_ms']:.2f}",
-            "cexp": _f(s.get("comm_exposed_ms"), "{:.2f}"),
-            "cov": _f(s.get("comm_overlapped_ms"), "{:.2f}"),
-            "bytes": binary_bytes(int(comm_bytes(s))),
-            "mem": binary_bytes(int(s["peak_memory_bytes"])) if s.get("peak_memory_bytes") else "",
-            "strag": f"{s['slowest_rank']} ({s['straggler_ratio']:.2f}x)", "status": p.status,
+            "world": w.world_size, "layout": f"{launch.nnodes}x{launch.nproc_per_node}",
+            "batch": w.batch_size, "global": d.global_batch,
+            "rate": f"{s.throughput.samples_per_s:.1f}", "per": f"{d.samples_per_s_per_worker:.1f}",
+            "sp1": _f(d.speedup_vs_1_worker), "ef1": _f(d.efficiency_vs_1_worker, "{:.0%}"),
+            "spn": _f(d.speedup_vs_1_node), "efn": _f(d.efficiency_vs_1_node, "{:.0%}"),
+            "step": f"{s.timing.median_ms:.2f}", "fwd": f"{d.forward_ms:.2f}",
+            "bwd": f"{d.backward_ms:.2f}", "opt": f"{d.optimizer_ms:.2f}",
+            "cexp": _f(d.comm_exposed_ms, "{:.2f}"),
+            "cov": _f(d.comm_overlapped_ms, "{:.2f}"),
+            "bytes": binary_bytes(int(comm_bytes(d))),
+            "mem": binary_bytes(int(peak)) if peak else "",
+            "strag": f"{d.slowest_rank} ({d.straggler_ratio:.2f}x)", "status": p.status,
         })
     return rows
 
@@ -201,9 +203,9 @@ COLUMNS = (("world", "workers"), ("layout", "nodes x procs"), ("batch", "batch/w
 
 def seed_rows(points, device: str) -> list[dict]:
     """The seed's projection table: network, batch, nodes, GPUs, time [min]."""
-    return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.stats["nnodes"],
-             "gpus": p.workload.world_size, "time": f"{p.stats['time_to_train_min']:.0f}"}
-            for p in points if p.status in ("ok", "unstable")]
+    return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.stats.launch.nnodes,
+             "gpus": p.workload.world_size, "time": f"{p.stats.distributed.time_to_train_min:.0f}"}
+            for p in points if p.status in MEASURED_STATUSES]
 
 
 def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
@@ -211,15 +213,16 @@ def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
         print(json.dumps([p.to_dict() for p in points], indent=2, default=str))
         return
     print(render(table_rows(points), COLUMNS))
-    ok = [p for p in points if p.status in ("ok", "unstable")]
+    ok = [p for p in points if p.status in MEASURED_STATUSES]
     if not ok:
         return
+    last = ok[-1].stats.distributed
     print(f"\n{cfg.scaling} scaling; times are medians in ms; speedup and efficiency against "
-          f"{ok[-1].stats.get('baseline_1_worker') or 'no 1-worker point in this run'}"
-          + ("; against 1 node: " + (ok[-1].stats.get("baseline_1_node") or "none")
+          f"{last.baseline_1_worker or 'no 1-worker point in this run'}"
+          + ("; against 1 node: " + (last.baseline_1_node or "none")
              if cfg.launching.nnodes > 1 else ""))
-    if ok[-1].stats.get("worker"):  # every world size's workers alike (launch.split_cores)
-        print(f"a worker: {ok[-1].stats['worker']} (rank 0), the same at every world size")
+    if last.worker:  # every world size's workers alike (launch.split_cores)
+        print(f"a worker: {last.worker} (rank 0), the same at every world size")
     unit = "GPUs" if cfg.launching.device == "cuda" else "workers"
     print(f"\nProjected time to train: {cfg.epochs} epochs of {cfg.dataset_size:,} samples\n")
     print(render(seed_rows(points, cfg.launching.device),
@@ -234,7 +237,7 @@ def handle(args) -> int:
     try:
         points = run_scale(cfg, sink)
     except ScaleFailed as e:
-        done = [p for p in e.points if p.status in ("ok", "unstable")]
+        done = [p for p in e.points if p.status in MEASURED_STATUSES]
         if done and args.format == "table":
             print_points(done, cfg, args.format)
         kept = f"{len(done)} point(s) before it stored{where}" if sink.store else "not stored here"

@@ -11,7 +11,7 @@ from nnscale.measure.progress import config_label, rate
 from nnscale.measure.tune import TuneConfig, candidates, run_tune
 from nnscale.cli.values import parse_batches
 from nnscale.measure.validate import check_seconds
-from nnscale.records import PRECISIONS
+from nnscale.records import MEASURED_STATUSES, PRECISIONS
 
 SUMMARY = (("mode", "mode"), ("batch", "batch"), ("best", "fastest configuration"),
            ("samples_per_s", "img/s"), ("speedup", "vs fp32 NCHW eager"), ("tried", "tried"))
@@ -52,9 +52,9 @@ def summary_rows(result) -> list[dict]:
         rows.append({
             "mode": c.mode, "batch": c.batch_size,
             "best": config_label(best.workload) if best else "none ran",
-            "samples_per_s": rate(best.stats["samples_per_s"]) if best else "",
+            "samples_per_s": rate(best.stats.throughput.samples_per_s) if best else "",
             "speedup": f"{c.speedup:.2f}x" if c.speedup else "",
-            "tried": f"{sum(m.status in ('ok', 'unstable') for m in c.tried)}/{len(c.tried)} ran",
+            "tried": f"{sum(m.status in MEASURED_STATUSES for m in c.tried)}/{len(c.tried)} ran",
         })
     return rows
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from nnscale.distributed.config import ScaleConfig, check_workers
@@ -25,11 +25,10 @@ from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.measure.backends.base import canonical_device
-from nnscale.records import Measurement, Workload, strategy_of
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload, strategy_of
 from nnscale.stats import Summary, throughput
 from nnscale.zoo import model_info
 
-USABLE = ("ok", "unstable")
 
 
 class ScaleFailed(Exception):
@@ -194,32 +193,36 @@ def _strategy_stats(cfg: ScaleConfig, result: dict) -> dict:
 def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     b = a.workload
     # The same threads per worker: a 1-worker point with more threads is another kind of worker.
-    return (a.status in USABLE and b.model == w.model and canonical_device(b.device) == w.device
-            and b.threads == w.threads
+    return (a.status in MEASURED_STATUSES and b.model == w.model
+            and canonical_device(b.device) == w.device and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
             and b.channels_last == w.channels_last and strategy_of(b) == w.strategy
-            and a.stats.get("ddp_options") == (ddp_options(cfg) if cfg.strategy == "ddp" else None))
+            and (a.stats.distributed.ddp_options if a.stats.distributed else None)
+            == (ddp_options(cfg) if cfg.strategy == "ddp" else None))
 
 
-def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement]) -> None:
-    """Speedup and efficiency against 1 worker and (multi-node points) against 1 node, from points
-    of this run (this invocation's, or stored ones for series split across jobs). In place."""
-    w, s = point.workload, point.stats
+def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement]) -> Measurement:
+    """`point` with its speedup and efficiency against 1 worker and (multi-node points) against
+    1 node, from points of this run (this invocation's, or stored ones for series split across
+    jobs)."""
+    w, launch = point.workload, point.stats.launch
     series = [m for m in known if _same_series(m, cfg, w)]
     want_batch = cfg.batch_per_worker or cfg.global_batch  # the 1-worker point's batch
     one = [m for m in series if m.workload.world_size == 1 and m.workload.batch_size == want_batch]
-    node = [m for m in series if m.stats.get("nnodes") == 1
-            and m.stats.get("nproc_per_node") == s["nproc_per_node"]
-            and m.stats.get("global_batch") == (cfg.global_batch or
-                                                 cfg.batch_per_worker * s["nproc_per_node"])]
-    for name, base, active in (("1_worker", one, True), ("1_node", node, s["nnodes"] > 1)):
+    global_batch = cfg.global_batch or cfg.batch_per_worker * launch.nproc_per_node
+    node = [m for m in series if m.stats.launch and m.stats.launch.nnodes == 1
+            and m.stats.launch.nproc_per_node == launch.nproc_per_node
+            and m.stats.distributed and m.stats.distributed.global_batch == global_batch]
+    found = {}
+    for name, base, active in (("1_worker", one, True), ("1_node", node, launch.nnodes > 1)):
         ref = base[-1] if base and active else None
-        speedup, eff = scaling(s["samples_per_s"], w.world_size,
-                               ref.stats["samples_per_s"] if ref else None,
+        speedup, eff = scaling(point.stats.throughput.samples_per_s, w.world_size,
+                               ref.stats.throughput.samples_per_s if ref else None,
                                ref.workload.world_size if ref else None)
-        s[f"speedup_vs_{name}"], s[f"efficiency_vs_{name}"] = speedup, eff
-        s[f"baseline_{name}"] = (f"world size {ref.workload.world_size}, batch per worker "
-                                 f"{ref.workload.batch_size}" if ref else None)
+        found[f"speedup_vs_{name}"], found[f"efficiency_vs_{name}"] = speedup, eff
+        found[f"baseline_{name}"] = (f"world size {ref.workload.world_size}, batch per worker "
+                                     f"{ref.workload.batch_size}" if ref else None)
+    return replace(point, stats=replace(point.stats, distributed=replace(point.stats.distributed, **found)))
 
 
 def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
@@ -255,7 +258,7 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
         point = Measurement(w, "ok" if result["stable"] else "unstable",
                             samples_ms=tuple(result["samples_ms"]),
                             stats=_stats(cfg, w, nproc, result))
-        add_speedups(cfg, point, known + points + [point])
+        point = add_speedups(cfg, point, known + points + [point])
         if storing:
             sink.store.add_measurement(sink.run_id, point)
         points.append(point)

@@ -16,6 +16,7 @@ from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer
                                    predict)
 from nnscale.predict.points import measured_bucketing
 from nnscale.predict.validate import Validation, validate_leave_one_out
+from nnscale.records import MEASURED_STATUSES
 
 DEFAULT_NODES = "1,2,4,...,128"
 
@@ -103,7 +104,7 @@ def _open_records(run: str, store: str | None):
 def worker_threads(records, model: str) -> int | None:
     """Threads per worker of RUN's data-parallel training points of `model` (the largest world
     size's), None when it has none or they did not set threads."""
-    multi = [m for m in records if m.status in calibrate.USABLE and m.workload.model == model
+    multi = [m for m in records if m.status in MEASURED_STATUSES and m.workload.model == model
              and m.workload.mode == "training" and m.workload.world_size > 1 and m.workload.threads]
     return max(multi, key=lambda m: m.workload.world_size).workload.threads if multi else None
 
@@ -112,7 +113,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
                      precision: str | None = None) -> ModelProfile:
     """`profile` with the single-device step time of RUN's world_size = 1 training point of the model
     (at `batch`, or the nearest batch measured)."""
-    singles = [m for m in records if m.status in calibrate.USABLE and m.workload.model == profile.name
+    singles = [m for m in records if m.status in MEASURED_STATUSES and m.workload.model == profile.name
                and m.workload.mode == "training" and m.workload.world_size == 1
                and (precision is None or m.workload.precision == precision) and calibrate.step_time_s(m)]
     if not singles:
@@ -128,7 +129,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
     m = min(singles, key=lambda m: (workers is not None and m.workload.threads != workers,
                                     not m.workload.framework.startswith("torch-ddp"),
                                     abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
-    opt = m.stats.get("optimizer_ms")
+    opt = m.stats.distributed.optimizer_ms if m.stats.distributed else None
     sweep: dict[int, float] = {}  # one worker's step at every batch the run measured (strong scaling)
     for x in singles:
         if x.workload.precision == m.workload.precision and x.workload.threads == m.workload.threads:
@@ -322,16 +323,17 @@ def prediction_report(args: PredictRequest) -> dict:
 def measured_worker(records, model: str):
     """(what one worker of RUN's largest data-parallel point of `model` was, in words; the buckets
     DDP built there), or (None, None) without such a point."""
-    multi = [m for m in records if m.status in calibrate.USABLE and m.workload.model == model
+    multi = [m for m in records if m.status in MEASURED_STATUSES and m.workload.model == model
              and m.workload.mode == "training" and m.workload.world_size > 1]
     if not multi:
         return None, None
     m = max(multi, key=lambda m: m.workload.world_size)
     w = m.workload
-    words = m.stats.get("worker") if isinstance(m.stats.get("worker"), str) else None
+    d = m.stats.distributed
+    words = d.worker if d and isinstance(d.worker, str) else None
     if w.device == "cpu":  # "1 CPU thread pinned to core 0" names one worker; a cluster has many
         words = f"{w.threads} CPU thread{'s' if w.threads != 1 else ''} each" if w.threads else "CPU"
-    return words or w.device, measured_bucketing(m.stats)
+    return words or w.device, measured_bucketing(m.stats.distributed)
 
 
 def _link_words(link: Link | None) -> str:

@@ -21,10 +21,12 @@ Chowdhery et al. 2022, appendix B).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 
 from nnscale.errors import UserError
 from nnscale.records import DECODE, Workload
+from nnscale.records_stats import Stats, Throughput
 from nnscale.zoo import model_info
 
 
@@ -70,19 +72,22 @@ def tokens_per_sample(w: Workload) -> int:
     return 1 if w.mode == DECODE else int(w.input_shape[0])
 
 
-def lm_rate_stats(w: Workload, stats: dict) -> dict:
-    """tokens/s (median and CI), per sequence for decode, and the sequence length, from the
-    point's samples/s (sequences per second)."""
+def lm_rates(w: Workload, stats: Stats) -> Throughput:
+    """The point's throughput with tokens/s (median and CI), per sequence for decode, and the
+    sequence length, from its samples/s (sequences per second)."""
+    t = stats.throughput
     per = tokens_per_sample(w)
-    out = {"seq_len": int(w.input_shape[0]), "tokens_per_sample": per, "lm_phase": (
-        "decode" if w.mode == DECODE else "prefill" if w.mode == "inference" else "training")}
-    for key in ("samples_per_s", "samples_per_s_ci_low", "samples_per_s_ci_high"):
-        v = stats.get(key)
-        out[key.replace("samples", "tokens")] = None if v is None else v * per
-    step = stats.get("step_time_ms")
-    if w.mode == DECODE and step:
-        out["tokens_per_s_per_sequence"] = 1000.0 / step
-    return out
+    step = stats.timing.median_ms
+
+    def tokens(v):
+        return None if v is None else v * per
+
+    return replace(t, seq_len=int(w.input_shape[0]), tokens_per_sample=per, lm_phase=(
+        "decode" if w.mode == DECODE else "prefill" if w.mode == "inference" else "training"),
+        tokens_per_s=tokens(t.samples_per_s), tokens_per_s_ci_low=tokens(t.samples_per_s_ci_low),
+        tokens_per_s_ci_high=tokens(t.samples_per_s_ci_high),
+        tokens_per_s_per_sequence=1000.0 / step if w.mode == DECODE and step else
+        t.tokens_per_s_per_sequence)
 
 
 @lru_cache(maxsize=64)

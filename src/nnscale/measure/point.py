@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 from nnscale.measure.backends.base import Backend, get_backend
-from nnscale.measure.lm import is_lm, lm_rate_stats
+from nnscale.measure.lm import is_lm, lm_rates
 from nnscale.measure.methodology import MeasurePolicy, Timed, measure
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.stats import throughput
 
 
@@ -132,13 +133,14 @@ def derive(m: Measurement, flop_per_sample: int | None, peak_flop_per_s: float |
     Model FLOPs are nnscale's count (docs/statistics.md), not what the kernels executed; the peak is
     the device's *measured* GEMM peak at the point's precision (`nnscale device`), None if unknown.
     """
-    rate = m.stats.get("samples_per_s")
-    if m.status not in ("ok", "unstable") or rate is None:
+    rate = m.stats.throughput.samples_per_s
+    if m.status not in MEASURED_STATUSES or rate is None:
         return m
     achieved = flop_per_sample * rate if flop_per_sample else None
     mfu = achieved / peak_flop_per_s if achieved is not None and peak_flop_per_s else None
-    stats = dict(m.stats, flop_per_sample=flop_per_sample, achieved_flop_per_s=achieved,
-                 peak_flop_per_s=peak_flop_per_s, mfu=mfu)
+    stats = replace(m.stats, compute=replace(m.stats.compute, flop_per_sample=flop_per_sample,
+                                             achieved_flop_per_s=achieved,
+                                             peak_flop_per_s=peak_flop_per_s, mfu=mfu))
     if is_lm(m.workload.model):  # tokens/s beside sequences/s, from the combined rate (measure/lm.py)
-        stats.update(lm_rate_stats(m.workload, stats))
+        stats = replace(stats, throughput=lm_rates(m.workload, stats))
     return Measurement(m.workload, m.status, m.samples_ms, stats, m.error)

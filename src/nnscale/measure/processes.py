@@ -12,16 +12,15 @@ ones stop at k. pyperf does the same with its worker processes (20 by default).
 
 The hypervisor's steal share (`/proc/stat`) is read around every process and stored per point.
 
-What is stored (keys of `Measurement.stats`; the old key names keep their meaning for readers —
-report, compare, predict — and now describe the interval across processes):
-- `step_time_ms`, `step_time_ms_median`: the estimate, the mean of the per-process medians;
-- `step_time_ms_ci_low/_high`, `step_time_ms_median_ci_low/_high`: its CI; `rel_ci` its half-width
-  over the estimate (the stability target applies to it); `samples_per_s` and its CI through
-  batch/t (a decreasing map: bounds swap);
-- `processes`, `process_medians_ms`, `process_iterations`, `step_time_ms_within_sd`,
-  `step_time_ms_between_sd`, `between_share`, `step_time_ms_bootstrap_se`, `rel_ci_within` (the
-  median of the processes' own within-process rel. CIs: what one process alone would have claimed);
-- `steal_share` (largest of the processes), `process_steal_share`;
+What is stored (fields of the typed `Measurement.stats`, records_stats.py; docs/methodology.md):
+- `timing.median_ms`: the estimate, the mean of the per-process medians;
+- `timing.mean_ci_low/high_ms`, `timing.median_ci_low/high_ms`: its CI; `timing.rel_ci` its
+  half-width over the estimate (the stability target applies to it); `throughput.samples_per_s`
+  and its CI through batch/t (a decreasing map: bounds swap);
+- the `processes` block: `processes`, `process_medians_ms`, `process_iterations`, `within_sd_ms`,
+  `between_sd_ms`, `between_share`, `bootstrap_se_ms`, `rel_ci_within` (the median of the
+  processes' own within-process rel. CIs: what one process alone would have claimed),
+  `steal_share` (largest of the processes), `process_steal_share`;
 - pooled-iteration statistics (mean, stdev, min, max, percentiles, outliers, iterations): all
   processes' samples, which `samples_ms` holds in process order.
 """
@@ -34,10 +33,10 @@ from dataclasses import replace
 
 from nnscale.environment import cpu_jiffies, steal_share
 from nnscale.measure.runner import PointSpec
-from nnscale.records import Measurement
+from nnscale.records import MEASURED_STATUSES, Measurement
+from nnscale.records_stats import Processes
 from nnscale.stats import hierarchical_ci, summarize
 
-MEASURED = ("ok", "unstable")
 # Per-process facts that are the same kind of number in every process: summed or maxed, not averaged.
 _SUMMED = ("warmup_iters", "warmup_s", "measure_s")
 
@@ -64,7 +63,7 @@ def run_processes(spec: PointSpec, runner: Callable[[PointSpec], Measurement],
         before = cpu_jiffies()
         m = runner(one)
         steals.append(steal_share(before, cpu_jiffies()))
-        if m.status not in MEASURED:
+        if m.status not in MEASURED_STATUSES:
             if done:
                 m = replace(m, error=f"{m.error} (process {len(done) + 1} of the point; "
                                      f"{len(done)} had measured)")
@@ -82,54 +81,59 @@ def combine(ms: list[Measurement], target_rel_ci: float, confidence: float = 0.9
     """The point from its processes' measurements (module docstring)."""
     steals = steals or [None] * len(ms)
     known = [s for s in steals if s is not None]
-    steal = {"steal_share": max(known) if known else None, "process_steal_share": steals}
+    steal = {"steal_share": max(known) if known else None, "process_steal_share": tuple(steals)}
     if len(ms) == 1:  # one process: its own (within-process) interval, as before
         m = ms[0]
-        return replace(m, stats=dict(m.stats, processes=1, rel_ci_within=m.stats.get("rel_ci"), **steal))
+        return replace(m, stats=replace(m.stats, processes=replace(
+            m.stats.processes, processes=1, rel_ci_within=m.stats.timing.rel_ci, **steal)))
     w = ms[0].workload
     groups = [m.samples_ms for m in ms]
     h = hierarchical_ci(groups, confidence)
     pooled = summarize([x for g in groups for x in g], confidence)
-    stats = dict(ms[0].stats)  # device, threads, framework info: the same in every process
-    for key in _SUMMED:
-        stats[key] = sum(m.stats.get(key) or 0 for m in ms)
-    stats["warmup_steady"] = all(m.stats.get("warmup_steady", True) for m in ms)
-    peaks = [m.stats.get("peak_memory_bytes") for m in ms if m.stats.get("peak_memory_bytes") is not None]
-    stats["peak_memory_bytes"] = max(peaks) if peaks else None
-    firsts = sorted(m.stats["first_step_ms"] for m in ms if m.stats.get("first_step_ms") is not None)
-    stats["first_step_ms"] = firsts[len(firsts) // 2] if firsts else None
-    within = sorted(m.stats["rel_ci"] for m in ms if m.stats.get("rel_ci") is not None)
+    s0 = ms[0].stats  # device, threads, framework info: the same in every process
+    timings = [m.stats.timing for m in ms]
+    peaks = [m.stats.compute.peak_memory_bytes for m in ms if m.stats.compute.peak_memory_bytes is not None]
+    firsts = sorted(t.first_step_ms for t in timings if t.first_step_ms is not None)
+    within = sorted(t.rel_ci for t in timings if t.rel_ci is not None)
     c = 1000.0 * w.batch_size * w.world_size
     low, high = h.ci_low_ms, h.ci_high_ms
-    stats.update(
-        samples_per_s=c / h.estimate_ms, samples_per_s_median=c / h.estimate_ms,
-        samples_per_s_ci_low=c / high if high > 0 else None,
-        samples_per_s_ci_high=c / low if low > 0 else None,  # a lower bound <= 0: no upper rate bound
-        step_time_ms=h.estimate_ms, step_time_ms_median=h.estimate_ms,
-        step_time_ms_ci_low=low, step_time_ms_ci_high=high,
-        step_time_ms_median_ci_low=low, step_time_ms_median_ci_high=high,
-        rel_ci=h.rel_ci, rel_ci_within=within[len(within) // 2] if within else None,
-        step_time_ms_mean=pooled.mean_ms, step_time_ms_stdev=pooled.stdev_ms if pooled.n > 1 else None,
-        step_time_ms_min=pooled.min_ms, step_time_ms_max=pooled.max_ms,
-        step_time_ms_p50=pooled.p50_ms, step_time_ms_p95=pooled.p95_ms, step_time_ms_p99=pooled.p99_ms,
-        iterations=pooled.n, outliers=pooled.outliers, confidence=confidence,
-        process_iterations=[len(g) for g in groups], **h.to_stats(), **steal,
-    )
-    if w.mode == "inference":
-        stats.update(latency_ms_p50=pooled.p50_ms, latency_ms_p95=pooled.p95_ms, latency_ms_p99=pooled.p99_ms)
+    timing = replace(
+        s0.timing, **{key: sum(getattr(t, key) or 0 for t in timings) for key in _SUMMED},
+        warmup_steady=all(t.warmup_steady is not False for t in timings),
+        first_step_ms=firsts[len(firsts) // 2] if firsts else None,
+        median_ms=h.estimate_ms, median_ci_low_ms=low, median_ci_high_ms=high,
+        mean_ci_low_ms=low, mean_ci_high_ms=high, rel_ci=h.rel_ci,
+        mean_ms=pooled.mean_ms, stdev_ms=pooled.stdev_ms if pooled.n > 1 else None,
+        min_ms=pooled.min_ms, max_ms=pooled.max_ms,
+        p50_ms=pooled.p50_ms, p95_ms=pooled.p95_ms, p99_ms=pooled.p99_ms,
+        iterations=pooled.n, outliers=pooled.outliers, confidence=confidence)
+    rates = replace(s0.throughput, samples_per_s=c / h.estimate_ms,
+                    samples_per_s_ci_low=c / high if high > 0 else None,
+                    samples_per_s_ci_high=c / low if low > 0 else None)  # low <= 0: no upper bound
+    procs = Processes(processes=h.processes, process_medians_ms=tuple(h.process_medians_ms),
+                      process_iterations=tuple(len(g) for g in groups),
+                      within_sd_ms=_finite(h.within_sd_ms), between_sd_ms=_finite(h.between_sd_ms),
+                      between_share=_finite(h.between_share), bootstrap_se_ms=_finite(h.bootstrap_se_ms),
+                      rel_ci_within=within[len(within) // 2] if within else None, **steal)
+    compute = replace(s0.compute, peak_memory_bytes=max(peaks) if peaks else None)
+    stats = replace(s0, timing=timing, throughput=rates, processes=procs, compute=compute)
     short = [len(g) for g in groups if len(g) < min_iters]
     stable = math.isfinite(h.rel_ci) and h.rel_ci <= target_rel_ci and not short
     if stable:
         error = ""
     elif short:
         error = (f"{len(short)} of {len(ms)} processes measured fewer than {min_iters} iterations "
-                 f"(budget {stats.get('budget_s', 0):g} s each)")
+                 f"(budget {timing.budget_s or 0:g} s each)")
     else:
         error = (f"CI across {len(ms)} processes ±{100 * h.rel_ci:.1f} % > target "
                  f"±{100 * target_rel_ci:g} % (processes differ by {_spread(h.process_medians_ms)}; "
-                 f"within one process ±{100 * (stats['rel_ci_within'] or math.nan):.1f} %)")
+                 f"within one process ±{100 * (procs.rel_ci_within or math.nan):.1f} %)")
     samples = tuple(x for g in groups for x in g)
     return Measurement(w, "ok" if stable else "unstable", samples_ms=samples, stats=stats, error=error)
+
+
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
 def _spread(medians: tuple[float, ...]) -> str:

@@ -65,18 +65,17 @@ def rate(v) -> str:
 
 def display_row(m: Measurement) -> dict[str, str]:
     """A point's cells as the live table and `nnscale results` show them."""
-    s, w = m.stats, m.workload
-    mfu = s.get("mfu")
+    t, c, w = m.stats.timing, m.stats.compute, m.workload
     return {
         "mode": w.mode, "batch": str(w.batch_size), "config": config_label(w), "status": m.status,
-        "samples_per_s": rate(s.get("samples_per_s")),
-        "ci": "" if s.get("rel_ci") is None else f"{100 * s['rel_ci']:.1f}%",
-        "step_ms": _num(s.get("step_time_ms"), ".4g"),
-        "p99_ms": _num(s.get("step_time_ms_p99"), ".4g"),
-        "memory": binary_bytes(s["peak_memory_bytes"]) if s.get("peak_memory_bytes") is not None else "",
-        "flops": si(s["achieved_flop_per_s"]) if s.get("achieved_flop_per_s") else "",
-        "mfu": "" if mfu is None else f"{100 * mfu:.1f}%",
-        "iters": _num(s.get("iterations"), "d"),
+        "samples_per_s": rate(m.stats.throughput.samples_per_s),
+        "ci": "" if t.rel_ci is None else f"{100 * t.rel_ci:.1f}%",
+        "step_ms": _num(t.median_ms, ".4g"),
+        "p99_ms": _num(t.p99_ms, ".4g"),
+        "memory": binary_bytes(c.peak_memory_bytes) if c.peak_memory_bytes is not None else "",
+        "flops": si(c.achieved_flop_per_s) if c.achieved_flop_per_s else "",
+        "mfu": "" if c.mfu is None else f"{100 * c.mfu:.1f}%",
+        "iters": _num(t.iterations, "d"),
     }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from nnscale.environment import check_interference
 from nnscale.errors import UserError
@@ -124,7 +125,8 @@ class Recorder:
             m = run_processes(spec, self.runner, self.more_processes)  # k fresh workers, one point
             wall = time.monotonic() - start
             m = derive(m, self.flop_per_sample(m.workload), self.peak_flop_per_s(m))
-            m = Measurement(m.workload, m.status, m.samples_ms, dict(m.stats, point_wall_s=wall), m.error)
+            stats = replace(m.stats, timing=replace(m.stats.timing, point_wall_s=wall))
+            m = Measurement(m.workload, m.status, m.samples_ms, stats, m.error)
             self.store.add_measurement(self.run_id, m)  # committed before we go on
             self.done[key] = m
             self.progress.point_done(m, wall)
@@ -169,7 +171,7 @@ def peak_lookup() -> Callable[[Measurement], float | None]:
     cache: dict[str, object] = {}
 
     def peak(m: Measurement) -> float | None:
-        name = m.stats.get("device_name")
+        name = m.stats.host.device_name
         if not name:
             return None
         if name not in cache:

@@ -24,11 +24,10 @@ from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import start_recording
 from nnscale.measure.runner import PointSpec, default_timeout_s, run_point
 from nnscale.measure.validate import check_device, check_precision, check_threads
-from nnscale.records import PRECISIONS, Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, PRECISIONS, Measurement, Workload
 from nnscale.stats import knee
 from nnscale.zoo import model_info
 
-FITS = ("ok", "unstable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +108,11 @@ def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], 
     fits, batch, failed = None, 1, None
     while batch <= config.auto_max_batch:
         m = point(spec(config, workload(config, mode, batch)))
-        if m.status not in FITS:
+        if m.status not in MEASURED_STATUSES:
             failed = m
             break
         fits = batch
-        if (m.stats.get("step_time_ms") or 0.0) > max_step_ms:
+        if (m.stats.timing.median_ms or 0.0) > max_step_ms:
             return  # the time limit: larger batches cannot be measured well within the budget
         batch *= 2
     if fits is None or failed is None or failed.status != "oom":
@@ -121,7 +120,7 @@ def search_batches(config: SweepConfig, mode: str, point: Callable[[PointSpec], 
     low, high = fits, failed.workload.batch_size
     while high - low > 1:
         mid = (low + high) // 2
-        if point(spec(config, workload(config, mode, mid))).status in FITS:
+        if point(spec(config, workload(config, mode, mid))).status in MEASURED_STATUSES:
             low = mid
         else:
             high = mid
@@ -166,8 +165,8 @@ def run_sweep(
             else:
                 for batch in config.batches:
                     recorder.point(spec(config, workload(config, mode, batch)))
-            ok = [m for m in recorder.measured[start:] if m.status in FITS]
-            knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats["samples_per_s"] for m in ok])
+            ok = [m for m in recorder.measured[start:] if m.status in MEASURED_STATUSES]
+            knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats.throughput.samples_per_s for m in ok])
     finally:
         progress.end()
     return SweepResult(run_name, recorder.run_id, tuple(recorder.measured), knees, notes)

@@ -29,9 +29,9 @@ from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import start_recording
 from nnscale.measure.runner import PointSpec, run_point
-from nnscale.measure.sweep import FITS, SweepConfig, resolve, spec, workload
+from nnscale.measure.sweep import SweepConfig, resolve, spec, workload
 from nnscale.measure.validate import check_precision, default_precisions
-from nnscale.records import Measurement
+from nnscale.records import MEASURED_STATUSES, Measurement
 
 TUNE_POLICY = MeasurePolicy(budget_s=10.0, warmup_max_s=5.0)  # choosing needs less than reporting
 
@@ -68,9 +68,9 @@ class TuneChoice:
 
     @property
     def speedup(self) -> float | None:
-        if self.best is None or self.baseline is None or self.baseline.status not in FITS:
+        if self.best is None or self.baseline is None or self.baseline.status not in MEASURED_STATUSES:
             return None
-        return self.best.stats["samples_per_s"] / self.baseline.stats["samples_per_s"]
+        return self.best.stats.throughput.samples_per_s / self.baseline.stats.throughput.samples_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +168,8 @@ def run_tune(
     try:
         for mode, batch in itertools.product(config.modes, config.batches):
             tried = tuple(recorder.point(spec(c, workload(c, mode, batch))) for c in configs)
-            ran = [m for m in tried if m.status in FITS and m.stats.get("samples_per_s")]
-            best = max(ran, key=lambda m: m.stats["samples_per_s"]) if ran else None
+            ran = [m for m in tried if m.status in MEASURED_STATUSES and m.stats.throughput.samples_per_s]
+            best = max(ran, key=lambda m: m.stats.throughput.samples_per_s) if ran else None
             base = next((m for m in tried if _is_baseline(m)), None)
             choices.append(TuneChoice(mode, batch, best, base, tried))
     finally:

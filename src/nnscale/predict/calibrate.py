@@ -57,9 +57,6 @@ from nnscale.predict.catalogue import Device, Link
 from nnscale.predict.comm import allreduce_time_s
 from nnscale.predict.model import Cluster, ModelProfile, ddp_step_time
 from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read them from here)
-    CAP_KEYS,
-    STEP_KEYS,
-    USABLE,
     Point,
     busbw,
     distinct_allreduces,

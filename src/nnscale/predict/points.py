@@ -24,13 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from nnscale.predict.model import MIB, Bucketing, ModelProfile
-from nnscale.records import Measurement
+from nnscale.records import MEASURED_STATUSES, Measurement
+from nnscale.records_stats import Distributed
 
-USABLE = ("ok", "unstable")
-# Stats keys a capped point may carry, and the factor to bytes/s.
-CAP_KEYS = {"bandwidth_cap_bytes_per_s": 1.0, "bandwidth_cap_bit_per_s": 1 / 8, "tc_rate_bit_per_s": 1 / 8}
-BURST_KEY = "bandwidth_cap_burst_bits"  # the tbf bucket, bits (as tc read the `burst` given to it)
-STEP_KEYS = ("step_time_ms_median", "step_time_ms", "median_ms")
 _TBF = re.compile(r"\btbf=([0-9.]+)(kbit|mbit|gbit|bit)\b", re.IGNORECASE)
 _NODES = re.compile(r"\bnodes=(\d+)\b")
 _TC_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
@@ -57,10 +53,9 @@ def _cap(m: Measurement) -> float | None:
     """The point's bandwidth cap in bytes/s: a stats key (CAP_KEYS), or a `tbf=RATE` tag in the
     workload's framework (e.g. torch-gloo[tbf=200mbit]; the store keys points by workload, so points
     under different caps must differ there), RATE in tc's units (kbit, mbit, gbit: 1e3, 1e6, 1e9 bit/s)."""
-    for key, factor in CAP_KEYS.items():
-        v = m.stats.get(key)
-        if isinstance(v, (int, float)) and v > 0:
-            return float(v) * factor
+    v = m.stats.launch.bandwidth_cap_bit_per_s if m.stats.launch else None
+    if isinstance(v, (int, float)) and v > 0:
+        return float(v) / 8
     tag = _TBF.search(m.workload.framework)
     if tag:
         return float(tag.group(1)) * _TC_UNITS[tag.group(2).lower()] / 8
@@ -69,14 +64,14 @@ def _cap(m: Measurement) -> float | None:
 
 def _burst(m: Measurement, cap: float | None) -> float | None:
     """The cap's tbf bucket in bytes (stats BURST_KEY, bits / 8); None without a cap or a record."""
-    v = m.stats.get(BURST_KEY)
+    v = m.stats.launch.bandwidth_cap_burst_bits if m.stats.launch else None
     return float(v) / 8 if cap is not None and isinstance(v, (int, float)) and v > 0 else None
 
 
 def _inter(m: Measurement) -> bool:
     """Did the point's ranks span two or more nodes? stats nnodes (what `nnscale scale` and
     `nnscale allreduce` store), else the `nodes=N` of the framework tag (torch-gloo[nodes=2,...])."""
-    nodes = m.stats.get("nnodes")
+    nodes = m.stats.launch.nnodes if m.stats.launch else None
     if isinstance(nodes, (int, float)):
         return nodes > 1
     tag = _NODES.search(m.workload.framework)
@@ -84,10 +79,9 @@ def _inter(m: Measurement) -> bool:
 
 
 def step_time_s(m: Measurement) -> float | None:
-    for key in STEP_KEYS:
-        v = m.stats.get(key)
-        if isinstance(v, (int, float)) and v > 0:
-            return float(v) / 1e3
+    v = m.stats.timing.median_ms
+    if isinstance(v, (int, float)) and v > 0:
+        return float(v) / 1e3
     return statistics.median(m.samples_ms) / 1e3 if m.samples_ms else None
 
 
@@ -101,16 +95,18 @@ def _link_text(cap: float | None, inter: bool) -> str:
     return where + ("no cap" if cap is None else f"{cap * 8 / 1e6:g} Mbit/s")
 
 
-def measured_bucketing(stats: dict) -> Bucketing:
-    """The bucket layout DDP used. Its own log (stats ddp_logging.rebuilt_bucket_sizes, the buckets
+def measured_bucketing(d: Distributed | None) -> Bucketing:
+    """The bucket layout DDP used (`d`: the point's distributed block). Its own log
+    (ddp_logging.rebuilt_bucket_sizes, the buckets
     after DDP rebuilt them in gradient-ready order; else bucket_sizes) says how many all-reduce calls
     a step made; each call pays the latency once, so a wrong count is a latency error. The model's
     DDP rule (first bucket closes at first_bucket_mb, the others at bucket_mb) reproduces a layout
     when first_bucket_mb is the first bucket's size: e.g. torch 2.x built one 1724320-byte bucket for
     pytorch-mnist-net where the nominal 1 MiB first-bucket cap would give two (1.62 MB + 0.10 MB)."""
-    options = stats.get("ddp_options") if isinstance(stats.get("ddp_options"), dict) else {}
-    bucket_mb = float(options.get("bucket_mb", stats.get("bucket_cap_mb", 25.0)))
-    log = stats.get("ddp_logging") if isinstance(stats.get("ddp_logging"), dict) else {}
+    d = d or Distributed()
+    options = d.ddp_options if isinstance(d.ddp_options, dict) else {}
+    bucket_mb = float(options.get("bucket_mb", 25.0))
+    log = d.ddp_logging if isinstance(d.ddp_logging, dict) else {}
     sizes = [int(x) for x in re.findall(r"\d+", str(log.get("rebuilt_bucket_sizes") or log.get("bucket_sizes") or ""))]
     if sizes and sizes[0] > 0:
         return Bucketing(bucket_mb=bucket_mb, first_bucket_mb=sizes[0] / MIB)
@@ -121,7 +117,7 @@ def extract_points(records: Sequence[Measurement],
                    profiles: dict[str, ModelProfile] | None = None) -> tuple[list[Point], list[str]]:
     """The usable points of a run, and one line per point left out saying why."""
     profiles = profiles or {}
-    usable = [m for m in records if m.status in USABLE]
+    usable = [m for m in records if m.status in MEASURED_STATUSES]
     refs: dict[tuple, float] = {}
     # The one worker's per-iteration samples: N workers wait for the slowest (terms.sync_cost_s).
     spread: dict[tuple, tuple[float, ...]] = {}
@@ -132,12 +128,13 @@ def extract_points(records: Sequence[Measurement],
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
             spread.setdefault(_ref_key(m), tuple(x / 1e3 for x in m.samples_ms or ()))
     points, skipped = [], [f"{m.workload.model} p={m.workload.world_size}: status {m.status}"
-                           for m in records if m.status not in USABLE]
+                           for m in records if m.status not in MEASURED_STATUSES]
     for m in usable:
-        w, s, cap, inter = m.workload, m.stats, _cap(m), _inter(m)
+        w, d, cap, inter = m.workload, m.stats.distributed or Distributed(), _cap(m), _inter(m)
         burst = _burst(m, cap)
         if w.model == "allreduce":
-            size, t = s.get("size_bytes"), s.get("time_ms")
+            size = m.stats.allreduce.size_bytes if m.stats.allreduce else None
+            t = m.stats.timing.median_ms
             if w.world_size >= 2 and isinstance(size, (int, float)) and size > 0 and t and t > 0:
                 points.append(Point("allreduce", f"allreduce {size:g} B p={w.world_size} {_link_text(cap, inter)}",
                                     w.world_size, t / 1e3, size_bytes=float(size), cap=cap, burst=burst,
@@ -155,11 +152,11 @@ def extract_points(records: Sequence[Measurement],
         # Compute: one worker with the same threads; else this point's own breakdown (its workers may
         # have fewer threads than a lone worker had); else one worker whatever its threads.
         compute = refs.get(_ref_key(m))
-        if compute is None and all(isinstance(s.get(k), (int, float)) for k in ("forward_ms", "backward_ms")):
-            compute = (s["forward_ms"] + s["backward_ms"] + s.get("optimizer_ms", 0.0)) / 1e3
+        if compute is None and all(isinstance(v, (int, float)) for v in (d.forward_ms, d.backward_ms)):
+            compute = (d.forward_ms + d.backward_ms + (d.optimizer_ms or 0.0)) / 1e3
         compute = compute or refs.get(_ref_key(m, threads=False))
         base = profiles.get(w.model)
-        grad_bytes = s.get("bytes_allreduced_per_step")
+        grad_bytes = d.bytes_allreduced_per_step
         if isinstance(grad_bytes, (int, float)) and grad_bytes > 0:
             if base is None:
                 base = ModelProfile(w.model, params=max(1, round(grad_bytes / 4)), forward_flops=1.0,
@@ -174,7 +171,7 @@ def extract_points(records: Sequence[Measurement],
         profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None,
                           samples_s=spread.get(_ref_key(m), ()))
         points.append(Point("step", label, w.world_size, step, cap=cap, burst=burst, profile=profile,
-                            batch=w.batch_size, bucketing=measured_bucketing(s), inter=inter))
+                            batch=w.batch_size, bucketing=measured_bucketing(d), inter=inter))
     return points, skipped
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import matplotlib
 
 from nnscale.format import si
-from nnscale.records import Measurement
+from nnscale.records import STATUSES, Measurement
 from nnscale.report import points as P
 from nnscale.report import plots_batch, plots_lm, plots_scaling, strategies, tables, timeline
 from nnscale.report.document import Highlight, Report
@@ -45,8 +45,7 @@ def _subtitle(ms: list[Measurement], env: dict) -> str:
 
 
 def _highlights(ms: list[Measurement], preds: list[dict]) -> list[Highlight]:
-    counts = {s: sum(m.status == s for m in ms) for s in ("ok", "unstable", "oom", "error",
-                                                          "timeout")}
+    counts = {s: sum(m.status == s for m in ms) for s in STATUSES}
     out = [Highlight("points measured", str(len(ms)),
                      " · ".join(f"{n} {s}" for s, n in counts.items() if n))]
     for mode in ("inference", "training"):
@@ -63,8 +62,8 @@ def _highlights(ms: list[Measurement], preds: list[dict]) -> list[Highlight]:
         eff = P.efficiency(ws, m, s)
         detail = f"{m.workload.model} · efficiency {tables.pct(eff, 0)}"
         kind = "GPUs" if m.workload.device.startswith("cuda") else "CPU workers"
-        if isinstance(m.stats.get("worker"), str):
-            detail += f" · a worker: {m.stats['worker']}"
+        if P.worker(m):
+            detail += f" · a worker: {P.worker(m)}"
         out.append(Highlight(f"speedup on {ws} {kind}", f"{s:.2f}", detail, unit="×"))
     # One card per named cluster (at its largest size), the card saying which cluster: never a
     # bare "1024 GPUs" for a prediction from a laptop's CPU workers (issue 11).

@@ -21,16 +21,16 @@ PHASES = ("prefill", "decode", "training")
 
 
 def is_lm_point(m: Measurement) -> bool:
-    return P.num(m.stats, "seq_len") is not None
+    return P.num(m.stats.throughput.seq_len) is not None
 
 
 def _phase(m: Measurement) -> str:
-    return str(m.stats.get("lm_phase") or ("training" if m.workload.mode == "training" else
+    return str(m.stats.throughput.lm_phase or ("training" if m.workload.mode == "training" else
                                            "decode" if m.workload.mode == "decode" else "prefill"))
 
 
 def _tokens(m: Measurement) -> int:
-    return m.workload.batch_size * int(m.stats["seq_len"])
+    return m.workload.batch_size * int(m.stats.throughput.seq_len)
 
 
 def _series(ms: list[Measurement]) -> dict[tuple[str, str], dict[int, list[Measurement]]]:
@@ -38,7 +38,7 @@ def _series(ms: list[Measurement]) -> dict[tuple[str, str], dict[int, list[Measu
     out: dict[tuple[str, str], dict[int, list[Measurement]]] = {}
     for m in P.single_worker(ms):
         if is_lm_point(m) and P.measured(m):
-            out.setdefault((m.workload.model, _phase(m)), {}).setdefault(int(m.stats["seq_len"]), []).append(m)
+            out.setdefault((m.workload.model, _phase(m)), {}).setdefault(int(m.stats.throughput.seq_len), []).append(m)
     for by_seq in out.values():
         for pts in by_seq.values():
             pts.sort(key=_tokens)
@@ -83,7 +83,7 @@ def _plot(ms: list[Measurement], value, ylabel: str, kind: str, scale: float = 1
 
 def lm_plots(ms: list[Measurement]) -> list[Plot]:
     """Tokens/s, then MFU where known, against batch × S for every language model of the run."""
-    return (_plot(ms, lambda m: P.num(m.stats, "tokens_per_s"), "throughput [tokens/s]", "tokens")
+    return (_plot(ms, lambda m: P.num(m.stats.throughput.tokens_per_s), "throughput [tokens/s]", "tokens")
             + _plot(ms, P.mfu, "MFU [%]", "mfu", scale=100.0))
 
 
@@ -99,16 +99,16 @@ def lm_table(ms: list[Measurement]) -> Table:
     """Every language-model point of one worker, in phase, S, batch order."""
     pts = [m for m in P.single_worker(ms) if is_lm_point(m)]
     pts.sort(key=lambda m: (m.workload.model, PHASES.index(_phase(m)) if _phase(m) in PHASES else 9,
-                            int(m.stats["seq_len"]), m.workload.batch_size))
+                            int(m.stats.throughput.seq_len), m.workload.batch_size))
     raw, rows = [], []
     for m in pts:
-        s = m.stats
-        r = {"model": m.workload.model, "phase": _phase(m), "seq_len": int(s["seq_len"]),
+        s = m.stats.throughput
+        r = {"model": m.workload.model, "phase": _phase(m), "seq_len": int(s.seq_len),
              "batch_size": m.workload.batch_size, "tokens": _tokens(m), "precision": m.workload.precision,
              "checkpointing": m.workload.activation_checkpointing, "status": m.status,
-             "tokens_per_s": P.num(s, "tokens_per_s"), "ci_low": P.num(s, "tokens_per_s_ci_low"),
-             "ci_high": P.num(s, "tokens_per_s_ci_high"),
-             "per_sequence": P.num(s, "tokens_per_s_per_sequence"), "mfu": P.mfu(m),
+             "tokens_per_s": P.num(s.tokens_per_s), "ci_low": P.num(s.tokens_per_s_ci_low),
+             "ci_high": P.num(s.tokens_per_s_ci_high),
+             "per_sequence": P.num(s.tokens_per_s_per_sequence), "mfu": P.mfu(m),
              "memory": P.memory(m)}
         raw.append(r)
         ci = "–" if r["ci_low"] is None or r["ci_high"] is None else f"{fmt(r['ci_low'])} – {fmt(r['ci_high'])}"

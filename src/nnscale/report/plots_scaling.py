@@ -88,8 +88,8 @@ def scaling_plot(ms: list[Measurement], predictions: list[dict]) -> list[Plot]:
 
 def _worker_note(ms: list[Measurement]) -> str:
     """What one worker was on this machine, from the points themselves (scaling.describe_worker)."""
-    words = sorted({m.stats["worker"] for m in ms if P.measured(m) and m.workload.world_size > 1
-                    and isinstance(m.stats.get("worker"), str)})
+    words = sorted({P.worker(m) for m in ms if P.measured(m) and m.workload.world_size > 1
+                    and P.worker(m)})
     return f" A worker here: {'; '.join(words)} (rank 0's reading; the others on their own cores)." \
         if words else ""
 
@@ -144,9 +144,9 @@ def time_to_train_rows(ms: list[Measurement], predictions: list[dict]) -> list[d
     """Rows in the seed's format (network, batch size, nodes, minutes) from every source."""
     rows = []
     for m in ms:
-        t = P.num(m.stats, "time_to_train_min")
+        t = P.num(P.dist(m).time_to_train_min)
         if t is not None and P.measured(m):
-            nodes = P.num(m.stats, "nodes")
+            nodes = P.num(m.stats.launch.nnodes) if m.stats.launch else None
             rows.append({"network": m.workload.model, "precision": m.workload.precision,
                          "batch_size": m.workload.batch_size, "nodes": int(nodes) if nodes else 1,
                          "gpus": m.workload.world_size, "time_min": t, "source": "measured"})

@@ -1,9 +1,9 @@
 """Reading stored points: their numbers, their flags, and how they group into curves.
 
-Measurement.stats is a free-form dict written by `measure` and `distributed`; the report reads it
-here only, tolerating missing keys (a point measured by an older nnscale, an OOM point with no
-timings) and older key names (`samples_per_s` before `samples_per_s_median`). Nothing here draws or
-formats for a medium: that is `plots`, `tables` and the writers.
+Measurement.stats is the typed record (records_stats.py); the report reads its headline numbers
+here, tolerating missing values (an OOM point with no timings, NaN). Older key names are the
+record's business (records_stats_legacy.py), not the report's. Nothing here draws or formats for a
+medium: that is `plots`, `tables` and the writers.
 """
 
 from __future__ import annotations
@@ -12,61 +12,76 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
+from nnscale.records_stats import Distributed
 from nnscale.stats import knee as _knee
 
 # Statuses whose timings are real (an unstable point was measured, only less precisely than asked).
-MEASURED = ("ok", "unstable")
 # A point during which the hypervisor took at least this share of the CPUs is flagged.
 STEAL_FLAG = 0.05
 # What, besides the model and mode, tells two batch-size curves apart.
 VARIANT_FIELDS = ("framework", "precision", "channels_last", "compile", "device", "threads")
 
 
-def num(stats: dict, *names: str) -> float | None:
-    """The first of `names` in `stats` that is a finite number, else None (missing, NaN, text)."""
-    for name in names:
-        value = stats.get(name)
-        if isinstance(value, bool) or value is None:
-            continue
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(value):
-            return value
-    return None
+def num(value) -> float | None:
+    """`value` as a finite float, else None (missing, NaN, a flag, text)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def dist(m: Measurement) -> Distributed:
+    """The point's distributed block; all None for a point of one process."""
+    return m.stats.distributed or Distributed()
+
+
+def worker(m: Measurement) -> str | None:
+    """What one worker of a distributed point was, in words (scaling.describe_worker)."""
+    words = dist(m).worker
+    return words if isinstance(words, str) else None
 
 
 def rate(m: Measurement) -> float | None:
     """Median throughput in samples/s (the point's headline number)."""
-    return num(m.stats, "samples_per_s_median", "samples_per_s")
+    return num(m.stats.throughput.samples_per_s)
 
 
 def rate_ci(m: Measurement) -> tuple[float | None, float | None]:
-    return num(m.stats, "samples_per_s_ci_low"), num(m.stats, "samples_per_s_ci_high")
+    t = m.stats.throughput
+    return num(t.samples_per_s_ci_low), num(t.samples_per_s_ci_high)
 
 
 def step_ms(m: Measurement) -> float | None:
-    return num(m.stats, "step_time_ms_median", "median_ms", "step_time_ms_mean", "mean_ms")
+    t = m.stats.timing
+    median = num(t.median_ms)
+    return median if median is not None else num(t.mean_ms)
 
 
 def latency(m: Measurement, pct: int) -> float | None:
-    """The pct-th percentile of the step time in ms (inference latency of one batch)."""
-    return num(m.stats, f"latency_ms_p{pct}", f"p{pct}_ms")
+    """The pct-th percentile of the step time in ms: one request's latency for an inference
+    point. A sweep's training step is no request, so it has none; a distributed or all-reduce
+    point's percentiles are its (slowest rank's) step or call latency."""
+    s = m.stats
+    if m.workload.mode != "inference" and s.launch is None:
+        return None
+    return num(getattr(s.timing, f"p{pct}_ms"))
 
 
 def memory(m: Measurement) -> float | None:
-    return num(m.stats, "peak_memory_bytes")
+    return num(m.stats.compute.peak_memory_bytes)
 
 
 def mfu(m: Measurement) -> float | None:
     """Model FLOP utilisation as a fraction of peak (0.42 = 42 %)."""
-    return num(m.stats, "mfu")
+    return num(m.stats.compute.mfu)
 
 
 def measured(m: Measurement) -> bool:
-    return m.status in MEASURED and rate(m) is not None
+    return m.status in MEASURED_STATUSES and rate(m) is not None
 
 
 def flags(m: Measurement) -> list[str]:
@@ -74,17 +89,17 @@ def flags(m: Measurement) -> list[str]:
     out = []
     if m.status != "ok":
         out.append(m.status)
-    if m.status in MEASURED:
+    if m.status in MEASURED_STATUSES:
         lo, hi = rate_ci(m)
         if lo is None or hi is None:
             out.append("no CI")
-        rel = num(m.stats, "rel_ci")
+        rel = num(m.stats.timing.rel_ci)
         if rel is not None and m.status == "unstable":
             out.append(f"CI ±{100 * rel:.1f} %")
-        outliers = num(m.stats, "outliers")
+        outliers = num(m.stats.timing.outliers)
         if outliers:
             out.append(f"{int(outliers)} outliers")
-        steal = num(m.stats, "steal_share")
+        steal = num(m.stats.processes.steal_share)
         if steal is not None and steal >= STEAL_FLAG:
             out.append(f"steal {100 * steal:.0f} %")
     return out
@@ -157,8 +172,7 @@ def baseline_key(w: Workload) -> tuple:
 
 def speedups(ms: list[Measurement]) -> dict[tuple, list[tuple[int, Measurement, float | None]]]:
     """Scaling curves: for each baseline_key with points at more than one world size, sorted
-    (world_size, point, speedup). The speedup is the stored one (`distributed` computes it against
-    its own baseline) or, failing that, this point's rate over the one-worker point's rate."""
+    (world_size, point, speedup): this point's rate over the one-worker point's rate."""
     groups: dict[tuple, dict[int, Measurement]] = defaultdict(dict)
     for m in ms:
         if measured(m):
@@ -171,8 +185,8 @@ def speedups(ms: list[Measurement]) -> dict[tuple, list[tuple[int, Measurement, 
         rows = []
         for ws in sorted(by_ws):
             m = by_ws[ws]
-            s = num(m.stats, "speedup")
-            if s is None and base is not None:
+            s = None
+            if base is not None:
                 s = 1.0 if ws == 1 else rate(m) / rate(base)
             rows.append((ws, m, s))
         out[key] = rows
@@ -180,10 +194,7 @@ def speedups(ms: list[Measurement]) -> dict[tuple, list[tuple[int, Measurement, 
 
 
 def efficiency(ws: int, m: Measurement, speedup: float | None) -> float | None:
-    e = num(m.stats, "efficiency")
-    if e is None and speedup is not None:
-        e = speedup / ws
-    return e
+    return None if speedup is None else speedup / ws
 
 
 def best_points(ms: Iterable[Measurement]) -> list[Measurement]:

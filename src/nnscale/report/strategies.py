@@ -33,13 +33,12 @@ def strategy_points(ms: list[Measurement]) -> list[Measurement]:
                                         strategy_of(m.workload), m.workload.world_size))
 
 
-def _num(s: dict, key: str) -> float | None:
-    v = s.get(key)
+def _num(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def _peaks(s: dict) -> list[float]:
-    return [float(v) for v in s.get("per_rank_peak_memory_bytes") or [] if isinstance(v, (int, float))]
+def _peaks(m: Measurement) -> list[float]:
+    return [float(v) for v in P.dist(m).per_rank_peak_memory_bytes or () if isinstance(v, (int, float))]
 
 
 def _name(m: Measurement) -> str:
@@ -61,19 +60,19 @@ def strategies_table(ms: list[Measurement]) -> Table | None:
         return None
     rows, raw = [], []
     for m in points:
-        s, w = m.stats, m.workload
-        peaks = _peaks(s)
-        state = [v for v in s.get("per_rank_model_state_bytes") or [] if isinstance(v, (int, float))]
+        t, d, w = m.stats.timing, P.dist(m), m.workload
+        peaks = _peaks(m)
+        state = [v for v in d.per_rank_model_state_bytes or () if isinstance(v, (int, float))]
         ddp = strategy_of(w) == "ddp"
         r = {"model": w.model, "strategy": strategy_of(w), "workers": w.world_size,
              "batch": w.batch_size, "peak": max(peaks) if peaks else None,
              "peak_min": min(peaks) if peaks else None, "state": max(state) if state else None,
-             "step": _num(s, "step_time_ms"), "ci_low": _num(s, "median_ci_low_ms"),
-             "ci_high": _num(s, "median_ci_high_ms"),
-             **{k: _num(s, key) for k, key in (("fwd", "forward_ms"), ("bwd", "backward_ms"),
-                                              ("opt", "optimizer_ms"), ("exposed", "comm_exposed_ms"),
-                                              ("ag", "all_gather_ms"), ("rs", "reduce_scatter_ms"))},
-             "ar": _num(s, "comm_total_ms") if ddp else None}
+             "step": _num(t.median_ms), "ci_low": _num(t.median_ci_low_ms),
+             "ci_high": _num(t.median_ci_high_ms),
+             **{k: _num(getattr(d, key)) for k, key in (
+                 ("fwd", "forward_ms"), ("bwd", "backward_ms"), ("opt", "optimizer_ms"),
+                 ("exposed", "comm_exposed_ms"), ("ag", "all_gather_ms"), ("rs", "reduce_scatter_ms"))},
+             "ar": _num(d.comm_total_ms) if ddp else None}
         raw.append(r)
         rows.append({**{k: str(r[k]) for k in ("model", "strategy", "workers", "batch")},
                      "peak": mem(r["peak"]),
@@ -107,13 +106,13 @@ def strategies_plot(ms: list[Measurement]) -> list[Plot]:
         names = [f"{strategy_of(m.workload)}\n×{m.workload.world_size}" for m in pts]
         xs = list(range(len(pts)))
         for x, m in zip(xs, pts):
-            peaks = _peaks(m.stats)
+            peaks = _peaks(m)
             if not peaks:
                 continue
             top, low = max(peaks) / MIB, min(peaks) / MIB
             ax_m.bar(x, top, color=STRATEGY_COLOR.get(strategy_of(m.workload), INK), width=0.6)
             ax_m.errorbar(x, top, yerr=[[top - low], [0]], color=INK, capsize=4, lw=1)
-            state = m.stats.get("per_rank_model_state_bytes") or []
+            state = P.dist(m).per_rank_model_state_bytes or ()
             if state:
                 ax_m.plot([x - 0.3, x + 0.3], [max(state) / MIB] * 2, color=INK, ls="--", lw=1)
         ax_m.set_xticks(xs, [label(n) for n in names])
@@ -122,11 +121,12 @@ def strategies_plot(ms: list[Measurement]) -> list[Plot]:
         for x, m in zip(xs, pts):
             bottom = 0.0
             for (key, part), color in zip(PART_KEYS, PART_COLORS):
-                v = _num(m.stats, key) or 0.0
+                v = _num(getattr(P.dist(m), key)) or 0.0
                 ax_t.bar(x, v, bottom=bottom, color=color, width=0.6,
                          label=part if x == 0 and g == 0 else None)
                 bottom += v
-            lo, hi, med = (_num(m.stats, k) for k in ("min_ms", "max_ms", "step_time_ms"))
+            t = m.stats.timing
+            lo, hi, med = _num(t.min_ms), _num(t.max_ms), _num(t.median_ms)
             if med is not None and lo is not None and hi is not None:
                 ax_t.errorbar(x + 0.36, med, yerr=[[med - lo], [hi - med]], fmt="o", ms=3,
                               color=INK, capsize=3, lw=1,

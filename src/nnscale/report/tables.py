@@ -64,6 +64,7 @@ POINT_COLUMNS = (
 def point_record(m: Measurement) -> dict:
     """One point as a flat dict of raw values: a row of points.csv and of report.json."""
     w, s = m.workload, m.stats
+    d = s.distributed
     lo, hi = P.rate_ci(m)
     return {
         "model": w.model, "mode": w.mode, "framework": w.framework, "precision": w.precision,
@@ -71,13 +72,18 @@ def point_record(m: Measurement) -> dict:
         "channels_last": w.channels_last, "compile": w.compile, "threads": w.threads,
         "input_shape": "x".join(map(str, w.input_shape)), "status": m.status,
         "samples_per_s": P.rate(m), "samples_per_s_ci_low": lo, "samples_per_s_ci_high": hi,
-        "rel_ci": P.num(s, "rel_ci"), "processes": P.num(s, "processes"),
-        "rel_ci_within": P.num(s, "rel_ci_within"), "between_share": P.num(s, "between_share"),
-        "steal_share": P.num(s, "steal_share"), "step_time_ms": P.step_ms(m),
+        "rel_ci": P.num(s.timing.rel_ci), "processes": P.num(s.processes.processes),
+        "rel_ci_within": P.num(s.processes.rel_ci_within),
+        "between_share": P.num(s.processes.between_share),
+        "steal_share": P.num(s.processes.steal_share), "step_time_ms": P.step_ms(m),
         "latency_ms_p50": P.latency(m, 50), "latency_ms_p95": P.latency(m, 95),
         "latency_ms_p99": P.latency(m, 99), "peak_memory_bytes": P.memory(m), "mfu": P.mfu(m),
-        "achieved_flop_per_s": P.num(s, "achieved_flop_per_s"), "speedup": P.num(s, "speedup"),
-        "efficiency": P.num(s, "efficiency"), "time_to_train_min": P.num(s, "time_to_train_min"),
+        "achieved_flop_per_s": P.num(s.compute.achieved_flop_per_s),
+        # The speedup `distributed` stored against its 1-worker baseline (before issue 14 the
+        # report looked for a key "speedup" that no writer wrote, so this column stayed empty).
+        "speedup": P.num(d.speedup_vs_1_worker) if d else None,
+        "efficiency": P.num(d.efficiency_vs_1_worker) if d else None,
+        "time_to_train_min": P.num(d.time_to_train_min) if d else None,
         "flags": "; ".join(P.flags(m)), "error": m.error, "key": w.key(),
     }
 

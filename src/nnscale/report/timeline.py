@@ -33,7 +33,7 @@ def _valid(timeline) -> bool:
 def measured_timelines(ms: list[Measurement]) -> list[Measurement]:
     """Data-parallel points (world size >= 2) that carry a recorded step, largest world first."""
     out = [m for m in ms if P.measured(m) and m.workload.world_size > 1
-           and _valid(m.stats.get("step_timeline"))]
+           and _valid(P.dist(m).step_timeline)]
     return sorted(out, key=lambda m: -m.workload.world_size)
 
 
@@ -74,7 +74,7 @@ def timeline_plot(ms: list[Measurement], preds: list[dict]) -> list[Plot]:
     if not found:
         return []
     m = found[0]
-    measured = m.stats["step_timeline"]
+    measured = P.dist(m).step_timeline
     row = predicted_for(m, preds)
     n = 2 if row is not None else 1
     fig, axes = new_figure(n, ncols=1, width=9.0, height=1.9)
@@ -90,13 +90,13 @@ def timeline_plot(ms: list[Measurement], preds: list[dict]) -> list[Plot]:
     axes[-1].set_xlabel("time since the step started [ms]")
     fig.legend(handles=[Patch(color=c, label=k) for k, c in KIND_COLOR.items()], loc="outside lower center",
                ncols=len(KIND_COLOR))
-    trace = m.stats.get("trace_file")
+    trace = P.dist(m).trace_file
     caption = ("One training step after the measured ones (the profiler's cost stays out of the "
                "measurement). Top: recorded with torch.profiler on rank 0; bottom: the model's "
                "prediction from per-layer work and the fitted all-reduce, buckets in reverse layer "
                "order on one communication stream.")
-    if isinstance(m.stats.get("worker"), str):
-        caption += f" A worker: {m.stats['worker']} (rank 0)."
+    if P.worker(m):
+        caption += f" A worker: {P.worker(m)} (rank 0)."
     if row is None:
         caption += " No prediction of this configuration was given, so only the measurement is drawn."
     elif row.get("cluster"):

@@ -1,4 +1,4 @@
-"""The results schema (version 2), the read-only check that a database is nnscale's, and the
+"""The results schema (version 3), the read-only check that a database is nnscale's, and the
 migration of older versions.
 
 Tables:
@@ -22,16 +22,23 @@ the point was measured (SQLite ignores declared lengths, https://www.sqlite.org/
 characters) and `device` are TEXT. `migrate` takes a version-1 store to version 2 in the opener's write
 transaction (PostgreSQL: ALTER COLUMN … TYPE TEXT; SQLite: only the version, its column already
 has TEXT affinity). `check_lengths` refuses a value longer than its column before the insert.
+3: `measurements.stats` holds the typed, versioned statistics record (records_stats.py,
+`Stats.to_dict`) instead of the free-form dict with several names per value; `migrate` rewrites
+every older row through `Stats.from_dict` in the same write transaction, so a migration that fails
+on any row (a statistic this release does not know) leaves the store as it was.
 """
 
 from __future__ import annotations
 
+import json
+
 import sqlalchemy as sa
 
 from nnscale.errors import UserError
+from nnscale.records_stats import Stats
 
 APPLICATION = "nnscale"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 OLDEST_MIGRATED = 1  # versions from this one up are migrated on open
 
 metadata = sa.MetaData()
@@ -145,8 +152,23 @@ def migrate(conn: sa.Connection, where: str) -> None:
     if version == 1 and conn.dialect.name == "postgresql":
         conn.exec_driver_sql("ALTER TABLE measurements ALTER COLUMN framework TYPE TEXT, "
                              "ALTER COLUMN model TYPE TEXT, ALTER COLUMN device TYPE TEXT")
+    if version <= 2:
+        _typed_stats(conn, where)
     conn.execute(meta.update().where(meta.c.key == "schema_version")
                  .values(value=str(SCHEMA_VERSION)))
+
+
+def _typed_stats(conn: sa.Connection, where: str) -> None:
+    """Version 3: every row's statistics rewritten in the typed form (module docstring)."""
+    m = measurements
+    for row in conn.execute(sa.select(m.c.id, m.c.stats)).all():
+        old = json.loads(row.stats)
+        try:
+            new = Stats.from_dict(old).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{where}: stored point {row.id} cannot be read into this nnscale's "
+                            f"statistics ({exc}); nothing was changed") from None
+        conn.execute(m.update().where(m.c.id == row.id).values(stats=json.dumps(new)))
 
 
 def check_lengths(table: sa.Table, values: dict, what: str) -> None:

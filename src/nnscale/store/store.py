@@ -335,8 +335,8 @@ class Store:
         if m.status not in STATUSES:
             raise ValueError(f"status {m.status!r} is not one of {STATUSES}")
         w = m.workload
-        stats = dict(m.stats)
-        step = stats.get("step_time_ms", stats.get("median_ms"))
+        stats = m.stats.to_dict()
+        step = m.stats.timing.median_ms
         if step is None and m.samples_ms:
             step = statistics.median(m.samples_ms)
         values = {
@@ -348,7 +348,7 @@ class Store:
             "framework": w.framework,
             "world_size": w.world_size,
             "status": m.status,
-            "samples_per_s": _finite_or_none(stats.get("samples_per_s")),
+            "samples_per_s": _finite_or_none(m.stats.throughput.samples_per_s),
             "step_time_ms": _finite_or_none(step),
             "created_utc": _now_utc(),
             "workload": json.dumps(asdict(w), default=_json_exact),

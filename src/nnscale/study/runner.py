@@ -32,7 +32,7 @@ from nnscale.measure.frameworks import (
 )
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.netstats.paper import paper_rows
-from nnscale.records import Measurement
+from nnscale.records import MEASURED_STATUSES, Measurement
 from nnscale.store import capture_environment, open_store
 from nnscale.store.url import redact_command
 from nnscale.study.config import StudyConfig
@@ -178,13 +178,14 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     try:
         for point in run_scale(cfg, sink):
             progress.note(f"  world size {point.workload.world_size}: "
-                          f"{point.stats.get('samples_per_s', 0):.1f} samples/s ({point.status})")
+                          f"{point.stats.throughput.samples_per_s or 0:.1f} samples/s ({point.status})")
     except ScaleFailed as exc:
         return [f"scaling stopped: {exc}"]
     if max(nproc) < 2:
         return []
-    have = {m.stats.get("size_bytes") for m in store.measurements(run_name)
-            if m.workload.model == "allreduce" and m.status in ("ok", "unstable")}
+    have = {m.stats.allreduce.size_bytes if m.stats.allreduce else None
+            for m in store.measurements(run_name)
+            if m.workload.model == "allreduce" and m.status in MEASURED_STATUSES}
     if have:
         return []
     sizes = tuple(1 << k for k in range(10, 25, 2))  # 1 KiB .. 16 MiB, every factor of 4
