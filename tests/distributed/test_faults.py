@@ -19,6 +19,7 @@ from ddp_helpers import cli_env, leftovers, new_mark, run_cli
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_a_rank_that_raises_fails_the_run_naming_it_and_keeps_finished_points(tmp_path):
     db, mark = tmp_path / "faults.db", new_mark()
     env = cli_env(NNSCALE_TEST_FAULT="raise:1:3", NNSCALE_TEST_MARK=mark)
@@ -39,6 +40,7 @@ def test_a_rank_that_raises_fails_the_run_naming_it_and_keeps_finished_points(tm
     assert leftovers(mark) == []
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_a_rank_that_hangs_fails_within_the_timeout_and_leaves_no_process(tmp_path):
     # The hung rank ignores SIGTERM (as one stuck in native code would): only SIGKILL ends it.
     db, mark, timeout = tmp_path / "hang.db", new_mark(), 12

@@ -75,6 +75,7 @@ def test_a_lock_released_within_the_retries_lets_the_write_through(store_with_po
     assert points[2].samples_ms == (1.0, 1.5, 4.0)
 
 
+@pytest.mark.xdist_group("timing")  # a wall-clock bound: not beside the other timed tests
 def test_a_lock_held_for_good_is_one_line_exit_2_and_keeps_earlier_points(store_with_points,
                                                                           monkeypatch):
     path, run = store_with_points
