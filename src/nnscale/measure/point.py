@@ -4,7 +4,7 @@
 point, any other exception an "error" point, each with a one-line message. The worker process runs
 it (`nnscale.measure.worker`); benchmarks and tests may call it directly.
 
-Statistics are stored with units in the key names (see docs/methodology.md for each):
+Statistics are the typed record, units in the field names (see docs/methodology.md for each):
 throughput from the median step time with the order-statistic CI of the median
 (`nnscale.stats.throughput`), the Student-t CI of the mean step time (the stopping rule),
 percentiles, warm-up and compile time, peak memory and, added by the parent (`derive`), FLOP/s
@@ -21,6 +21,7 @@ from nnscale.measure.backends.base import Backend, get_backend
 from nnscale.measure.lm import is_lm, lm_rates
 from nnscale.measure.methodology import MeasurePolicy, Timed, measure
 from nnscale.records import MEASURED_STATUSES, Measurement, Workload
+from nnscale.records_stats import Host, Stats, Throughput, Timing
 from nnscale.stats import throughput
 
 
@@ -35,43 +36,22 @@ def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def timed_stats(workload: Workload, timed: Timed, policy: MeasurePolicy) -> dict:
-    """The statistics of a measured point, units in the key names."""
+def timed_stats(workload: Workload, timed: Timed, policy: MeasurePolicy) -> Stats:
+    """The statistics of a measured point (docs/methodology.md, "The statistics record")."""
     s = timed.summary
     rate = throughput(s, workload.batch_size * workload.world_size)
-    stats = {
-        # samples_per_s is the median rate (the store's column); samples_per_s_median says so.
-        "samples_per_s": _finite(rate.samples_per_s),
-        "samples_per_s_median": _finite(rate.samples_per_s),
-        "samples_per_s_ci_low": _finite(rate.ci_low),
-        "samples_per_s_ci_high": _finite(rate.ci_high),
-        "step_time_ms": s.median_ms,
-        "step_time_ms_median": s.median_ms,
-        "step_time_ms_mean": s.mean_ms,
-        "step_time_ms_stdev": _finite(s.stdev_ms),
-        "step_time_ms_min": s.min_ms,
-        "step_time_ms_max": s.max_ms,
-        "step_time_ms_ci_low": _finite(s.ci_low_ms),  # CI of the mean (the stopping rule)
-        "step_time_ms_ci_high": _finite(s.ci_high_ms),
-        "step_time_ms_median_ci_low": _finite(s.median_ci_low_ms),
-        "step_time_ms_median_ci_high": _finite(s.median_ci_high_ms),
-        "step_time_ms_p50": s.p50_ms,
-        "step_time_ms_p95": s.p95_ms,
-        "step_time_ms_p99": s.p99_ms,
-        "rel_ci": _finite(s.rel_ci),
-        "target_rel_ci": policy.target_rel_ci,
-        "confidence": s.confidence,
-        "iterations": s.n,
-        "outliers": s.outliers,
-        "warmup_iters": timed.warmup_iters,
-        "warmup_s": timed.warmup_s,
-        "warmup_steady": timed.warmup_steady,
-        "measure_s": timed.measure_s,
-        "budget_s": policy.budget_s,
-    }
-    if workload.mode == "inference":  # one inference step is one request's latency
-        stats.update(latency_ms_p50=s.p50_ms, latency_ms_p95=s.p95_ms, latency_ms_p99=s.p99_ms)
-    return stats
+    timing = Timing(
+        median_ms=s.median_ms, mean_ms=s.mean_ms, stdev_ms=_finite(s.stdev_ms), min_ms=s.min_ms,
+        max_ms=s.max_ms,
+        mean_ci_low_ms=_finite(s.ci_low_ms), mean_ci_high_ms=_finite(s.ci_high_ms),  # the stopping rule
+        median_ci_low_ms=_finite(s.median_ci_low_ms), median_ci_high_ms=_finite(s.median_ci_high_ms),
+        p50_ms=s.p50_ms, p95_ms=s.p95_ms, p99_ms=s.p99_ms, rel_ci=_finite(s.rel_ci),
+        target_rel_ci=policy.target_rel_ci, confidence=s.confidence, iterations=s.n,
+        outliers=s.outliers, warmup_iters=timed.warmup_iters, warmup_s=timed.warmup_s,
+        warmup_steady=timed.warmup_steady, measure_s=timed.measure_s, budget_s=policy.budget_s)
+    rates = Throughput(samples_per_s=_finite(rate.samples_per_s), samples_per_s_ci_low=_finite(rate.ci_low),
+                       samples_per_s_ci_high=_finite(rate.ci_high))
+    return Stats(timing=timing, throughput=rates)
 
 
 def unstable_reason(timed: Timed, policy: MeasurePolicy) -> str:
@@ -113,14 +93,14 @@ def measure_point(
         backend.close()
         return failed
     stats = timed_stats(workload, timed, policy)
-    stats.update(
-        first_step_ms=first_ms,
-        compile_s=first_ms / 1000.0 if workload.compile else None,
-        peak_memory_bytes=peak,
-        threads=prepared.threads,
-        device_name=prepared.device_name,
+    stats = replace(
+        stats,
+        timing=replace(stats.timing, first_step_ms=first_ms,
+                       compile_s=first_ms / 1000.0 if workload.compile else None),
+        compute=replace(stats.compute, peak_memory_bytes=peak),
+        # framework_version, framework_mode and framework specifics: Host fields, each named there
+        host=Host(threads=prepared.threads, device_name=prepared.device_name, **prepared.info),
     )
-    stats.update(prepared.info)  # framework_version, framework_mode and framework specifics
     status = "ok" if timed.stable else "unstable"
     error = "" if timed.stable else unstable_reason(timed, policy)
     return Measurement(workload, status, samples_ms=timed.samples_ms, stats=stats, error=error)
