@@ -7,7 +7,7 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "nnscale"
 
 # Lower numbers are lower layers. A module may import its own package and anything below its layer.
 LAYERS = {
-    "errors": 0, "records": 0, "format": 0, "environment": 0, "lifeline": 0, "__init__": 0,
+    "errors": 0, "records": 0, "linkcap": 0, "format": 0, "environment": 0, "lifeline": 0, "__init__": 0,
     "__main__": 7,
     "zoo": 1, "stats": 1, "store": 1,
     "kerasnets": 1,  # the zoo's models in Keras 3; imports only errors, never torch
@@ -17,7 +17,7 @@ LAYERS = {
     "study": 5, "report": 5,
     "cli": 6,
 }
-TORCH_FREE = {"errors", "records", "format", "stats", "store", "predict", "report", "kerasnets"}
+TORCH_FREE = {"errors", "records", "linkcap", "format", "stats", "store", "predict", "report", "kerasnets"}
 
 
 def _top(path: Path) -> str:

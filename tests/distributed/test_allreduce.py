@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from nnscale.records import ALLREDUCE
 from nnscale.store import open_store
 
 from ddp_helpers import run_cli
@@ -24,8 +25,8 @@ def test_allreduce_points_with_algbw_and_busbw(tmp_path):
     assert len(points) == len(printed) == 5  # 4K, 8K, 16K, 32K, 64K
     for p, size in zip(points, (4096, 8192, 16384, 32768, 65536)):
         s, w = p.stats, p.workload
-        assert w.model == "allreduce" and w.world_size == 2 and w.framework == "torch-gloo"
-        assert w.input_shape == (size // 4,) and w.precision == "fp32"
+        assert (w.kind, w.world_size, w.framework, w.engine) == (ALLREDUCE, 2, "torch", "torch-gloo")
+        assert (w.message_bytes, w.input_shape, w.precision) == (size, (), "fp32")
         assert p.status in ("ok", "unstable") and len(p.samples_ms) == s["n"]
         assert s["size_bytes"] == size and s["time_ms"] == pytest.approx(s["median_ms"])
         assert s["time_ms"] > 0

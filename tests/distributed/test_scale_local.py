@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from nnscale.records import DISTRIBUTED, DDPOptions
 from nnscale.store import open_store
 
 from ddp_helpers import run_cli
@@ -32,7 +33,9 @@ def test_one_point_per_world_size_with_speedup(scaled):
     assert [p.workload.world_size for p in points] == [1, 2]
     one, two = points
     assert {p.status for p in points} <= {"ok", "unstable"}
-    assert one.workload.framework == "torch-ddp" and one.workload.batch_size == 16
+    assert (one.workload.framework, one.workload.engine) == ("torch", "torch-ddp")
+    assert one.workload.kind == DISTRIBUTED and one.workload.ddp == DDPOptions()
+    assert one.workload.batch_size == 16
     assert one.stats["speedup_vs_1_worker"] == pytest.approx(1.0)
     assert one.stats["efficiency_vs_1_worker"] == pytest.approx(1.0)
     s = two.stats

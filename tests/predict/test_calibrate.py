@@ -10,7 +10,6 @@ from synthetic_runs import TRUTH, synthetic_records
 
 from nnscale.errors import UserError
 from nnscale.predict.calibrate import (
-    CAP_KEYS,
     CommParams,
     Point,
     default_free,
@@ -22,7 +21,7 @@ from nnscale.predict.calibrate import (
 from nnscale.predict.model import Bucketing
 from nnscale.predict.points import measured_bucketing
 from nnscale.predict.validate import TARGET, markdown, validate_leave_one_out
-from nnscale.records import Measurement, Workload
+from nnscale.records import ALLREDUCE, Measurement, Workload
 
 
 def test_points_are_read_like_the_distributed_records(records, net):
@@ -34,7 +33,7 @@ def test_points_are_read_like_the_distributed_records(records, net):
     assert all(p.inter for p in capped) and not any(p.inter for p in points if p.cap is None)
     step = next(p for p in points if p.kind == "step")
     assert step.profile.step_time_s == pytest.approx({8: 0.045, 32: 0.160}[step.batch], rel=0.1)
-    assert "bandwidth_cap_bit_per_s" in CAP_KEYS
+    assert {m.workload.link_cap_bit_per_s for m in records} == {None, 1e9, 200e6, 50e6}  # the cap is a field
 
 
 def test_noise_free_fit_recovers_the_truth(net):
@@ -99,7 +98,7 @@ def test_configurations_are_the_headline_and_calibration_inputs_a_diagnostic(rec
 def test_a_missed_calibration_input_does_not_fail_the_configurations(records, net):
     # The 4 KB loopback all-reduce 3x slower than the truth (a scheduler hiccup): its own leave-one-out
     # misses, shown in the calibration-input table; the steps are still held to the target alone.
-    i = next(i for i, m in enumerate(records) if m.workload.model == "allreduce")
+    i = next(i for i, m in enumerate(records) if m.workload.kind == ALLREDUCE)
     slow = dict(records[i].stats, time_ms=3 * records[i].stats["time_ms"])
     bad = records[:i] + [replace(records[i], stats=slow)] + records[i + 1:]
     v = validate_leave_one_out(bad, {net.name: net})
@@ -107,7 +106,7 @@ def test_a_missed_calibration_input_does_not_fail_the_configurations(records, ne
 
 
 def test_a_run_without_training_points_has_no_headline(records, net):
-    v = validate_leave_one_out([m for m in records if m.workload.model == "allreduce"])
+    v = validate_leave_one_out([m for m in records if m.workload.kind == ALLREDUCE])
     assert not v.configurations and not v.passed and "no training-step points" in v.headline()
     assert len(v.calibration_inputs) == 16 and "over 16 points" in markdown(v)
 
@@ -165,7 +164,8 @@ def test_ddp_bucket_layout_comes_from_ddp_logging():
 
 def test_a_run_with_no_usable_points_is_a_user_error(records):
     singles = [m for m in records if m.workload.world_size == 1]
-    failed = [Measurement(Workload("allreduce", "training", 1, (4,), world_size=2), "error", error="boom")]
+    failed = [Measurement(Workload(ALLREDUCE, "training", 1, (), world_size=2, kind=ALLREDUCE, message_bytes=16),
+                          "error", error="boom")]
     for bad in (singles, failed, []):
         with pytest.raises(UserError, match="no usable points for calibration") as exc:
             fit(bad, run="run empty")
@@ -177,7 +177,7 @@ def test_a_run_with_no_usable_points_is_a_user_error(records):
 def test_unstable_points_count_and_errors_do_not(records, net):
     marked = [replace(m, status="unstable") if i % 2 else m for i, m in enumerate(records)]
     assert len(extract_points(marked, {net.name: net})[0]) == 24
-    broken = [replace(m, status="timeout") if m.workload.model == "allreduce" else m for m in records]
+    broken = [replace(m, status="timeout") if m.workload.kind == ALLREDUCE else m for m in records]
     points, skipped = extract_points(broken, {net.name: net})
     assert len(points) == 8 and sum("status timeout" in s for s in skipped) == 16
 

@@ -57,7 +57,6 @@ from nnscale.predict.catalogue import Device, Link
 from nnscale.predict.comm import allreduce_time_s
 from nnscale.predict.model import Cluster, ModelProfile, ddp_step_time
 from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read them from here)
-    CAP_KEYS,
     STEP_KEYS,
     USABLE,
     Point,
@@ -66,7 +65,7 @@ from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read th
     extract_points,
     step_time_s,
 )
-from nnscale.records import Measurement
+from nnscale.records import ALLREDUCE, Measurement
 
 PARAMS = ("alpha_s", "bandwidth", "inter_alpha_s", "inter_bandwidth", "cap_efficiency", "overlap", "overhead_s")
 # A device for measured compute: its step time comes from the run, so no peak is ever looked up.
@@ -129,7 +128,7 @@ def tbf_credit_s(payload_bytes: float, cap: float, burst_bytes: float, efficienc
 def predict_point(params: CommParams, point: Point) -> float:
     """Seconds the model gives for `point` under `params`."""
     link = params.link(point.cap, inter=point.inter)
-    if point.kind == "allreduce":  # back-to-back calls: no bucket credit (module docstring)
+    if point.kind == ALLREDUCE:  # back-to-back calls: no bucket credit (module docstring)
         return allreduce_time_s(point.size_bytes, point.world_size, link, "ring")
     credit = None
     if point.cap is not None and point.burst is not None:
@@ -225,7 +224,7 @@ def initial_params(points: Sequence[Point]) -> CommParams:
     start = {"cap_efficiency": 0.9, "overlap": 0.5, "overhead_s": 0.0}
     for inter in (False, True):
         alpha, bw = _class_names(inter)
-        ar = [p for p in points if p.kind == "allreduce" and p.inter == inter]
+        ar = [p for p in points if p.kind == ALLREDUCE and p.inter == inter]
         if ar:
             small = min(ar, key=lambda p: p.size_bytes)
             start[alpha] = small.measured_s / (4 * (small.world_size - 1))

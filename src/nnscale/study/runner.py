@@ -30,7 +30,7 @@ from nnscale.measure.frameworks import (
 )
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.netstats.paper import paper_rows
-from nnscale.records import Measurement
+from nnscale.records import ALLREDUCE, Measurement
 from nnscale.store import capture_environment, open_store
 from nnscale.store.url import redact_command
 from nnscale.study.config import StudyConfig
@@ -188,7 +188,7 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     if max(nproc) < 2:
         return []
     have = {m.stats.get("size_bytes") for m in store.measurements(run_name)
-            if m.workload.model == "allreduce" and m.status in ("ok", "unstable")}
+            if m.workload.kind == ALLREDUCE and m.status in ("ok", "unstable")}
     if have:
         return []
     sizes = tuple(1 << k for k in range(10, 25, 2))  # 1 KiB .. 16 MiB, every factor of 4
