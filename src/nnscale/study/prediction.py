@@ -15,7 +15,7 @@ from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
 from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, per_gpu_batch,
                                    predict)
 from nnscale.predict.points import measured_bucketing
-from nnscale.predict.validate import Validation, validate_leave_one_out
+from nnscale.predict.leave_one_out import Validation, validate_leave_one_out
 from nnscale.records import ALLREDUCE
 
 DEFAULT_NODES = "1,2,4,...,128"
