@@ -11,7 +11,7 @@ import pytest
 
 from nnscale.predict.calibrate import CommParams, Point, predict_point
 from nnscale.predict.model import Bucketing, ModelProfile
-from nnscale.predict.validate import TARGET, markdown
+from nnscale.predict.leave_one_out import TARGET, markdown
 from nnscale.records import ALLREDUCE, DISTRIBUTED, DDPOptions, Measurement, Workload
 from nnscale.store import open_store
 from nnscale.study.prediction import validate_stored_run
