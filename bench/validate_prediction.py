@@ -9,8 +9,8 @@ Measures into one store:
   10.213.0.2/24, nothing else, no route off the pair), one worker each on its own share of the
   cores, `tc tbf` on both ends at each cap (bucket: 1 ms of tokens, at least 32 kbit); `nnscale
   allreduce` and `nnscale scale` (each batch) with `--bandwidth-cap RATE --bandwidth-cap-burst
-  BURST`, so every point carries its cap (framework tag `tbf=RATE`) and its bucket (stats
-  bandwidth_cap_burst_bits).
+  BURST`, so every point carries its cap and its bucket (workload fields link_cap_bit_per_s and
+  link_cap_burst_bytes).
 Then runs `validate_stored_run(["local", "caps"], DB)` (leave-one-out over both runs pooled) and
 prints the Markdown of nnscale.predict.leave_one_out.markdown: the configurations (the training steps,
 held to the 10 % target) and the calibration inputs (the all-reduce points, a diagnostic).

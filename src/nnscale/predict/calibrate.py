@@ -33,7 +33,7 @@ depends on the gap before the transfer:
   In steady state each call starts with the tokens of that gap only, and over a call plus its gap
   the bucket cannot give more than r (call + gap): T = max(T_path, W / r - gap), the bucket size
   drops out and the credit is the gap (microseconds). So all-reduce points keep the plain model.
-Points without a recorded bucket (stats bandwidth_cap_burst_bits) keep the plain model too.
+Points without a recorded bucket (the workload's link_cap_burst_bytes) keep the plain model too.
 
 Predicted times: all-reduce points by the ring formula 2(p-1) alpha + 2(p-1)/p n / B (comm.py); step
 points by `ddp_step_time` with the shared overlap and overhead. Residuals are relative
