@@ -22,36 +22,33 @@ SIZE_BITS = {"": 8, "b": 8, "k": 8 * 1024, "kb": 8 * 1024, "m": 8 * 1024**2, "mb
              "g": 8 * 1024**3, "gb": 8 * 1024**3, "kbit": 1024, "mbit": 1024**2, "gbit": 1024**3}
 
 
-def _split(text: str, one_word: bool) -> tuple[float, str]:
-    """'200mbit' -> (200.0, 'mbit'); a value of -1 when the number part does not parse."""
+def _read(text: str, units: dict, one_word: bool, error: str) -> float:
+    """NUMBER UNIT in `units` (its factor applied), the number finite and > 0; UserError(error)."""
     t = text.strip().lower()
     num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = t[len(num):]
     try:
         # A size must be one word: "1000 kbit" is two words to tc.
         value = float(num) if num == num.strip() or not one_word else -1.0
     except ValueError:
         value = -1.0
-    return value, t[len(num):]
+    if unit not in units or not (math.isfinite(value) and value > 0):
+        raise UserError(error)
+    return value * units[unit]
 
 
 def rate_bit_per_s(text: str) -> float:
     """A tc rate ('200mbit', tc-s(8): SI multiples of bit/s) in bit/s; UserError otherwise."""
-    value, unit = _split(text, one_word=False)
-    if unit not in RATE_UNITS or not (math.isfinite(value) and value > 0):
-        raise UserError(f"--bandwidth-cap {text!r}: expected a tc rate such as 200mbit, 1gbit, "
-                        "500kbit")
-    return value * RATE_UNITS[unit]
+    return _read(text, RATE_UNITS, False, f"--bandwidth-cap {text!r}: expected a tc rate such as "
+                                          "200mbit, 1gbit, 500kbit")
 
 
 def burst_bits(text: str) -> float:
     """A `tc tbf` burst (bucket size) in bits, read as tc reads it: '1000kbit' -> 1000 x 1024 =
     1,024,000 bits, '125kb' -> 125 x 1024 x 8 = 1,024,000 bits, a bare number is bytes. UserError
     otherwise."""
-    value, unit = _split(text, one_word=True)
-    if unit not in SIZE_BITS or not (math.isfinite(value) and value > 0):
-        raise UserError(f"--bandwidth-cap-burst {text!r}: expected a tc size such as 1000kbit or "
-                        "125kb (as given to `tc ... tbf burst`)")
-    return value * SIZE_BITS[unit]
+    return _read(text, SIZE_BITS, True, f"--bandwidth-cap-burst {text!r}: expected a tc size such "
+                                        "as 1000kbit or 125kb (as given to `tc ... tbf burst`)")
 
 
 def rate_text(bit_per_s: float) -> str:
