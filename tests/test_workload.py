@@ -101,11 +101,12 @@ def test_older_forms_not_in_the_fixture_are_upgraded_too():
     base = {"model": "resnet50", "mode": "training", "batch_size": 4, "input_shape": [3, 8, 8],
             "device": "cpu", "precision": "fp32", "world_size": 4}
     # Before `strategy` existed: only the tag said DDP; a cap with its bucket in the stats.
-    u = Workload.from_dict({**base, "framework": "torch-ddp[nodes=2,tbf=1gbit,grad_as_bucket_view=True,"
-                                                 "comm_hook=fp16]"},
+    tag = "torch-ddp[nodes=2,tbf=1gbit,grad_as_bucket_view=True,static_graph=True,comm_hook=fp16]"
+    u = Workload.from_dict({**base, "framework": tag},
                            {"bandwidth_cap_bit_per_s": 1e9, "bandwidth_cap_burst_bits": 1024000.0})
+    assert u.engine == tag  # the label the report showed, in the order it showed it
     assert (u.strategy, u.nnodes, u.nproc_per_node, u.link_cap_bit_per_s) == ("ddp", 2, 2, 1e9)
-    assert u.ddp == DDPOptions(grad_as_bucket_view=True, comm_hook="fp16")
+    assert u.ddp == DDPOptions(grad_as_bucket_view=True, static_graph=True, comm_hook="fp16")
     assert u.link_cap_burst_bytes == 128000.0
     # An NCCL all-reduce of bf16 over 2 nodes, its cap only in an older stats name (bytes/s).
     ar = {**base, "model": "allreduce", "batch_size": 1, "input_shape": [512], "device": "cuda",

@@ -41,9 +41,10 @@ _KEY_OMITS_AT_DEFAULT = {"activation_checkpointing": False, "strategy": "", "kin
 class DDPOptions:
     """DistributedDataParallel's options a DDP point ran with (torch's defaults here)."""
 
+    # In the order the framework tag of older rows listed them (`engine` renders that label).
     bucket_mb: float = 25.0  # bucket_cap_mb
-    static_graph: bool = False
     grad_as_bucket_view: bool = False  # gradient_as_bucket_view
+    static_graph: bool = False
     comm_hook: str = "none"  # "none", "fp16", "bf16": the gradient compression hook
 
 

@@ -8,8 +8,9 @@ import sys
 
 from nnscale.cli.launch_options import add_launch_options, launching_from_args
 from nnscale.distributed.config import BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_TIMEOUT_S, ScaleConfig
+from nnscale.distributed.launch_loop import Sink, WorldSizeFailed
 from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
-from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
+from nnscale.distributed.scaling import run_scale
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.validate import check_seconds
@@ -202,7 +203,7 @@ def handle(args) -> int:
     where = f" (run {sink.run_name!r} in {sink.store.url})" if sink.store else ""
     try:
         points = run_scale(cfg, sink)
-    except ScaleFailed as e:
+    except WorldSizeFailed as e:
         done = [p for p in e.points if p.status in ("ok", "unstable")]
         if done and args.format == "table":
             print_points(done, cfg, args.format)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from nnscale.distributed.config import ScaleConfig
 from nnscale.distributed.launch import worker_cores
-from nnscale.distributed.launch_loop import Launch, Sink, WorldSizeFailed, launch_and_store
+from nnscale.distributed.launch_loop import Launch, Sink, launch_and_store
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.records import DISTRIBUTED, DDPOptions, Measurement, Workload
@@ -28,11 +28,6 @@ from nnscale.stats import Summary, throughput
 from nnscale.zoo import model_info
 
 USABLE = ("ok", "unstable")
-
-
-# The name `scale` has always raised; the loop is shared with `allreduce` (launch_loop.py).
-ScaleFailed = WorldSizeFailed
-__all__ = ["ScaleFailed", "Sink", "run_scale", "workload"]
 
 
 def ddp_options(cfg: ScaleConfig) -> dict:
@@ -203,7 +198,8 @@ def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement])
 
 
 def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
-    """Measure every world size of `cfg` (see the module docstring); raise ScaleFailed on a failure."""
+    """Measure every world size of `cfg` (see the module docstring); raise WorldSizeFailed
+    (launch_loop) on a failure."""
     storing = sink.storing(cfg.launching)
     known = sink.store.measurements(sink.run_name) if storing and sink.run_name else []
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from nnscale.distributed.allreduce import run_allreduce
 from nnscale.environment import check_interference
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
-from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
+from nnscale.distributed.launch_loop import Sink, WorldSizeFailed
+from nnscale.distributed.scaling import run_scale
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import (
     check_installed,
@@ -183,7 +184,7 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
         for point in run_scale(cfg, sink):
             progress.note(f"  world size {point.workload.world_size}: "
                           f"{point.stats.get('samples_per_s', 0):.1f} samples/s ({point.status})")
-    except ScaleFailed as exc:
+    except WorldSizeFailed as exc:
         return [f"scaling stopped: {exc}"]
     if max(nproc) < 2:
         return []
@@ -197,7 +198,7 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
                                         warmup_max_s=min(policy.warmup_max_s, 1.0)))
     try:
         run_allreduce(ar, sink)
-    except ScaleFailed as exc:
+    except WorldSizeFailed as exc:
         return [f"all-reduce calibration stopped: {exc}"]
     return []
 
