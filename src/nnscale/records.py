@@ -137,8 +137,8 @@ _LEGACY_CAP_KEYS = {"bandwidth_cap_bit_per_s": 1.0, "tc_rate_bit_per_s": 1.0,
 
 def upgrade_legacy(d: dict, stats: dict) -> dict:
     """A stored workload of the form before the explicit fields, in the current form. The only place
-    a configuration string is read: it runs once per row when the store reads it (the store
-    rewrites the row in the new form). The older forms, as nnscale wrote them:
+    a configuration string is read: when a row is read (`from_dict`; a store that rewrites its rows
+    on open through from_dict/to_dict does it once). The older forms, as nnscale wrote them:
     - a data-parallel point: framework `torch-ddp[...]` / `torch-fsdp[...]`, its tags `nodes=N`,
       `tbf=RATE` (tc units) and DDP's non-default options (`bucket_mb=1.0,static_graph=True,...`);
       points stored before `strategy` existed say "ddp" only there;
@@ -173,11 +173,6 @@ def upgrade_legacy(d: dict, stats: dict) -> dict:
                 for k, v in items.items() if k in types}
         out["ddp"] = asdict(DDPOptions(**opts))
     return out
-
-
-def strategy_of(w: Workload) -> str:
-    """The point's data-parallel strategy ("" for one that is not distributed)."""
-    return w.strategy
 
 
 @dataclass(frozen=True, slots=True)
