@@ -122,7 +122,7 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         "trace_file": result.get("trace_file"),  # Chrome trace JSON of one step (trace.py)
         "step_timeline": result.get("step_timeline"),
     }
-    stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket, as nnscale.predict reads them
+    stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket (also workload fields)
     return stats
 
 
