@@ -47,11 +47,6 @@ COLUMNS = (("run", "run"), ("model", "model"), ("strategy", "strategy"), ("world
 MIB = 2**20
 
 
-def _strategy(w) -> str:
-    strategy = getattr(w, "strategy", "") or ""
-    return strategy or ("ddp" if w.framework.startswith("torch-ddp") else "")
-
-
 def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
     rows = []
     with open_store(store_url, create=False) as db:
@@ -60,7 +55,7 @@ def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
             for m in db.measurements(name):
                 w, peak = m.workload, m.stats.get("peak_memory_bytes")
                 shape = lm_shape(w.model)
-                strategy = _strategy(w)
+                strategy = w.strategy  # an older row is upgraded when read (records.upgrade_legacy)
                 if m.status not in ("ok", "unstable") or shape is None or not peak or strategy not in ("ddp", "fsdp") \
                         or w.mode != "training":
                     continue

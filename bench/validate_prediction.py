@@ -9,10 +9,10 @@ Measures into one store:
   10.213.0.2/24, nothing else, no route off the pair), one worker each on its own share of the
   cores, `tc tbf` on both ends at each cap (bucket: 1 ms of tokens, at least 32 kbit); `nnscale
   allreduce` and `nnscale scale` (each batch) with `--bandwidth-cap RATE --bandwidth-cap-burst
-  BURST`, so every point carries its cap (framework tag `tbf=RATE`) and its bucket (stats
-  bandwidth_cap_burst_bits).
+  BURST`, so every point carries its cap and its bucket (workload fields link_cap_bit_per_s and
+  link_cap_burst_bytes).
 Then runs `validate_stored_run(["local", "caps"], DB)` (leave-one-out over both runs pooled) and
-prints the Markdown of nnscale.predict.validate.markdown: the configurations (the training steps,
+prints the Markdown of nnscale.predict.leave_one_out.markdown: the configurations (the training steps,
 held to the 10 % target) and the calibration inputs (the all-reduce points, a diagnostic).
 
 Needs root and iproute2 (ip, tc). The namespaces (and with them the veth pair and its qdiscs) are
@@ -183,7 +183,7 @@ def validate(db: str) -> int:
     """Leave-one-out over runs local and caps pooled, then each alone; 0 if the pooled configurations
     (the training steps) pass."""
     sys.path.insert(0, SRC)
-    from nnscale.predict.validate import markdown
+    from nnscale.predict.leave_one_out import markdown
     from nnscale.glue.predict import validate_stored_run
 
     v = validate_stored_run(["local", "caps"], db)

@@ -7,8 +7,8 @@ PKG = Path(__file__).resolve().parents[1] / "src" / "nnscale"
 
 # Lower numbers are lower layers. A module may import its own package and anything below its layer.
 LAYERS = {
-    "errors": 0, "records": 0, "records_stats": 0, "records_stats_legacy": 0, "format": 0,
-    "environment": 0, "lifeline": 0, "__init__": 0,
+    "errors": 0, "records": 0, "records_stats": 0, "records_stats_legacy": 0, "linkcap": 0,
+    "format": 0, "environment": 0, "lifeline": 0, "__init__": 0,
     "host": 0,  # this host's cores and CPU flags: a leaf
     "__main__": 7,
     "zoo": 1, "stats": 1, "store": 1,
@@ -20,8 +20,8 @@ LAYERS = {
     "glue": 5,  # the torch-side inputs of `nnscale predict` / `nnscale report` (netstats, stored runs)
     "cli": 6,
 }
-TORCH_FREE = {"errors", "records", "records_stats", "records_stats_legacy", "format", "host", "stats",
-              "store", "predict", "report", "kerasnets"}
+TORCH_FREE = {"errors", "records", "records_stats", "records_stats_legacy", "linkcap", "format", "host",
+              "stats", "store", "predict", "report", "kerasnets"}
 
 
 def _top(path: Path) -> str:

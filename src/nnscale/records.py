@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, fields
 
 from nnscale.records_stats import Stats
+
+from nnscale.linkcap import rate_bit_per_s, rate_text
 
 MODES = ("inference", "training")
 # A language model's third mode: one new token per step from a key/value cache; its "inference" is
@@ -25,9 +28,28 @@ STATUSES = ("ok", "unstable", "oom", "error", "timeout")
 MEASURED_STATUSES = ("ok", "unstable")
 
 
+# What kind of point a workload is (docs/distributed.md, "The workload's fields"): a one-process
+# point of a sweep or tune; one world size of a data-parallel training run (`strategy` says which:
+# "ddp" or "fsdp"); one message size of the all-reduce benchmark.
+KINDS = ("sweep", "distributed", "allreduce")
+SWEEP, DISTRIBUTED, ALLREDUCE = KINDS
+
 # Workload fields added after points were first stored, left out of the key while at their default:
 # a point stored before a field existed keeps its key, so a resumed run still finds it.
-_KEY_OMITS_AT_DEFAULT = {"activation_checkpointing": False, "strategy": ""}
+_KEY_OMITS_AT_DEFAULT = {"activation_checkpointing": False, "strategy": "", "kind": SWEEP,
+                         "nnodes": 1, "ddp": None, "link_cap_bit_per_s": None,
+                         "link_cap_burst_bytes": None, "message_bytes": 0}
+
+
+@dataclass(frozen=True, slots=True)
+class DDPOptions:
+    """DistributedDataParallel's options a DDP point ran with (torch's defaults here)."""
+
+    # In the order the framework tag of older rows listed them (`engine` renders that label).
+    bucket_mb: float = 25.0  # bucket_cap_mb
+    grad_as_bucket_view: bool = False  # gradient_as_bucket_view
+    static_graph: bool = False
+    comm_hook: str = "none"  # "none", "fp16", "bf16": the gradient compression hook
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +61,51 @@ class Workload:
     batch_size: int  # per worker
     input_shape: tuple[int, ...]  # (C, H, W) of one sample
     device: str = "cpu"  # "cpu" or "cuda:N"
-    precision: str = "fp32"
+    precision: str = "fp32"  # an all-reduce point: the buffer's dtype
     channels_last: bool = False
     compile: bool = False
     threads: int = 0  # torch intra-op threads; 0 = not set
     framework: str = "torch"
-    world_size: int = 1
+    world_size: int = 1  # nnodes x nproc_per_node
     activation_checkpointing: bool = False  # language models: recompute each block in backward
     # The data-parallel strategy of a distributed point ("ddp", "fsdp"); "" for one process.
     strategy: str = ""
+    kind: str = SWEEP  # one of KINDS
+    nnodes: int = 1  # the nodes the world_size workers were spread over, evenly
+    ddp: DDPOptions | None = None  # a DDP point's options; None for every other kind
+    # The `tc tbf` cap the link was run under (recorded, not set, by nnscale; linkcap.py's units).
+    link_cap_bit_per_s: float | None = None
+    link_cap_burst_bytes: float | None = None  # that tbf's bucket, when recorded
+    message_bytes: int = 0  # an all-reduce point: the buffer all-reduced, bytes
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Workload.kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        if (self.kind == DISTRIBUTED) != bool(self.strategy):
+            raise ValueError("a distributed point has a strategy (ddp or fsdp), no other kind has one")
+        if self.nnodes < 1 or self.world_size % self.nnodes:
+            raise ValueError(f"world_size {self.world_size} does not spread over {self.nnodes} nodes")
+
+    @property
+    def nproc_per_node(self) -> int:
+        return self.world_size // self.nnodes
+
+    @property
+    def engine(self) -> str:
+        """The point's engine in words, for tables and labels (rendered, never parsed back):
+        'torch' for a sweep; a distributed or all-reduce point adds the strategy or the collective
+        backend and what sets it apart, e.g. 'torch-ddp[nodes=2,tbf=200mbit,bucket_mb=1.0]'."""
+        if self.kind == SWEEP:
+            return self.framework
+        what = self.strategy if self.kind == DISTRIBUTED else (
+            "nccl" if self.device.startswith("cuda") else "gloo")
+        tags = [f"nodes={self.nnodes}"] if self.nnodes > 1 else []
+        if self.link_cap_bit_per_s:
+            tags.append(f"tbf={rate_text(self.link_cap_bit_per_s)}")
+        if self.ddp is not None:
+            tags += [f"{f.name}={getattr(self.ddp, f.name)}" for f in fields(DDPOptions)
+                     if getattr(self.ddp, f.name) != f.default]
+        return f"{self.framework}-{what}" + (f"[{','.join(tags)}]" if tags else "")
 
     def key(self) -> str:
         """A stable identity, used to skip finished points on resume. A language model's sequence
@@ -60,17 +118,65 @@ class Workload:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @classmethod
-    def from_dict(cls, d: dict) -> Workload:
+    def from_dict(cls, d: dict, stats: dict | None = None) -> Workload:
+        """A workload as stored (`asdict`). One stored before the explicit fields existed (no
+        `kind`) is upgraded from its framework tag, and `stats` (the point's statistics) supply
+        the cap's bucket it recorded there: see `upgrade_legacy`."""
+        if "kind" not in d:
+            d = upgrade_legacy(d, stats or {})
         names = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["input_shape"] = tuple(kw["input_shape"])
+        if isinstance(kw.get("ddp"), dict):
+            kw["ddp"] = DDPOptions(**kw["ddp"])
         return cls(**kw)
 
 
-def strategy_of(w: Workload) -> str:
-    """The point's data-parallel strategy; a DDP point stored before `strategy` existed says so
-    only in its framework tag (torch-ddp[...])."""
-    return w.strategy or ("ddp" if w.framework.startswith("torch-ddp") else "")
+_LEGACY_TAG = re.compile(r"^(?P<framework>[a-z]+)-(?P<engine>[a-z0-9]+)(?:\[(?P<tags>[^\]]*)\])?$")
+_LEGACY_ITEMSIZE = {"fp32": 4, "bf16": 2, "fp16": 2}  # the all-reduce benchmark's dtypes
+# Stats keys older points recorded their cap under, and the factor to bit/s.
+_LEGACY_CAP_KEYS = {"bandwidth_cap_bit_per_s": 1.0, "tc_rate_bit_per_s": 1.0,
+                    "bandwidth_cap_bytes_per_s": 8.0}
+
+
+def upgrade_legacy(d: dict, stats: dict) -> dict:
+    """A stored workload of the form before the explicit fields, in the current form. The only place
+    a configuration string is read: when a row is read (`from_dict`; a store that rewrites its rows
+    on open through from_dict/to_dict does it once). The older forms, as nnscale wrote them:
+    - a data-parallel point: framework `torch-ddp[...]` / `torch-fsdp[...]`, its tags `nodes=N`,
+      `tbf=RATE` (tc units) and DDP's non-default options (`bucket_mb=1.0,static_graph=True,...`);
+      points stored before `strategy` existed say "ddp" only there;
+    - an all-reduce point: model "allreduce", framework `torch-gloo` / `torch-nccl` with the same
+      `nodes`/`tbf` tags, and the buffer as input_shape (numel,) of the precision's dtype.
+    The cap's bucket was only in the stats (bandwidth_cap_burst_bits)."""
+    out = dict(d)
+    out.setdefault("strategy", "")
+    tag = _LEGACY_TAG.match(str(d.get("framework", "")))
+    if tag is None:  # a sweep point: nothing was encoded
+        return out
+    items = dict(t.split("=", 1) for t in (tag["tags"] or "").split(",") if "=" in t)
+    out["framework"] = tag["framework"]
+    out["nnodes"] = int(items.pop("nodes", stats.get("nnodes") or 1))
+    rate = items.pop("tbf", None)
+    cap = rate_bit_per_s(rate) if rate else next(
+        (float(stats[k]) * f for k, f in _LEGACY_CAP_KEYS.items()
+         if isinstance(stats.get(k), (int, float)) and stats[k] > 0), None)
+    out["link_cap_bit_per_s"] = cap
+    burst = stats.get("bandwidth_cap_burst_bits")
+    out["link_cap_burst_bytes"] = (float(burst) / 8 if cap and isinstance(burst, (int, float))
+                                   and burst > 0 else None)
+    if d.get("model") == ALLREDUCE:
+        shape = tuple(d.get("input_shape") or (1,))
+        out.update(kind=ALLREDUCE, strategy="", input_shape=(),
+                   message_bytes=int(shape[0]) * _LEGACY_ITEMSIZE.get(d.get("precision"), 4))
+        return out
+    out.update(kind=DISTRIBUTED, strategy=out["strategy"] or tag["engine"])
+    if out["strategy"] == "ddp":
+        types = {f.name: f.type for f in fields(DDPOptions)}
+        opts = {k: (v == "True" if types[k] == "bool" else float(v) if types[k] == "float" else v)
+                for k, v in items.items() if k in types}
+        out["ddp"] = asdict(DDPOptions(**opts))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +207,7 @@ class Measurement:
     @classmethod
     def from_dict(cls, d: dict) -> Measurement:
         return cls(
-            workload=Workload.from_dict(d["workload"]),
+            workload=Workload.from_dict(d["workload"], d.get("stats")),
             status=d["status"],
             samples_ms=tuple(d.get("samples_ms", ())),
             stats=Stats.from_dict(d.get("stats")),

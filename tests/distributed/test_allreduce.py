@@ -7,6 +7,7 @@ import statistics
 
 import pytest
 
+from nnscale.records import ALLREDUCE
 from nnscale.store import open_store
 
 from ddp_helpers import run_cli
@@ -25,8 +26,8 @@ def test_allreduce_points_with_algbw_and_busbw(tmp_path):
     assert len(points) == len(printed) == 5  # 4K, 8K, 16K, 32K, 64K
     for p, size in zip(points, (4096, 8192, 16384, 32768, 65536)):
         s, w = p.stats, p.workload
-        assert w.model == "allreduce" and w.world_size == 2 and w.framework == "torch-gloo"
-        assert w.input_shape == (size // 4,) and w.precision == "fp32"
+        assert (w.kind, w.world_size, w.framework, w.engine) == (ALLREDUCE, 2, "torch", "torch-gloo")
+        assert (w.message_bytes, w.input_shape, w.precision) == (size, (), "fp32")
         assert p.status in ("ok", "unstable") and len(p.samples_ms) == s.timing.iterations
         assert s.allreduce.size_bytes == size and s.timing.median_ms == pytest.approx(statistics.median(p.samples_ms))
         assert s.timing.median_ms > 0

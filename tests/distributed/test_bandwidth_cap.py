@@ -1,11 +1,13 @@
-"""Rates and token buckets for `--bandwidth-cap` (nnscale.distributed.config)."""
+"""Rates and token buckets for `--bandwidth-cap`: tc's units (nnscale.linkcap), the bucket nnscale
+suggests (nnscale.distributed.config.tbf_burst), and what a launch records."""
 
 from __future__ import annotations
 
 import pytest
 
-from nnscale.distributed.config import Launching, burst_bits, rate_bit_per_s, tbf_burst
+from nnscale.distributed.config import Launching, tbf_burst
 from nnscale.errors import UserError
+from nnscale.linkcap import burst_bits, rate_bit_per_s, rate_text
 
 
 @pytest.mark.parametrize(("rate", "bits"), [("200mbit", 2e8), ("1gbit", 1e9), ("500kbit", 5e5),
@@ -50,10 +52,16 @@ def test_bad_burst_is_a_user_error(bad):
 
 
 def test_the_point_records_the_cap_and_its_bucket():
-    cap = Launching(nproc=(1,), bandwidth_cap="200MBIT", bandwidth_cap_burst=" 200KBIT ")
+    cap = Launching(nproc=(1,), bandwidth_cap_bit_per_s=rate_bit_per_s("200MBIT"),
+                    bandwidth_cap_burst_bytes=burst_bits(" 200KBIT ") / 8)
     assert cap.cap_stats() == {"bandwidth_cap_bit_per_s": 2e8, "bandwidth_cap_burst_bits": 200 * 1024}
-    assert cap.tags == ["tbf=200mbit"]  # the bucket is in the stats, not in the workload's key
-    assert Launching(nproc=(1,), bandwidth_cap="1gbit").cap_stats() == {"bandwidth_cap_bit_per_s": 1e9}
+    assert Launching(nproc=(1,), bandwidth_cap_bit_per_s=1e9).cap_stats() == {"bandwidth_cap_bit_per_s": 1e9}
     assert Launching(nproc=(1,)).cap_stats() == {}
     with pytest.raises(UserError, match="needs --bandwidth-cap"):
-        Launching(nproc=(1,), bandwidth_cap_burst="200kbit")
+        Launching(nproc=(1,), bandwidth_cap_burst_bytes=25600.0)
+
+
+@pytest.mark.parametrize(("bits", "text"), [(2e8, "200mbit"), (1e9, "1gbit"), (1.5e9, "1500mbit"),
+                                            (5e5, "500kbit"), (1234.5, "1234.5bit")])
+def test_a_rate_is_named_in_tc_units_and_reads_back(bits, text):
+    assert rate_text(bits) == text and rate_bit_per_s(text) == pytest.approx(bits)

@@ -36,7 +36,8 @@ def points(tmp_path_factory):
 def test_the_strategy_is_a_field_of_the_workload_and_of_its_key(points):
     assert sorted(points) == [("ddp", 1), ("ddp", 2), ("fsdp", 1), ("fsdp", 2)]
     ddp, fsdp = points["ddp", 2].workload, points["fsdp", 2].workload
-    assert (ddp.framework, fsdp.framework) == ("torch-ddp", "torch-fsdp")
+    assert (ddp.framework, fsdp.framework) == ("torch", "torch")
+    assert (ddp.engine, fsdp.engine) == ("torch-ddp", "torch-fsdp") and fsdp.ddp is None
     assert ddp.key() != fsdp.key()
     assert points["fsdp", 2].stats.distributed.strategy == "fsdp"
     # A one-process point (strategy "") keeps the key it had before the field existed.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ddp_helpers import scale_run
+from nnscale.records import DISTRIBUTED, DDPOptions
 
 # xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_scale_local")]
@@ -27,7 +28,9 @@ def test_one_point_per_world_size_with_speedup(scaled):
     assert [p.workload.world_size for p in points] == [1, 2]
     one, two = points
     assert {p.status for p in points} <= {"ok", "unstable"}
-    assert one.workload.framework == "torch-ddp" and one.workload.batch_size == 16
+    assert (one.workload.framework, one.workload.engine) == ("torch", "torch-ddp")
+    assert one.workload.kind == DISTRIBUTED and one.workload.ddp == DDPOptions()
+    assert one.workload.batch_size == 16
     assert one.stats.distributed.speedup_vs_1_worker == pytest.approx(1.0)
     assert one.stats.distributed.efficiency_vs_1_worker == pytest.approx(1.0)
     s = two.stats

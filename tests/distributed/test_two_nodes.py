@@ -122,7 +122,9 @@ def test_two_namespaces_communication_grows_as_the_link_tightens(link, tmp_path)
         s = Stats.from_dict(point["stats"])
         assert s.launch.nnodes == 2 and s.distributed.world_size == 2 and s.launch.nproc_per_node == 1
         # Tagged with the cap, as nnscale.predict reads it; one run holds all three caps.
-        assert point["workload"]["framework"] == f"torch-ddp[nodes=2,tbf={rate}]"
+        w = point["workload"]
+        assert (w["framework"], w["nnodes"], w["strategy"]) == ("torch", 2, "ddp")
+        assert w["link_cap_bit_per_s"] == int(rate.removesuffix("mbit")) * 1e6
         assert s.launch.bandwidth_cap_bit_per_s == int(rate.removesuffix("mbit")) * 1e6
         # The rendezvous and gloo went over the veth pair, nowhere else.
         assert s.distributed.ddp_logging["master_addr"] in ADDR.values()

@@ -11,8 +11,8 @@ import pytest
 
 from nnscale.predict.calibrate import CommParams, Point, predict_point
 from nnscale.predict.model import Bucketing, ModelProfile
-from nnscale.predict.validate import TARGET, markdown
-from nnscale.records import Measurement, Workload
+from nnscale.predict.leave_one_out import TARGET, markdown
+from nnscale.records import ALLREDUCE, DISTRIBUTED, DDPOptions, Measurement, Workload
 from nnscale.glue.predict import validate_stored_run
 
 from stored_points import store_points
@@ -24,8 +24,8 @@ GRAD_BYTES = 1_000_000
 COMPUTE_S = {8: 0.02, 32: 0.07}
 
 
-def _framework(cap_bit):
-    return f"torch-gloo[nodes=2,tbf={cap_bit / 1e6:g}mbit]" if cap_bit else "torch-gloo"
+def _link(cap_bit) -> dict:
+    return {"nnodes": 2 if cap_bit else 1, "link_cap_bit_per_s": cap_bit}
 
 
 def records() -> list[Measurement]:
@@ -38,14 +38,16 @@ def records() -> list[Measurement]:
             t = predict_point(TRUTH, Point("allreduce", "", 2, 1.0, size_bytes=size, cap=cap, inter=inter))
             if size == 16384 and cap_bit is None:
                 t *= 3
-            w = Workload("allreduce", "training", 1, (size // 4,), world_size=2, framework=_framework(cap_bit))
+            w = Workload(ALLREDUCE, "training", 1, (), world_size=2, kind=ALLREDUCE, message_bytes=size,
+                         **_link(cap_bit))
             out.append(Measurement(w, "ok", stats={"size_bytes": size, "time_ms": 1e3 * t,
                                                    "nnodes": 2 if inter else 1}))
         for b, c in COMPUTE_S.items():
             prof = replace(net, step_time_s=c, measured_batch=b)
             t = predict_point(TRUTH, Point("step", "", 2, 1.0, cap=cap, profile=prof, batch=b,
                                            bucketing=Bucketing(), inter=inter))
-            w = Workload(MODEL, "training", b, (1, 28, 28), world_size=2, threads=1, framework=_framework(cap_bit))
+            w = Workload(MODEL, "training", b, (1, 28, 28), world_size=2, threads=1, kind=DISTRIBUTED,
+                         strategy="ddp", ddp=DDPOptions(), **_link(cap_bit))
             out.append(Measurement(w, "ok", stats={"step_time_ms": 1e3 * t, "nnodes": 2 if inter else 1,
                                                    "bytes_allreduced_per_step": GRAD_BYTES}))
     return out

@@ -5,9 +5,8 @@ points with size_bytes/time_ms at world size 2, DDP training points with step_ti
 forward/backward/optimizer breakdown, one-worker points as the compute reference. Two links, as
 bench/validate_prediction.py measures them: loopback (both ranks on one node, no cap) and a veth pair
 between two network namespaces ("2 nodes") capped by `tc tbf` at 1000, 200 and 50 Mbit/s. Each
-capped point carries its rate and node count in its framework tag (torch-gloo[nodes=2,tbf=200mbit])
-and, for the all-reduces, stats nnodes = 2; small-net's capped training points also carry the rate as
-stats["bandwidth_cap_bit_per_s"].
+capped point carries its rate and node count in its workload (link_cap_bit_per_s, nnodes = 2) and,
+as `nnscale scale/allreduce` store them, in its stats (bandwidth_cap_bit_per_s, nnodes).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import numpy as np
 
 from nnscale.predict.calibrate import CommParams, Point, predict_point
 from nnscale.predict.model import Bucketing, Layer, ModelProfile
-from nnscale.records import Measurement, Workload
+from nnscale.records import ALLREDUCE, DISTRIBUTED, DDPOptions, Measurement, Workload
 
 # Loopback: 50 us per ring step, 2 GB/s. The veth pair: 300 us per step, its payload 93 % of the cap
 # (its own uncapped rate never measured: inf). Shared: overlap 0.6, 2 ms per-step overhead.
@@ -37,22 +36,26 @@ def small_net() -> ModelProfile:
                         training_flops=36.6e6, layers=layers)
 
 
-def _framework(cap) -> str:
-    # The store keys points by workload: points under different caps differ in their framework tag.
-    return f"torch-gloo[nodes=2,tbf={cap / 1e6:g}mbit]" if cap else "torch-gloo"
+def _link(cap, burst: dict | None = None) -> dict:
+    # The store keys points by workload: points under different caps differ in their link fields.
+    bits = (burst or {}).get("bandwidth_cap_burst_bits")
+    return {"nnodes": 2 if cap else 1, "link_cap_bit_per_s": cap or None,
+            "link_cap_burst_bytes": bits / 8 if bits else None}
 
 
 def _ar(size: int, t: float, cap, extra: dict | None = None) -> Measurement:
-    w = Workload("allreduce", "training", 1, (size // 4,), world_size=2, threads=1, framework=_framework(cap))
+    w = Workload(ALLREDUCE, "training", 1, (), world_size=2, threads=1, kind=ALLREDUCE,
+                 message_bytes=size, **_link(cap, extra))
     stats = {"size_bytes": size, "time_ms": 1e3 * t, "step_time_ms": 1e3 * t, "nnodes": 2 if cap else 1,
              **(extra or {})}
     return Measurement(w, "ok", stats=stats)
 
 
 def _step(model: str, batch: int, p: int, t: float, cap, extra: dict) -> Measurement:
-    w = Workload(model, "training", batch, (1, 28, 28), world_size=p, threads=1, framework=_framework(cap))
+    ddp = dict(kind=DISTRIBUTED, strategy="ddp", ddp=DDPOptions(), **_link(cap, extra)) if p > 1 else {}
+    w = Workload(model, "training", batch, (1, 28, 28), world_size=p, threads=1, **ddp)
     stats = {"step_time_ms": 1e3 * t, **extra}
-    if cap and model == "small-net":  # the other way to say it: a stats key
+    if cap:
         stats["bandwidth_cap_bit_per_s"] = cap
     return Measurement(w, "ok", stats=stats)
 

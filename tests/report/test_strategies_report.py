@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from nnscale.records import Measurement, Workload
+from dataclasses import asdict
+
+from nnscale.records import DISTRIBUTED, Measurement, Workload
 from nnscale.report.build import build_report
 
 MIB = 2**20
@@ -10,8 +12,15 @@ MIB = 2**20
 
 def _point(strategy: str, world: int, peaks_mib: list[float], framework: str | None = None,
            **parts) -> Measurement:
+    """A point as `nnscale scale` stores it; with `framework`, one stored before the `strategy`
+    field existed, whose tag alone said DDP (read back through Workload.from_dict, as the store does)."""
     w = Workload("test-wide-mlp", "training", 4, (1, 32, 32), threads=1, world_size=world,
-                 framework=framework or f"torch-{strategy}", strategy=strategy if framework is None else "")
+                 kind=DISTRIBUTED, strategy=strategy)
+    if framework is not None:
+        old = {k: v for k, v in asdict(w).items() if k in (
+            "model", "mode", "batch_size", "input_shape", "device", "precision", "channels_last",
+            "compile", "threads", "world_size")}
+        w = Workload.from_dict({**old, "framework": framework})
     stats = {"step_time_ms": 100.0, "min_ms": 90.0, "max_ms": 130.0, "median_ci_low_ms": 95.0,
              "median_ci_high_ms": 105.0, "samples_per_s": 40.0 * world,
              "per_rank_peak_memory_bytes": [p * MIB for p in peaks_mib],
@@ -43,7 +52,7 @@ def test_memory_per_rank_and_parts_per_strategy():
 
 def test_ddp_points_stored_before_the_strategy_field_count_as_ddp():
     old = _point("ddp", 2, [91, 93], framework="torch-ddp[nodes=2]")
-    assert old.workload.strategy == ""
+    assert (old.workload.strategy, old.workload.nnodes) == ("ddp", 2)
     (row,) = build_report([old], {}, title="t").table("strategies").rows
     assert row["strategy"] == "ddp"
 

@@ -12,7 +12,7 @@ import pytest
 
 from nnscale.predict.catalogue import Link
 from nnscale.predict.comm import allreduce_time_s
-from nnscale.records import Measurement, Workload
+from nnscale.records import ALLREDUCE, DISTRIBUTED, DDPOptions, Measurement, Workload
 from nnscale.report import build_report
 from nnscale.study.config import QUICK
 from nnscale.study.runner import _predictions
@@ -31,7 +31,8 @@ MEASURED_TIMELINE = {"step_ms": 56.0, "events": [
 
 
 def _ddp(world: int, threads: int, step_ms: float, **stats) -> Measurement:
-    w = Workload(NET, "training", BATCH, SHAPE, threads=threads, framework="torch-ddp", world_size=world)
+    w = Workload(NET, "training", BATCH, SHAPE, threads=threads, world_size=world, kind=DISTRIBUTED,
+                 strategy="ddp", ddp=DDPOptions())
     return Measurement(w, "ok", samples_ms=(step_ms,) * 10,
                        stats={"step_time_ms": step_ms, "median_ms": step_ms, "nnodes": 1,
                               "samples_per_s": world * BATCH * 1e3 / step_ms, **stats})
@@ -44,7 +45,7 @@ def records() -> list[Measurement]:
                 trace_file="/where/the/trace.json",
                 ddp_logging={"rebuilt_bucket_sizes": str([GRAD_BYTES])})]
     for size in (1 << 10, 1 << 14, 1 << 18, 1 << 20, 1 << 22):
-        w = Workload("allreduce", "training", 1, (size // 4,), world_size=2, framework="torch-gloo")
+        w = Workload(ALLREDUCE, "training", 1, (), world_size=2, kind=ALLREDUCE, message_bytes=size)
         out.append(Measurement(w, "ok", stats={"size_bytes": size, "nnodes": 1,
                                                "time_ms": 1e3 * allreduce_time_s(size, 2, LOOPBACK)}))
     return out

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nnscale.records import ALLREDUCE, SWEEP
 from nnscale.store import open_store
 from nnscale.study.config import study_from_dict
 from nnscale.study.runner import run_study
@@ -29,12 +30,12 @@ def test_study_runs_every_step_and_writes_the_report(tmp_path):
     db = str(tmp_path / "s.db")
     result = run_study(study, run="tiny", db=db, device="cpu", out=tmp_path / "report")
     ms = open_store(db).measurements("tiny")
-    sweeps = [m for m in ms if m.workload.world_size == 1 and m.workload.framework == "torch"]
+    sweeps = [m for m in ms if m.workload.kind == SWEEP]
     assert {(m.workload.mode, m.workload.batch_size) for m in sweeps} == {
         ("inference", 1), ("inference", 4), ("training", 1), ("training", 4)}
-    ddp = sorted(m.workload.world_size for m in ms if "ddp" in m.workload.framework)
+    ddp = sorted(m.workload.world_size for m in ms if m.workload.strategy == "ddp")
     assert ddp == [1, 2]
-    assert any(m.workload.model == "allreduce" for m in ms)
+    assert any(m.workload.kind == ALLREDUCE for m in ms)
     html = (result.report_dir / "index.html").read_text()
     assert "AlexNet" in html and "724" in html  # the seed's table is in it
     assert "Speedup" in html
@@ -72,7 +73,7 @@ def test_killed_study_resumes_without_losing_points(tmp_path):
     assert len(keys) == len(set(keys))
     kept = {m.workload.key(): m.samples_ms for m in before if m.status in ("ok", "unstable")}
     assert all(dict((m.workload.key(), m.samples_ms) for m in after)[k] == s for k, s in kept.items())
-    sweeps = [m for m in after if m.workload.framework == "torch"]
+    sweeps = [m for m in after if m.workload.kind == SWEEP and m.workload.framework == "torch"]
     assert len(sweeps) == 2 * 2 * 3  # two nets, two modes, three batches
     assert (tmp_path / "report" / "index.html").exists()
 

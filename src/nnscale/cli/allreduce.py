@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import sys
 
-from nnscale.cli.scale import default_nproc, open_sink
+from nnscale.cli.launch_options import add_launch_options, launching_from_args
+from nnscale.cli.scale import open_sink
 from nnscale.distributed.allreduce import run_allreduce
-from nnscale.distributed.config import (ALLREDUCE_DTYPES, DEFAULT_TIMEOUT_S, DEVICES,
-                                        AllreduceConfig, Launching, endpoint_option, parse_nproc,
+from nnscale.distributed.config import (ALLREDUCE_DTYPES, DEFAULT_TIMEOUT_S, AllreduceConfig,
                                         sizes_option)
-from nnscale.distributed.scaling import ScaleFailed
+from nnscale.distributed.launch_loop import WorldSizeFailed
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.cli.values import check_thread_option
 from nnscale.measure.validate import check_seconds
 
 COLUMNS = (("world", "workers"), ("size", "size"), ("time", "time ms"), ("algbw", "algbw GB/s"),
@@ -23,19 +22,7 @@ COLUMNS = (("world", "workers"), ("size", "size"), ("time", "time ms"), ("algbw"
 def add_parser(sub) -> None:
     p = sub.add_parser("allreduce", help="all-reduce microbenchmark: time, algbw, busbw")
     p.add_argument("--sizes", default="1K..256M", help="LOW..HIGH doubling, or a list (1K,1M)")
-    p.add_argument("--nproc", help="workers per node, e.g. 2,4,8 (default: as `scale`)")
-    p.add_argument("--nnodes", type=int, default=1)
-    p.add_argument("--node-rank", type=int, default=0)
-    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT")
-    p.add_argument("--bandwidth-cap", metavar="RATE",
-                   help="record that the link is capped at RATE (tc units, e.g. 200mbit); "
-                        "nnscale does not set it")
-    p.add_argument("--bandwidth-cap-burst", metavar="SIZE",
-                   help="record the cap's tbf bucket (tc size units, e.g. 1000kbit = 1,024,000 bits, "
-                        "125kb); needs --bandwidth-cap")
-    p.add_argument("--local-addr")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--threads-per-worker", type=int, help="CPU: threads per worker")
+    add_launch_options(p)
     p.add_argument("--dtype", choices=ALLREDUCE_DTYPES, default="fp32")
     p.add_argument("--budget", type=float, default=2.0, metavar="S", help="seconds per size")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
@@ -47,20 +34,13 @@ def add_parser(sub) -> None:
 
 def handle(args) -> int:
     check_seconds(args.timeout, "--timeout")
-    check_thread_option(args.threads_per_worker, "--threads-per-worker")
-    launching = Launching(nproc=parse_nproc(args.nproc or default_nproc(args.device)),
-                          device=args.device, nnodes=args.nnodes, node_rank=args.node_rank,
-                          rdzv_endpoint=endpoint_option(args.rdzv_endpoint),
-                          local_addr=args.local_addr, timeout_s=args.timeout,
-                          threads_per_worker=args.threads_per_worker,
-                          bandwidth_cap=args.bandwidth_cap,
-                          bandwidth_cap_burst=args.bandwidth_cap_burst)
+    launching = launching_from_args(args, args.timeout)
     policy = MeasurePolicy(budget_s=args.budget, warmup_max_s=min(2.0, args.budget))
     cfg = AllreduceConfig(launching, sizes_option(args.sizes), args.dtype, policy)
     sink = open_sink(args, launching.node_rank)
     try:
         points = run_allreduce(cfg, sink)
-    except ScaleFailed as e:
+    except WorldSizeFailed as e:
         print(f"nnscale: error: {e}", file=sys.stderr)
         return 1
     finally:

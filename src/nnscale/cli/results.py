@@ -56,7 +56,7 @@ def knee_lines(measurements: list[Measurement]) -> list[str]:
     for m in measurements:
         if m.status in MEASURED_STATUSES and m.stats.throughput.samples_per_s:
             w = m.workload
-            key = (w.model, w.framework, w.mode, w.device, w.precision, w.channels_last, w.compile)
+            key = (w.model, w.engine, w.mode, w.device, w.precision, w.channels_last, w.compile)
             groups.setdefault(key, []).append(m)
     lines = []
     for (model, framework, mode, device, precision, cl, comp), ms in groups.items():
@@ -93,9 +93,9 @@ def handle(args) -> int:
         print(render(rows, columns, "csv"))
         return 0
     # Grouped by framework (in the order first measured), each group in measured order.
-    order = {fw: i for i, fw in enumerate(dict.fromkeys(m.workload.framework for m in measurements))}
-    grouped = sorted(measurements, key=lambda m: order[m.workload.framework])
-    rows = [dict(display_row(m), model=m.workload.model, framework=m.workload.framework,
+    order = {fw: i for i, fw in enumerate(dict.fromkeys(m.workload.engine for m in measurements))}
+    grouped = sorted(measurements, key=lambda m: order[m.workload.engine])
+    rows = [dict(display_row(m), model=m.workload.model, framework=m.workload.engine,
                  error=m.error) for m in grouped]
     print(f"run {name}: {len(measurements)} points")
     print(render(rows, TABLE))

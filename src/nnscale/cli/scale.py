@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import sys
 
-from nnscale.distributed.config import (BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_TIMEOUT_S, DEVICES,
-                                        Launching, ScaleConfig, endpoint_option, parse_nproc)
+from nnscale.cli.launch_options import add_launch_options, launching_from_args
+from nnscale.distributed.config import BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_TIMEOUT_S, ScaleConfig
+from nnscale.distributed.launch_loop import Sink, WorldSizeFailed
 from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
-from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
+from nnscale.distributed.scaling import run_scale
 from nnscale.format import binary_bytes, render
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.cli.values import check_thread_option
 from nnscale.measure.validate import check_seconds
 from nnscale.netstats import parse_input_size
 from nnscale.records import MEASURED_STATUSES, PRECISIONS
@@ -70,22 +70,7 @@ def workload_argv(args) -> list[str]:
 def add_parser(sub) -> None:
     p = sub.add_parser("scale", help="data-parallel (DDP or FSDP) throughput over workers and nodes")
     p.add_argument("model", help="zoo name, torchvision:NAME or timm:NAME")
-    p.add_argument("--nproc", help="workers per node, e.g. 1,2,4,8 (default: powers of 2 up to "
-                                   "the GPUs, or the cores on CPU)")
-    p.add_argument("--nnodes", type=int, default=1)
-    p.add_argument("--node-rank", type=int, default=0, help="this node's rank; rank 0 stores")
-    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous (multi-node)")
-    p.add_argument("--bandwidth-cap", metavar="RATE",
-                   help="record that the link is capped at RATE (tc units, e.g. 200mbit); "
-                        "nnscale does not set it")
-    p.add_argument("--bandwidth-cap-burst", metavar="SIZE",
-                   help="record the cap's tbf bucket (tc size units, e.g. 1000kbit = 1,024,000 bits, "
-                        "125kb); needs --bandwidth-cap")
-    p.add_argument("--local-addr", help="this node's address for the others (default: the one "
-                                        "routing to the endpoint)")
-    p.add_argument("--device", choices=DEVICES, default="cpu")
-    p.add_argument("--threads-per-worker", type=int, help="CPU: threads per worker (default: the "
-                                                          "node's cores split evenly)")
+    add_launch_options(p)
     add_workload_options(p)
     p.add_argument("--no-trace", dest="trace", action="store_false",
                    help="do not record one step per point with torch.profiler (default: recorded, "
@@ -96,21 +81,9 @@ def add_parser(sub) -> None:
     p.set_defaults(handle=handle)
 
 
-def default_nproc(device: str) -> str:
-    from nnscale.distributed.config import cuda_devices, usable_cpus
-
-    top = cuda_devices() if device == "cuda" else len(usable_cpus())
-    values, n = [], 1
-    while n < top:
-        values.append(n)
-        n *= 2
-    return ",".join(map(str, values + [max(top, 1)]))
-
-
 def config_from_args(args) -> ScaleConfig:
     ScaleConfig.check_strategy(args.strategy, args.framework)  # before the model is looked up
     check_seconds(args.timeout, "--timeout")
-    check_thread_option(getattr(args, "threads_per_worker", None), "--threads-per-worker")
     shape = None
     if args.seq_len is not None:
         from nnscale.netstats.lm import check_seq_len
@@ -121,13 +94,7 @@ def config_from_args(args) -> ScaleConfig:
         shape = parse_input_size(args.input_size, model_info(args.model).input_shape)
     else:
         model_info(args.model)  # an unknown model is a UserError before anything starts
-    launching = Launching(nproc=parse_nproc(args.nproc or default_nproc(args.device)),
-                          device=args.device, nnodes=args.nnodes, node_rank=args.node_rank,
-                          rdzv_endpoint=endpoint_option(args.rdzv_endpoint),
-                          local_addr=args.local_addr, timeout_s=args.timeout,
-                          threads_per_worker=getattr(args, "threads_per_worker", None),
-                          bandwidth_cap=getattr(args, "bandwidth_cap", None),
-                          bandwidth_cap_burst=getattr(args, "bandwidth_cap_burst", None))
+    launching = launching_from_args(args, args.timeout)
     policy = MeasurePolicy(budget_s=args.budget, target_rel_ci=args.target_rel_ci,
                            warmup_max_s=min(MeasurePolicy().warmup_max_s, args.budget))
     return ScaleConfig(args.model, launching, batch_per_worker=args.batch_per_worker,
@@ -236,7 +203,7 @@ def handle(args) -> int:
     where = f" (run {sink.run_name!r} in {sink.store.url})" if sink.store else ""
     try:
         points = run_scale(cfg, sink)
-    except ScaleFailed as e:
+    except WorldSizeFailed as e:
         done = [p for p in e.points if p.status in MEASURED_STATUSES]
         if done and args.format == "table":
             print_points(done, cfg, args.format)

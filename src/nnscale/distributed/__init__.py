@@ -25,7 +25,7 @@ def run_scale(cfg, sink=None):
 
 def run_allreduce(cfg, sink=None):
     from nnscale.distributed.allreduce import run_allreduce as _run
-    from nnscale.distributed.scaling import Sink
+    from nnscale.distributed.launch_loop import Sink
 
     return _run(cfg, sink or Sink())
 

@@ -9,10 +9,10 @@ collective is done when the last rank has its result); nccl-tests averages over 
 (its `-a` option), which on a balanced system is the same. Bandwidths: see `metrics` (nccl-tests'
 algbw and busbw).
 
-Each point is a `Measurement` like any other: model "allreduce", the buffer as a 1-D input of
-`numel` elements of the chosen dtype (so each size is its own workload), `samples_ms` the per-call
-times (slowest rank), and stats size_bytes, time_ms, algbw_gb_per_s and busbw_gb_per_s as nccl-tests
-defines them. `nnscale.predict` reads these names.
+Each point is a `Measurement` like any other: kind "allreduce", the buffer's dtype (`precision`)
+and size (`message_bytes`) as workload fields (so each size is its own workload), `samples_ms` the
+per-call times (slowest rank), and stats size_bytes, time_ms, algbw_gb_per_s and busbw_gb_per_s as
+nccl-tests defines them. `nnscale.predict` reads these names.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from nnscale.distributed.config import AllreduceConfig, check_workers
+from nnscale.distributed.config import AllreduceConfig
 from nnscale.distributed.ddp_step import collective_flag
-from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
+from nnscale.distributed.launch import worker_cores
+from nnscale.distributed.launch_loop import Launch, Sink, launch_and_store
 from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
-from nnscale.distributed.scaling import ScaleFailed, Sink
 from nnscale.measure.backends.base import canonical_device
 from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
-from nnscale.records import Measurement, Workload
+from nnscale.records import ALLREDUCE, Measurement, Workload
 from nnscale.stats import summarize
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,58 +79,46 @@ def allreduce_sizes(sizes: list[int], dtype: str, device: torch.device, policy: 
 
 # --- the parent's side: one launch per world size, one point per size ------------------------
 
-MODEL = "allreduce"
-
-
 def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
+    """One size at one world size; `size_bytes` as the workers rounded it (whole elements)."""
     itemsize = torch.tensor([], dtype=DTYPES[cfg.dtype]).element_size()
-    backend = "nccl" if cfg.launching.device == "cuda" else "gloo"
-    tags = cfg.launching.tags
-    tag = f"[{','.join(tags)}]" if tags else ""
     cpu = cfg.launching.device == "cpu"
     threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
-    return Workload(model=MODEL, mode="training", batch_size=1,
-                    input_shape=(max(1, size_bytes // itemsize),),
-                    device=canonical_device(cfg.launching.device),
-                    precision=cfg.dtype, threads=threads,
-                    framework=f"torch-{backend}{tag}", world_size=cfg.launching.nnodes * nproc)
+    return Workload(model=ALLREDUCE, mode="training", batch_size=1, input_shape=(),
+                    device=canonical_device(cfg.launching.device), precision=cfg.dtype, threads=threads,
+                    world_size=cfg.launching.nnodes * nproc, kind=ALLREDUCE,
+                    nnodes=cfg.launching.nnodes,
+                    message_bytes=max(1, size_bytes // itemsize) * itemsize,
+                    link_cap_bit_per_s=cfg.launching.bandwidth_cap_bit_per_s,
+                    link_cap_burst_bytes=cfg.launching.bandwidth_cap_burst_bytes)
+
+
+def _points(cfg: AllreduceConfig, nproc: int, result: dict) -> list[Measurement]:
+    points = []
+    for r in result["sizes"]:
+        stats = {k: v for k, v in r.items() if k not in ("samples_ms", "stable", "numel")}
+        stats.update(cfg.launching.cap_stats())
+        stats.update(step_time_ms=r["time_ms"], backend=result["backend"],
+                     nnodes=cfg.launching.nnodes, nproc_per_node=nproc,
+                     bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
+                                          "busbw = algbw*2(n-1)/n, GB = 1e9 B")
+        points.append(Measurement(workload(cfg, nproc, r["size_bytes"]),
+                                  "ok" if r["stable"] else "unstable",
+                                  samples_ms=tuple(r["samples_ms"]), stats=stats))
+    return points
 
 
 def run_allreduce(cfg: AllreduceConfig, sink: Sink = Sink()) -> list[Measurement]:
-    """Measure every size at every world size; raise ScaleFailed if a launch fails."""
-    warn = sink.on_warning or (lambda _msg: None)
-    for nproc in cfg.launching.nproc:
-        for message in check_workers(nproc, cfg.launching.device):
-            warn(message)
-    storing = sink.store is not None and cfg.launching.node_rank == 0
-    points: list[Measurement] = []
-    for nproc in cfg.launching.nproc:
-        world = cfg.launching.nnodes * nproc
-        job = {"kind": "allreduce", "device": cfg.launching.device, "sizes": list(cfg.sizes),
-               "dtype": cfg.dtype, "timeout_s": cfg.launching.timeout_s,
-               "policy": cfg.policy.to_dict()}
-        key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world}
-        try:
-            result = launch(launch_spec(cfg.launching, nproc, job, key))
-        except LaunchFailed as e:
-            failed = Measurement(workload(cfg, nproc, cfg.sizes[0]), e.status,
-                                 error=f"world size {world}: {e}")
-            if storing:
-                sink.store.add_measurement(sink.run_id, failed)
-            raise ScaleFailed(failed.error, points + [failed]) from None
-        for r in result["sizes"]:
-            stats = {k: v for k, v in r.items() if k not in ("samples_ms", "stable", "numel")}
-            stats.update(cfg.launching.cap_stats())
-            stats.update(step_time_ms=r["time_ms"], backend=result["backend"],
-                         nnodes=cfg.launching.nnodes, nproc_per_node=nproc,
-                         bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
-                                              "busbw = algbw*2(n-1)/n, GB = 1e9 B")
-            point = Measurement(workload(cfg, nproc, r["size_bytes"]),
-                                "ok" if r["stable"] else "unstable",
-                                samples_ms=tuple(r["samples_ms"]), stats=stats)
-            if storing:
-                sink.store.add_measurement(sink.run_id, point)
-            points.append(point)
-            if sink.on_point:
-                sink.on_point(point)
-    return points
+    """Measure every size at every world size; raise WorldSizeFailed (launch_loop) if a launch
+    fails."""
+    def launches():
+        for nproc in cfg.launching.nproc:
+            world = cfg.launching.nnodes * nproc
+            job = {"kind": ALLREDUCE, "device": cfg.launching.device, "sizes": list(cfg.sizes),
+                   "dtype": cfg.dtype, "timeout_s": cfg.launching.timeout_s,
+                   "policy": cfg.policy.to_dict()}
+            key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world}
+            yield Launch(nproc, job, key, failed=workload(cfg, nproc, cfg.sizes[0]),
+                         points=lambda result, _done, nproc=nproc: _points(cfg, nproc, result))
+
+    return launch_and_store(cfg.launching, launches, sink)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES, parse_sizes
 from nnscale.distributed.netutil import Endpoint, parse_endpoint
 from nnscale.errors import UserError
+from nnscale.linkcap import rate_bit_per_s
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.validate import check_seconds
 from nnscale.records import PRECISIONS
@@ -39,47 +40,6 @@ def parse_nproc(text: str) -> tuple[int, ...]:
     if not values or values[0] < 1:
         raise UserError(f"--nproc {text!r} is not a list of positive integers, e.g. 1,2,4,8")
     return values
-
-
-_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
-
-
-def rate_bit_per_s(text: str) -> float:
-    """A tc rate ('200mbit', tc-s(8): SI multiples of bit/s) in bit/s; UserError otherwise."""
-    t = text.strip().lower()
-    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = t[len(num):]
-    try:
-        value = float(num)
-    except ValueError:
-        value = -1.0
-    if unit not in _RATE_UNITS or not (math.isfinite(value) and value > 0):
-        raise UserError(f"--bandwidth-cap {text!r}: expected a tc rate such as 200mbit, 1gbit, "
-                        "500kbit")
-    return value * _RATE_UNITS[unit]
-
-
-# tc's size units, as iproute2 reads a tbf `burst` (tc/tc_util.c, get_size): bytes, binary multiples;
-# "kbit" in a size is 1024 bits (128 bytes), unlike "kbit" in a rate (1000 bit/s, tc-s(8)).
-_SIZE_BITS = {"": 8, "b": 8, "k": 8 * 1024, "kb": 8 * 1024, "m": 8 * 1024**2, "mb": 8 * 1024**2,
-              "g": 8 * 1024**3, "gb": 8 * 1024**3, "kbit": 1024, "mbit": 1024**2, "gbit": 1024**3}
-
-
-def burst_bits(text: str) -> float:
-    """A `tc tbf` burst (bucket size) in bits, read as tc reads it: '1000kbit' -> 1000 x 1024 =
-    1,024,000 bits, '125kb' -> 125 x 1024 x 8 = 1,024,000 bits, a bare number is bytes. UserError
-    otherwise."""
-    t = text.strip().lower()
-    num = t.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = t[len(num):]
-    try:
-        value = float(num) if num == num.strip() else -1.0  # "1000 kbit" is two words to tc
-    except ValueError:
-        value = -1.0
-    if unit not in _SIZE_BITS or not (math.isfinite(value) and value > 0):
-        raise UserError(f"--bandwidth-cap-burst {text!r}: expected a tc size such as 1000kbit or "
-                        "125kb (as given to `tc ... tbf burst`)")
-    return value * _SIZE_BITS[unit]
 
 
 def tbf_burst(rate: str, bucket_s: float = 1e-3) -> str:
@@ -147,25 +107,15 @@ class Launching:
     local_addr: str | None = None
     timeout_s: float = DEFAULT_TIMEOUT_S
     threads_per_worker: int | None = None  # CPU: None splits the cores evenly
-    bandwidth_cap: str | None = None  # recorded only: the `tc tbf` rate the link was capped at
-    bandwidth_cap_burst: str | None = None  # recorded only: that tbf's bucket (`burst`), tc's units
-
-    @property
-    def tags(self) -> list[str]:
-        """What goes into a Workload.framework tag besides the engine: nodes, and a link cap."""
-        out = [f"nodes={self.nnodes}"] if self.nnodes > 1 else []
-        return out + ([f"tbf={self.bandwidth_cap}"] if self.bandwidth_cap else [])
+    # Recorded only (nnscale does not set it): the `tc tbf` cap on the link, parsed at the CLI edge
+    # (nnscale.linkcap) into its rate and its bucket (`burst`).
+    bandwidth_cap_bit_per_s: float | None = None
+    bandwidth_cap_burst_bytes: float | None = None
 
     def __post_init__(self) -> None:
-        if self.bandwidth_cap is not None:
-            object.__setattr__(self, "bandwidth_cap", self.bandwidth_cap.strip().lower())
-            rate_bit_per_s(self.bandwidth_cap)  # UserError if malformed
-        if self.bandwidth_cap_burst is not None:
-            if self.bandwidth_cap is None:
-                raise UserError("--bandwidth-cap-burst needs --bandwidth-cap RATE: a bucket is the "
-                                "burst of a rate cap")
-            object.__setattr__(self, "bandwidth_cap_burst", self.bandwidth_cap_burst.strip().lower())
-            burst_bits(self.bandwidth_cap_burst)  # UserError if malformed
+        if self.bandwidth_cap_burst_bytes is not None and self.bandwidth_cap_bit_per_s is None:
+            raise UserError("--bandwidth-cap-burst needs --bandwidth-cap RATE: a bucket is the "
+                            "burst of a rate cap")
         if self.threads_per_worker is not None and self.threads_per_worker < 1:
             raise UserError(f"--threads-per-worker {self.threads_per_worker}: expected >= 1")
         if self.device not in DEVICES:
@@ -184,12 +134,12 @@ class Launching:
         return [self.nnodes * p for p in self.nproc]
 
     def cap_stats(self) -> dict[str, float]:
-        """The cap as the point's stats record it (nnscale.predict.points reads these names)."""
+        """The cap as the point's stats record it (besides the workload's own fields)."""
         out = {}
-        if self.bandwidth_cap:
-            out["bandwidth_cap_bit_per_s"] = rate_bit_per_s(self.bandwidth_cap)
-        if self.bandwidth_cap_burst:
-            out["bandwidth_cap_burst_bits"] = burst_bits(self.bandwidth_cap_burst)
+        if self.bandwidth_cap_bit_per_s:
+            out["bandwidth_cap_bit_per_s"] = self.bandwidth_cap_bit_per_s
+        if self.bandwidth_cap_burst_bytes:
+            out["bandwidth_cap_burst_bits"] = self.bandwidth_cap_burst_bytes * 8
         return out
 
 

@@ -16,38 +16,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
-from nnscale.distributed.config import ScaleConfig, check_workers
-from nnscale.distributed.launch import LaunchFailed, launch, launch_spec, worker_cores
+from nnscale.distributed.config import ScaleConfig
+from nnscale.distributed.launch import worker_cores
+from nnscale.distributed.launch_loop import Launch, Sink, launch_and_store
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.measure.backends.base import canonical_device
-from nnscale.records import MEASURED_STATUSES, Measurement, Workload, strategy_of
+from nnscale.records import DISTRIBUTED, MEASURED_STATUSES, DDPOptions, Measurement, Workload
 from nnscale.stats import Summary, throughput
 from nnscale.zoo import model_info
 
-
-
-class ScaleFailed(Exception):
-    """A world size failed; `points` are those measured (and stored) before it, plus the failed one."""
-
-    def __init__(self, message: str, points: list[Measurement]):
-        super().__init__(message)
-        self.points = points
-
-
-@dataclass(frozen=True, slots=True)
-class Sink:
-    """Where points go: a store run (node rank 0), and whom to tell."""
-
-    store: object | None = None  # nnscale.store.Store
-    run_id: int | None = None
-    run_name: str | None = None
-    on_point: Callable[[Measurement], None] | None = None
-    on_warning: Callable[[str], None] | None = None
 
 
 def ddp_options(cfg: ScaleConfig) -> dict:
@@ -55,27 +36,25 @@ def ddp_options(cfg: ScaleConfig) -> dict:
             "static_graph": cfg.static_graph, "comm_hook": cfg.comm_hook}
 
 
-def framework_tag(cfg: ScaleConfig) -> str:
-    """Workload.framework: the engine ('torch-ddp', 'torch-fsdp'), plus the node count and any
-    non-default DDP option, so that e.g. 2 nodes × 1 worker and 1 node × 2 workers (both world
-    size 2) are different workloads. The strategy is also the workload's own field (`strategy`)."""
-    defaults = {"bucket_mb": 25.0, "grad_as_bucket_view": False, "static_graph": False,
-                "comm_hook": "none"}
-    extra = cfg.launching.tags
-    extra += [f"{k}={v}" for k, v in ddp_options(cfg).items() if v != defaults[k]]
-    return f"torch-{cfg.strategy}" + (f"[{','.join(extra)}]" if extra else "")
+def ddp_of(cfg: ScaleConfig) -> DDPOptions | None:
+    """The DDP options a point runs with; None for FSDP."""
+    return DDPOptions(**ddp_options(cfg)) if cfg.strategy == "ddp" else None
 
 
 def workload(cfg: ScaleConfig, nproc: int) -> Workload:
+    """The point of one world size. The node layout, the DDP options and the link cap are fields,
+    so that e.g. 2 nodes x 1 worker and 1 node x 2 workers (both world size 2) differ."""
     world = cfg.launching.nnodes * nproc
     shape = cfg.input_shape or model_info(cfg.model).input_shape
     cpu = cfg.launching.device == "cpu"
     threads = worker_cores(cfg.launching, nproc).threads if cpu else 0
     return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
-                    input_shape=tuple(shape), device=canonical_device(cfg.launching.device),
-                    precision=cfg.precision,
-                    channels_last=cfg.channels_last, threads=threads,
-                    framework=framework_tag(cfg), world_size=world, strategy=cfg.strategy)
+                    input_shape=tuple(shape), device=canonical_device(cfg.launching.device), precision=cfg.precision,
+                    channels_last=cfg.channels_last, threads=threads, framework=cfg.framework,
+                    world_size=world, strategy=cfg.strategy, kind=DISTRIBUTED,
+                    nnodes=cfg.launching.nnodes, ddp=ddp_of(cfg),
+                    link_cap_bit_per_s=cfg.launching.bandwidth_cap_bit_per_s,
+                    link_cap_burst_bytes=cfg.launching.bandwidth_cap_burst_bytes)
 
 
 def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
@@ -144,7 +123,7 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         "trace_file": result.get("trace_file"),  # Chrome trace JSON of one step (trace.py)
         "step_timeline": result.get("step_timeline"),
     }
-    stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket, as nnscale.predict reads them
+    stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket (also workload fields)
     return stats
 
 
@@ -196,9 +175,7 @@ def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     return (a.status in MEASURED_STATUSES and b.model == w.model
             and canonical_device(b.device) == w.device and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
-            and b.channels_last == w.channels_last and strategy_of(b) == w.strategy
-            and (a.stats.distributed.ddp_options if a.stats.distributed else None)
-            == (ddp_options(cfg) if cfg.strategy == "ddp" else None))
+            and b.channels_last == w.channels_last and b.strategy == w.strategy and b.ddp == w.ddp)
 
 
 def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement]) -> Measurement:
@@ -226,43 +203,31 @@ def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement])
 
 
 def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
-    """Measure every world size of `cfg` (see the module docstring); raise ScaleFailed on a failure."""
-    warn = sink.on_warning or (lambda _msg: None)
-    for nproc in cfg.launching.nproc:
-        for message in check_workers(nproc, cfg.launching.device):
-            warn(message)
-    storing = sink.store is not None and cfg.launching.node_rank == 0
+    """Measure every world size of `cfg` (see the module docstring); raise WorldSizeFailed
+    (launch_loop) on a failure."""
+    storing = sink.storing(cfg.launching)
     known = sink.store.measurements(sink.run_name) if storing and sink.run_name else []
-    done = sink.store.finished_keys(sink.run_id) if storing and cfg.launching.nnodes == 1 else set()
-    points: list[Measurement] = []
-    for nproc in cfg.launching.nproc:
-        w = workload(cfg, nproc)
-        if w.key() in done:  # resume: finished in an earlier invocation of this run (single node)
-            warn(f"world size {w.world_size}: already measured in this run, skipped")
-            continue
-        job, key = _job(cfg, w)
-        # Every node's ranks run the traced steps (they hold collectives), so the flag is the
-        # configuration's; only the storing node has a path to write to.
-        job["trace"] = cfg.trace
-        path = trace_path(sink, w) if cfg.trace and storing else None
-        if path is not None:
-            job["trace_path"] = str(path)
-        try:
-            result = launch(launch_spec(cfg.launching, nproc, job, key))
-        except LaunchFailed as e:
-            failed = Measurement(w, e.status, error=f"world size {w.world_size}: {e}",
-                                 stats={"nnodes": cfg.launching.nnodes, "nproc_per_node": nproc})
-            if storing:
-                sink.store.add_measurement(sink.run_id, failed)
-            raise ScaleFailed(failed.error, points + [failed]) from None
-        point = Measurement(w, "ok" if result["stable"] else "unstable",
-                            samples_ms=tuple(result["samples_ms"]),
-                            stats=_stats(cfg, w, nproc, result))
-        point = add_speedups(cfg, point, known + points + [point])
-        if storing:
-            sink.store.add_measurement(sink.run_id, point)
-        points.append(point)
-        if sink.on_point:
-            sink.on_point(point)
-    return points
 
+    def launches():
+        for nproc in cfg.launching.nproc:
+            w = workload(cfg, nproc)
+            job, key = _job(cfg, w)
+            # Every node's ranks run the traced steps (they hold collectives), so the flag is the
+            # configuration's; only the storing node has a path to write to.
+            job["trace"] = cfg.trace
+            path = trace_path(sink, w) if cfg.trace and storing else None
+            if path is not None:
+                job["trace_path"] = str(path)
+            yield Launch(nproc, job, key, failed=w, resume_key=w.key(),
+                         failed_stats={"nnodes": cfg.launching.nnodes, "nproc_per_node": nproc},
+                         points=lambda result, done, w=w, nproc=nproc: [_point(cfg, w, nproc, result,
+                                                                               known + done)])
+
+    return launch_and_store(cfg.launching, launches, sink)
+
+
+def _point(cfg: ScaleConfig, w: Workload, nproc: int, result: dict,
+           known: list[Measurement]) -> Measurement:
+    point = Measurement(w, "ok" if result["stable"] else "unstable",
+                        samples_ms=tuple(result["samples_ms"]), stats=_stats(cfg, w, nproc, result))
+    return add_speedups(cfg, point, known + [point])

@@ -15,8 +15,8 @@ from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
 from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, per_gpu_batch,
                                    predict)
 from nnscale.predict.points import measured_bucketing
-from nnscale.predict.validate import Validation, validate_leave_one_out
-from nnscale.records import MEASURED_STATUSES
+from nnscale.predict.leave_one_out import Validation, validate_leave_one_out
+from nnscale.records import ALLREDUCE, MEASURED_STATUSES
 
 DEFAULT_NODES = "1,2,4,...,128"
 
@@ -127,7 +127,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
     # workers gave +102 %); then a DDP world-size-1 point (it pays DDP's hooks, as the workers do);
     # then the nearest batch.
     m = min(singles, key=lambda m: (workers is not None and m.workload.threads != workers,
-                                    not m.workload.framework.startswith("torch-ddp"),
+                                    m.workload.strategy != "ddp",
                                     abs(math.log(m.workload.batch_size / want)), -m.workload.batch_size))
     opt = m.stats.distributed.optimizer_ms if m.stats.distributed else None
     sweep: dict[int, float] = {}  # one worker's step at every batch the run measured (strong scaling)
@@ -403,7 +403,7 @@ def validate_stored_run(runs: str | list[str], store: str | None = None) -> Vali
     runs = [runs] if isinstance(runs, str) else list(runs)
     records = [m for run in runs for m in _open_records(run, store)]
     profiles = {}
-    for name in {m.workload.model for m in records if m.workload.model != "allreduce"}:
+    for name in {m.workload.model for m in records if m.workload.kind != ALLREDUCE}:
         try:
             profiles[name] = model_profile(name)
         except UserError:

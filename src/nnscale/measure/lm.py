@@ -32,7 +32,7 @@ from nnscale.zoo import model_info
 
 def is_lm(model: str) -> bool:
     """Whether `model` is a language model of the zoo; False for names the registry does not know
-    (the all-reduce benchmark's "allreduce", a point read back from another version's store)."""
+    (the all-reduce benchmark's points, a point read back from another version's store)."""
     try:
         return model_info(model).is_lm
     except UserError:

@@ -32,7 +32,7 @@ from nnscale.predict.model import (
     ddp_step_time,
     predict,
 )
-from nnscale.predict.validate import Validation, validate_leave_one_out
+from nnscale.predict.leave_one_out import Validation, validate_leave_one_out
 
 __all__ = [
     "ALGORITHMS",

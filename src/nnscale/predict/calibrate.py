@@ -33,7 +33,7 @@ depends on the gap before the transfer:
   In steady state each call starts with the tokens of that gap only, and over a call plus its gap
   the bucket cannot give more than r (call + gap): T = max(T_path, W / r - gap), the bucket size
   drops out and the credit is the gap (microseconds). So all-reduce points keep the plain model.
-Points without a recorded bucket (stats bandwidth_cap_burst_bits) keep the plain model too.
+Points without a recorded bucket (the workload's link_cap_burst_bytes) keep the plain model too.
 
 Predicted times: all-reduce points by the ring formula 2(p-1) alpha + 2(p-1)/p n / B (comm.py); step
 points by `ddp_step_time` with the shared overlap and overhead. Residuals are relative
@@ -63,7 +63,7 @@ from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read th
     extract_points,
     step_time_s,
 )
-from nnscale.records import Measurement
+from nnscale.records import ALLREDUCE, Measurement
 
 PARAMS = ("alpha_s", "bandwidth", "inter_alpha_s", "inter_bandwidth", "cap_efficiency", "overlap", "overhead_s")
 # A device for measured compute: its step time comes from the run, so no peak is ever looked up.
@@ -126,7 +126,7 @@ def tbf_credit_s(payload_bytes: float, cap: float, burst_bytes: float, efficienc
 def predict_point(params: CommParams, point: Point) -> float:
     """Seconds the model gives for `point` under `params`."""
     link = params.link(point.cap, inter=point.inter)
-    if point.kind == "allreduce":  # back-to-back calls: no bucket credit (module docstring)
+    if point.kind == ALLREDUCE:  # back-to-back calls: no bucket credit (module docstring)
         return allreduce_time_s(point.size_bytes, point.world_size, link, "ring")
     credit = None
     if point.cap is not None and point.burst is not None:
@@ -222,7 +222,7 @@ def initial_params(points: Sequence[Point]) -> CommParams:
     start = {"cap_efficiency": 0.9, "overlap": 0.5, "overhead_s": 0.0}
     for inter in (False, True):
         alpha, bw = _class_names(inter)
-        ar = [p for p in points if p.kind == "allreduce" and p.inter == inter]
+        ar = [p for p in points if p.kind == ALLREDUCE and p.inter == inter]
         if ar:
             small = min(ar, key=lambda p: p.size_bytes)
             start[alpha] = small.measured_s / (4 * (small.world_size - 1))

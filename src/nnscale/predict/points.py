@@ -1,19 +1,20 @@
 """The measured points calibration fits: read from a run's stored records (`extract_points`).
 
 Two kinds of stored points take part (see `records.Measurement`):
-- `nnscale allreduce` points: model "allreduce", stats size_bytes and time_ms, at world_size p.
+- `nnscale allreduce` points: kind "allreduce", stats size_bytes and time_ms, at world_size p.
 - data-parallel training points at world_size >= 2: the measured step time, with the single-device
   compute (the run's world_size = 1 point of the same model, batch, precision and threads, or else
   the point's own forward_ms + backward_ms + optimizer_ms) and the bucket layout DDP really used.
 
 Each point also says which link its ring ran over, because points on different links must not share
 one alpha and one B (docs/prediction.md, "Calibration"):
-- `inter`: its ranks were on two or more nodes (stats nnodes, or `nodes=N` in the framework tag),
+- `inter`: its ranks were on two or more nodes (the workload's `nnodes`),
   so the ring crossed the inter-node link (in bench/validate_prediction.py: the veth pair between
   two network namespaces); else every rank was on one node (loopback, or the node's own link);
-- `cap`: the `tc tbf` rate the link was capped at (stats CAP_KEYS, or `tbf=RATE` in the tag);
-- `burst`: that tbf's bucket, when the point recorded it (stats `bandwidth_cap_burst_bits`, what
-  `nnscale scale/allreduce --bandwidth-cap-burst` store); None for older points.
+- `cap`: the `tc tbf` rate the link was capped at (the workload's `link_cap_bit_per_s`);
+- `burst`: that tbf's bucket, when the point recorded it (the workload's `link_cap_burst_bytes`,
+  what `nnscale scale/allreduce --bandwidth-cap-burst` record); None for older points.
+A point stored before these were workload fields is upgraded when it is read (records.upgrade_legacy).
 """
 
 from __future__ import annotations
@@ -24,19 +25,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from nnscale.predict.model import MIB, Bucketing, ModelProfile
-from nnscale.records import MEASURED_STATUSES, Measurement
+from nnscale.records import ALLREDUCE, DISTRIBUTED, MEASURED_STATUSES, Measurement
 from nnscale.records_stats import Distributed
-
-_TBF = re.compile(r"\btbf=([0-9.]+)(kbit|mbit|gbit|bit)\b", re.IGNORECASE)
-_NODES = re.compile(r"\bnodes=(\d+)\b")
-_TC_UNITS = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
 
 
 @dataclass(frozen=True, slots=True)
 class Point:
     """One measured point the fit can use."""
 
-    kind: str  # "allreduce" or "step"
+    kind: str  # records.ALLREDUCE or "step"
     label: str
     world_size: int
     measured_s: float
@@ -50,32 +47,20 @@ class Point:
 
 
 def _cap(m: Measurement) -> float | None:
-    """The point's bandwidth cap in bytes/s: a stats key (CAP_KEYS), or a `tbf=RATE` tag in the
-    workload's framework (e.g. torch-gloo[tbf=200mbit]; the store keys points by workload, so points
-    under different caps must differ there), RATE in tc's units (kbit, mbit, gbit: 1e3, 1e6, 1e9 bit/s)."""
-    v = m.stats.launch.bandwidth_cap_bit_per_s if m.stats.launch else None
-    if isinstance(v, (int, float)) and v > 0:
-        return float(v) / 8
-    tag = _TBF.search(m.workload.framework)
-    if tag:
-        return float(tag.group(1)) * _TC_UNITS[tag.group(2).lower()] / 8
-    return None
+    """The point's bandwidth cap in bytes/s; None without one."""
+    bits = m.workload.link_cap_bit_per_s
+    return float(bits) / 8 if bits else None
 
 
 def _burst(m: Measurement, cap: float | None) -> float | None:
-    """The cap's tbf bucket in bytes (stats BURST_KEY, bits / 8); None without a cap or a record."""
-    v = m.stats.launch.bandwidth_cap_burst_bits if m.stats.launch else None
-    return float(v) / 8 if cap is not None and isinstance(v, (int, float)) and v > 0 else None
+    """The cap's tbf bucket in bytes; None without a cap or a record."""
+    burst = m.workload.link_cap_burst_bytes
+    return float(burst) if cap is not None and burst else None
 
 
 def _inter(m: Measurement) -> bool:
-    """Did the point's ranks span two or more nodes? stats nnodes (what `nnscale scale` and
-    `nnscale allreduce` store), else the `nodes=N` of the framework tag (torch-gloo[nodes=2,...])."""
-    nodes = m.stats.launch.nnodes if m.stats.launch else None
-    if isinstance(nodes, (int, float)):
-        return nodes > 1
-    tag = _NODES.search(m.workload.framework)
-    return bool(tag) and int(tag.group(1)) > 1
+    """Did the point's ranks span two or more nodes?"""
+    return m.workload.nnodes > 1
 
 
 def step_time_s(m: Measurement) -> float | None:
@@ -123,7 +108,7 @@ def extract_points(records: Sequence[Measurement],
     spread: dict[tuple, tuple[float, ...]] = {}
     for m in usable:  # single-device compute references
         w = m.workload
-        if w.model != "allreduce" and w.mode == "training" and w.world_size == 1 and step_time_s(m):
+        if w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and step_time_s(m):
             refs.setdefault(_ref_key(m), step_time_s(m))
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
             spread.setdefault(_ref_key(m), tuple(x / 1e3 for x in m.samples_ms or ()))
@@ -132,11 +117,11 @@ def extract_points(records: Sequence[Measurement],
     for m in usable:
         w, d, cap, inter = m.workload, m.stats.distributed or Distributed(), _cap(m), _inter(m)
         burst = _burst(m, cap)
-        if w.model == "allreduce":
+        if w.kind == ALLREDUCE:
             size = m.stats.allreduce.size_bytes if m.stats.allreduce else None
             t = m.stats.timing.median_ms
             if w.world_size >= 2 and isinstance(size, (int, float)) and size > 0 and t and t > 0:
-                points.append(Point("allreduce", f"allreduce {size:g} B p={w.world_size} {_link_text(cap, inter)}",
+                points.append(Point(ALLREDUCE, f"allreduce {size:g} B p={w.world_size} {_link_text(cap, inter)}",
                                     w.world_size, t / 1e3, size_bytes=float(size), cap=cap, burst=burst,
                                     inter=inter))
             else:
@@ -144,7 +129,7 @@ def extract_points(records: Sequence[Measurement],
             continue
         if w.mode != "training" or w.world_size < 2:
             continue
-        if w.strategy not in ("", "ddp"):  # the model predicts DDP's all-reduce, not FSDP's collectives
+        if w.kind == DISTRIBUTED and w.strategy != "ddp":  # the model predicts DDP's all-reduce, not FSDP's collectives
             skipped.append(f"{w.model} p={w.world_size}: strategy {w.strategy}, not DDP")
             continue
         label = f"{w.model} b={w.batch_size} p={w.world_size} {_link_text(cap, inter)}"
@@ -178,7 +163,7 @@ def extract_points(records: Sequence[Measurement],
 def distinct_allreduces(points: Sequence[Point], inter: bool | None = None, capped: bool | None = None) -> int:
     """How many different (size, p, cap) all-reduces there are, on one link class and/or capped or not:
     repeated measurements of one configuration pin one number, not two."""
-    return len({(p.size_bytes, p.world_size, p.cap) for p in points if p.kind == "allreduce"
+    return len({(p.size_bytes, p.world_size, p.cap) for p in points if p.kind == ALLREDUCE
                 and (inter is None or p.inter == inter) and (capped is None or (p.cap is not None) == capped)})
 
 

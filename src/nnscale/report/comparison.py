@@ -105,7 +105,7 @@ def rows(changes: list[Change], raw: bool = False) -> list[dict]:
     out = []
     for c in changes:
         w = c.workload
-        row = {"model": w.model, "mode": w.mode, "framework": w.framework,
+        row = {"model": w.model, "mode": w.mode, "framework": w.engine,
                "precision": w.precision, "batch_size": w.batch_size, "world_size": w.world_size}
         if raw:
             for side, m in (("a", c.a), ("b", c.b)):

@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
-from nnscale.records import MEASURED_STATUSES, Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, SWEEP, Measurement, Workload
 from nnscale.records_stats import Distributed
 from nnscale.stats import knee as _knee
 
@@ -141,10 +141,9 @@ def models(ms: Iterable[Measurement]) -> list[str]:
 
 
 def single_worker(ms: Iterable[Measurement]) -> list[Measurement]:
-    """The batch-size sweeps' points: one process, no data-parallel engine (whose 1-worker point
-    belongs to the scaling series, tagged torch-ddp[...] or with a `strategy`)."""
-    return [m for m in ms if m.workload.world_size == 1 and "ddp" not in m.workload.framework
-            and not m.workload.strategy and m.workload.model != "allreduce"]
+    """The batch-size sweeps' points (a data-parallel run's 1-worker point belongs to its scaling
+    series)."""
+    return [m for m in ms if m.workload.kind == SWEEP]
 
 
 def curves(ms: Iterable[Measurement]) -> dict[tuple, list[Measurement]]:
@@ -167,7 +166,7 @@ def knee_of(points: list[Measurement]) -> int | None:
 def baseline_key(w: Workload) -> tuple:
     """Everything but the world size: a distributed point and its one-worker baseline share it."""
     return (w.model, w.mode, w.batch_size, w.input_shape, w.precision, w.channels_last, w.compile,
-            w.framework)
+            w.engine, w.message_bytes)
 
 
 def speedups(ms: list[Measurement]) -> dict[tuple, list[tuple[int, Measurement, float | None]]]:
@@ -210,7 +209,6 @@ def best_points(ms: Iterable[Measurement]) -> list[Measurement]:
 
 
 def frameworks(ms: Iterable[Measurement]) -> list[str]:
-    """Frameworks of the single-process points. Data-parallel and all-reduce points carry their
-    engine in the tag (torch-ddp[...], torch-gloo): an engine, not another framework to compare."""
-    return list(dict.fromkeys(m.workload.framework for m in ms
-                              if m.workload.world_size == 1 and "-" not in m.workload.framework))
+    """Frameworks of the sweeps' points (data-parallel and all-reduce points run an engine of
+    torch's, not another framework to compare)."""
+    return list(dict.fromkeys(m.workload.framework for m in ms if m.workload.kind == SWEEP))

@@ -5,15 +5,14 @@ Reads the points `nnscale scale --strategy ddp|fsdp` stores (nnscale.distributed
 (parameters + gradients + optimizer state each rank holds, counted from its tensors), and the
 breakdown: forward, backward, optimizer, exposed communication; for FSDP also the all-gather and
 reduce-scatter times, for DDP the all-reduce's (its communication total). Points stored before
-the `strategy` field existed are DDP points when their framework tag says torch-ddp
-(`records.strategy_of`). Pure: no torch.
+the `strategy` field existed are upgraded when read (records.upgrade_legacy). Pure: no torch.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 
-from nnscale.records import Measurement, strategy_of
+from nnscale.records import Measurement
 from nnscale.report import points as P
 from nnscale.report.document import Plot, Table
 from nnscale.report.svg import INK, PALETTE, fig_legend, label, new_figure, to_svg
@@ -28,9 +27,9 @@ MIB = 2**20
 
 def strategy_points(ms: list[Measurement]) -> list[Measurement]:
     """Measured distributed points with a strategy, in (model, strategy, world size) order."""
-    found = [m for m in ms if P.measured(m) and strategy_of(m.workload)]
+    found = [m for m in ms if P.measured(m) and m.workload.strategy]
     return sorted(found, key=lambda m: (m.workload.model, m.workload.batch_size,
-                                        strategy_of(m.workload), m.workload.world_size))
+                                        m.workload.strategy, m.workload.world_size))
 
 
 def _num(v) -> float | None:
@@ -43,7 +42,7 @@ def _peaks(m: Measurement) -> list[float]:
 
 def _name(m: Measurement) -> str:
     w = m.workload
-    return f"{w.model} b{w.batch_size} {strategy_of(w)} ×{w.world_size}"
+    return f"{w.model} b{w.batch_size} {w.strategy} ×{w.world_size}"
 
 
 COLUMNS = (("model", "network"), ("strategy", "strategy"), ("workers", "workers"),
@@ -63,8 +62,8 @@ def strategies_table(ms: list[Measurement]) -> Table | None:
         t, d, w = m.stats.timing, P.dist(m), m.workload
         peaks = _peaks(m)
         state = [v for v in d.per_rank_model_state_bytes or () if isinstance(v, (int, float))]
-        ddp = strategy_of(w) == "ddp"
-        r = {"model": w.model, "strategy": strategy_of(w), "workers": w.world_size,
+        ddp = w.strategy == "ddp"
+        r = {"model": w.model, "strategy": w.strategy, "workers": w.world_size,
              "batch": w.batch_size, "peak": max(peaks) if peaks else None,
              "peak_min": min(peaks) if peaks else None, "state": max(state) if state else None,
              "step": _num(t.median_ms), "ci_low": _num(t.median_ci_low_ms),
@@ -103,14 +102,14 @@ def strategies_plot(ms: list[Measurement]) -> list[Plot]:
     fig, axes = new_figure(2 * len(groups), ncols=2, width=5.2, height=3.6)
     for g, ((model, batch), pts) in enumerate(groups.items()):
         ax_m, ax_t = axes[2 * g], axes[2 * g + 1]
-        names = [f"{strategy_of(m.workload)}\n×{m.workload.world_size}" for m in pts]
+        names = [f"{m.workload.strategy}\n×{m.workload.world_size}" for m in pts]
         xs = list(range(len(pts)))
         for x, m in zip(xs, pts):
             peaks = _peaks(m)
             if not peaks:
                 continue
             top, low = max(peaks) / MIB, min(peaks) / MIB
-            ax_m.bar(x, top, color=STRATEGY_COLOR.get(strategy_of(m.workload), INK), width=0.6)
+            ax_m.bar(x, top, color=STRATEGY_COLOR.get(m.workload.strategy, INK), width=0.6)
             ax_m.errorbar(x, top, yerr=[[top - low], [0]], color=INK, capsize=4, lw=1)
             state = P.dist(m).per_rank_model_state_bytes or ()
             if state:

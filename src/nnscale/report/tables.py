@@ -43,7 +43,7 @@ def mem(v: float | None) -> str:
 def _config(m: Measurement) -> str:
     w = m.workload
     extra = [x for x, on in (("channels-last", w.channels_last), ("compiled", w.compile)) if on]
-    return " ".join([w.framework, w.precision, *extra])
+    return " ".join([w.engine, w.precision, *extra])
 
 
 POINT_COLUMNS = (
@@ -67,7 +67,7 @@ def point_record(m: Measurement) -> dict:
     d = s.distributed
     lo, hi = P.rate_ci(m)
     return {
-        "model": w.model, "mode": w.mode, "framework": w.framework, "precision": w.precision,
+        "model": w.model, "mode": w.mode, "framework": w.engine, "precision": w.precision,
         "batch_size": w.batch_size, "world_size": w.world_size, "device": w.device,
         "channels_last": w.channels_last, "compile": w.compile, "threads": w.threads,
         "input_shape": "x".join(map(str, w.input_shape)), "status": m.status,

@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from nnscale.errors import UserError
-from nnscale.records import STATUSES, Measurement
+from nnscale.records import STATUSES, Measurement, Workload
 from nnscale.store import schema
 from nnscale.store.retry import busy_timeout_s, first_line, retried
 from nnscale.store.names import check_run_name as _check_run_name
@@ -369,11 +369,15 @@ class Store:
 
     @retried("reading finished points")
     def finished_keys(self, run_id: int, statuses: tuple[str, ...] = FINISHED_STATUSES) -> set[str]:
-        """Workload keys of the run's points with a status in `statuses` (skip these on resume)."""
+        """Workload keys of the run's points with a status in `statuses` (skip these on resume).
+        Each key is the one its workload has now (`Workload.from_dict` upgrades a row of an older
+        form, whose stored key was computed from that form), so a resumed old run finds its points."""
         m = schema.measurements
-        stmt = sa.select(m.c.workload_key).where(m.c.run_id == run_id, m.c.status.in_(statuses))
+        stmt = sa.select(m.c.workload, m.c.stats).where(m.c.run_id == run_id,
+                                                       m.c.status.in_(statuses))
         with self._engine.connect() as conn:
-            return set(conn.execute(stmt).scalars())
+            return {Workload.from_dict(json.loads(w), json.loads(s)).key()
+                    for w, s in conn.execute(stmt)}
 
     @retried("reading points")
     def measurements(self, run_name: str) -> list[Measurement]:

@@ -23,7 +23,8 @@ from nnscale.environment import check_interference
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
 # ImageNet's training set, as the seed's time-to-train assumes
 from nnscale.distributed.metrics import IMAGENET_TRAIN_IMAGES
-from nnscale.distributed.scaling import ScaleFailed, Sink, run_scale
+from nnscale.distributed.launch_loop import Sink, WorldSizeFailed
+from nnscale.distributed.scaling import run_scale
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import (
     check_installed,
@@ -32,7 +33,7 @@ from nnscale.measure.frameworks import (
 )
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.netstats.paper import paper_rows
-from nnscale.records import MEASURED_STATUSES, Measurement
+from nnscale.records import ALLREDUCE, MEASURED_STATUSES, Measurement
 from nnscale.store import capture_environment, open_store
 from nnscale.store.url import redact_command
 from nnscale.study.config import StudyConfig
@@ -179,13 +180,13 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
         for point in run_scale(cfg, sink):
             progress.note(f"  world size {point.workload.world_size}: "
                           f"{point.stats.throughput.samples_per_s or 0:.1f} samples/s ({point.status})")
-    except ScaleFailed as exc:
+    except WorldSizeFailed as exc:
         return [f"scaling stopped: {exc}"]
     if max(nproc) < 2:
         return []
     have = {m.stats.allreduce.size_bytes if m.stats.allreduce else None
             for m in store.measurements(run_name)
-            if m.workload.model == "allreduce" and m.status in MEASURED_STATUSES}
+            if m.workload.kind == ALLREDUCE and m.status in MEASURED_STATUSES}
     if have:
         return []
     sizes = tuple(1 << k for k in range(10, 25, 2))  # 1 KiB .. 16 MiB, every factor of 4
@@ -194,7 +195,7 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
                                         warmup_max_s=min(policy.warmup_max_s, 1.0)))
     try:
         run_allreduce(ar, sink)
-    except ScaleFailed as exc:
+    except WorldSizeFailed as exc:
         return [f"all-reduce calibration stopped: {exc}"]
     return []
 

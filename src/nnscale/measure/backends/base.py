@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import Timer
-from nnscale.measure.validate import usable_cores
+from nnscale.host import usable_cores
 from nnscale.records import Workload
 
 # Error texts that mean "out of memory" whatever the exception type: glibc/C++ (ENOMEM,

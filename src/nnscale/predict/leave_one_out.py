@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass
 from nnscale.errors import UserError
 from nnscale.predict.calibrate import Point, extract_points, fit_points, predict_point
 from nnscale.predict.model import ModelProfile
-from nnscale.records import Measurement
+from nnscale.records import ALLREDUCE, Measurement
 
 TARGET = 0.10  # the bar: every configuration's leave-one-out error within 10 %
-ROLES = {"step": "configuration", "allreduce": "calibration input"}
+ROLES = {"step": "configuration", ALLREDUCE: "calibration input"}
 
 
 @dataclass(frozen=True, slots=True)
