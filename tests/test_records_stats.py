@@ -9,11 +9,12 @@ from dataclasses import fields
 
 import pytest
 
-from nnscale.records import Measurement, Workload
+from nnscale.records import DDPOptions, Measurement, Workload
 from nnscale.records_stats import BLOCKS, OPTIONAL_BLOCKS, STATS_VERSION, Stats
 from nnscale.records_stats_legacy import ALIASES
 
-W = Workload("test-tiny-mlp", "training", 8, (3, 8, 8), world_size=2, strategy="ddp")
+W = Workload("test-tiny-mlp", "training", 8, (3, 8, 8), world_size=2, kind="distributed",
+             strategy="ddp", ddp=DDPOptions())
 
 
 def _value(hint: str, i: int):
