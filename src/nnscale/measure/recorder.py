@@ -46,8 +46,9 @@ def open_run(store, kind: str, config: dict, run: str | None, resume: bool,
     return info.id, info.name, {}
 
 
-def start_recording(store, kind: str, config, first: Workload, *, run: str | None, resume: bool,
-                    command_line: str, progress, runner: Callable[[PointSpec], Measurement],
+def start_recording(store, kind: str, config, first: Workload, *, progress, run: str | None = None,
+                    resume: bool = False, command_line: str = "",
+                    runner: Callable[[PointSpec], Measurement],
                     check_machine: bool = True,
                     more_processes: Callable[[int], bool] = lambda k: True,
                     ) -> tuple[Recorder, str, str | None]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -28,7 +27,7 @@ from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import start_recording
-from nnscale.measure.runner import PointSpec, run_point
+from nnscale.measure.runner import run_point
 from nnscale.measure.sweep import SweepConfig, resolve, spec, workload
 from nnscale.measure.validate import check_precision, default_precisions
 from nnscale.records import MEASURED_STATUSES, Measurement
@@ -141,22 +140,16 @@ def candidates(config: TuneConfig) -> tuple[list[SweepConfig], tuple[str, ...]]:
     return configs, tuple(notes)
 
 
-def run_tune(
-    config: TuneConfig,
-    store,
-    progress=None,
-    *,
-    run: str | None = None,
-    resume: bool = False,
-    command_line: str = "",
-    runner: Callable[[PointSpec], Measurement] = run_point,
-) -> TuneResult:
-    """Measure every candidate at every batch size into one run; the fastest per batch."""
+def run_tune(config: TuneConfig, store, progress=None, **recording) -> TuneResult:
+    """Measure every candidate at every batch size into one run; the fastest per batch.
+
+    `recording`: run, resume, command_line, runner, as `run_sweep` takes them (declared once, by
+    `start_recording`)."""
     progress = progress or NullProgress()
     configs, notes = candidates(config)
     recorder, run_name, warning = start_recording(
-        store, "tune", config, workload(configs[0], config.modes[0], 1), run=run, resume=resume,
-        command_line=command_line, progress=progress, runner=runner)
+        store, "tune", config, workload(configs[0], config.modes[0], 1), progress=progress,
+        **{"runner": run_point, **recording})
     total = len(configs) * len(config.batches) * len(config.modes)
     progress.begin(f"tune {config.model} on {configs[0].device}: {len(configs)} configurations "
                    f"x {len(config.batches)} batch sizes -> run {run_name!r}", total, config.point_s)
