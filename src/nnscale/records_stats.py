@@ -127,7 +127,9 @@ class Host:
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """How a multi-process point was launched (distributed/launch.py) and its link cap (tc tbf)."""
+    """How a multi-process point was launched (distributed/launch.py). The layout and link cap
+    fields hold what rows stored before the workload had `nnodes` and `link_cap_*` said; new rows
+    leave them empty (one name per value: the workload's)."""
 
     backend: str | None = None  # "gloo", "nccl"
     nnodes: Int = None
@@ -139,7 +141,9 @@ class Launch:
 
 @dataclass(frozen=True, slots=True)
 class Distributed:
-    """A DDP/FSDP point (distributed/scaling.py): layout, breakdown, ranks, memory, time to train."""
+    """A DDP/FSDP point (distributed/scaling.py): layout, breakdown, ranks, memory, time to train.
+    `strategy`, `world_size`, `batch_per_worker`, `threads_per_worker` and `ddp_options` hold what
+    older rows said; new rows leave them to the workload's fields."""
 
     scaling: str | None = None  # "weak" or "strong"
     strategy: str | None = None  # "ddp", "fsdp"
@@ -275,6 +279,11 @@ class Stats:
                 raise ValueError(f"unknown statistic {name}.{unknown[0]}")
             kw[name] = kind(**{k: _frozen(v) for k, v in values.items()})
         return cls(**kw)
+
+
+def frozen_block(kind, values: dict):
+    """A block of `kind` from plain values (lists as tuples), as a writer has them."""
+    return kind(**{k: _frozen(v) for k, v in values.items()})
 
 
 def _frozen(v):

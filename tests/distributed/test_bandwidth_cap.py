@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from nnscale.distributed.config import Launching, tbf_burst
+from nnscale.distributed.config import Launching, ScaleConfig, tbf_burst
+from nnscale.distributed.scaling import workload as scale_workload
 from nnscale.errors import UserError
 from nnscale.linkcap import burst_bits, rate_bit_per_s, rate_text
 
@@ -54,9 +55,15 @@ def test_bad_burst_is_a_user_error(bad):
 def test_the_point_records_the_cap_and_its_bucket():
     cap = Launching(nproc=(1,), bandwidth_cap_bit_per_s=rate_bit_per_s("200MBIT"),
                     bandwidth_cap_burst_bytes=burst_bits(" 200KBIT ") / 8)
-    assert cap.cap_stats() == {"bandwidth_cap_bit_per_s": 2e8, "bandwidth_cap_burst_bits": 200 * 1024}
-    assert Launching(nproc=(1,), bandwidth_cap_bit_per_s=1e9).cap_stats() == {"bandwidth_cap_bit_per_s": 1e9}
-    assert Launching(nproc=(1,)).cap_stats() == {}
+    def point_workload(launching: Launching):
+        return scale_workload(ScaleConfig("test-tiny-mlp", launching, batch_per_worker=4), 1)
+
+    w = point_workload(cap)  # the cap is the workload's, in bits/s and bytes
+    assert (w.link_cap_bit_per_s, w.link_cap_burst_bytes) == (2e8, 200 * 1024 / 8)
+    w = point_workload(Launching(nproc=(1,), bandwidth_cap_bit_per_s=1e9))
+    assert (w.link_cap_bit_per_s, w.link_cap_burst_bytes) == (1e9, None)
+    w = point_workload(Launching(nproc=(1,)))
+    assert (w.link_cap_bit_per_s, w.link_cap_burst_bytes) == (None, None)
     with pytest.raises(UserError, match="needs --bandwidth-cap"):
         Launching(nproc=(1,), bandwidth_cap_burst_bytes=25600.0)
 

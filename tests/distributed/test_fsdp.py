@@ -39,7 +39,7 @@ def test_the_strategy_is_a_field_of_the_workload_and_of_its_key(points):
     assert (ddp.framework, fsdp.framework) == ("torch", "torch")
     assert (ddp.engine, fsdp.engine) == ("torch-ddp", "torch-fsdp") and fsdp.ddp is None
     assert ddp.key() != fsdp.key()
-    assert points["fsdp", 2].stats.distributed.strategy == "fsdp"
+    assert points["fsdp", 2].workload.strategy == "fsdp"
     # A one-process point (strategy "") keeps the key it had before the field existed.
     assert Workload("test-tiny-mlp", "training", 4, (3, 8, 8)).key() == "f277bca6b4892b38"
 

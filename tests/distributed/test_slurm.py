@@ -105,7 +105,7 @@ def test_submit_two_cpu_processes_and_find_the_point_in_the_store(tmp_path):
     assert point.status in ("ok", "unstable") and point.workload.world_size == 2
     s = point.stats
     assert s.distributed.scaling == "strong" and s.distributed.global_batch == 16 and point.workload.batch_size == 8
-    assert s.launch.nnodes == 1 and s.launch.backend == "gloo"
+    assert point.workload.nnodes == 1 and s.launch.backend == "gloo"
     assert "separate" in s.distributed.breakdown_method and s.distributed.breakdown_iters == 5
     assert s.launch.slurm_job_id and run.command_line.startswith("nnscale scale test-tiny-mlp")
     (script,) = tmp_path.glob("*.sbatch")

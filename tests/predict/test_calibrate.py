@@ -21,8 +21,7 @@ from nnscale.predict.calibrate import (
 from nnscale.predict.model import Bucketing
 from nnscale.predict.points import measured_bucketing
 from nnscale.predict.leave_one_out import validate_leave_one_out
-from nnscale.records import ALLREDUCE, Measurement, Workload
-from nnscale.records_stats import Stats
+from nnscale.records import ALLREDUCE, DDPOptions, Measurement, Workload
 
 
 def test_points_are_read_like_the_distributed_records(records, net):
@@ -111,11 +110,14 @@ def test_free_parameters_never_outnumber_points():
 def test_ddp_bucket_layout_comes_from_ddp_logging():
     # torch 2.x built one 1724320-byte bucket for pytorch-mnist-net (real run, docs/benchmarks.md);
     # the nominal 1 MiB first bucket would make two calls, each paying the latency.
-    stats = {"ddp_options": {"bucket_mb": 25.0}, "ddp_logging": {"rebuilt_bucket_sizes": "1724320"}}
-    b = measured_bucketing(Stats.from_dict(stats).distributed)
+    def point(bucket_mb: float, stats: dict) -> Measurement:
+        w = Workload("pytorch-mnist-net", "training", 64, (1, 28, 28), world_size=2, kind="distributed",
+                     strategy="ddp", ddp=DDPOptions(bucket_mb=bucket_mb))
+        return Measurement(w, "ok", stats=stats)
+
+    b = measured_bucketing(point(25.0, {"ddp_logging": {"rebuilt_bucket_sizes": "1724320"}}))
     assert b.bucket_mb == 25.0 and b.first_bucket_mb * 2**20 == pytest.approx(1724320)
-    assert measured_bucketing(Stats.from_dict({"ddp_options": {"bucket_mb": 4.0}}).distributed
-                              ).first_bucket_mb == 1.0
+    assert measured_bucketing(point(4.0, {})).first_bucket_mb == 1.0
 
 
 def test_a_run_with_no_usable_points_is_a_user_error(records):

@@ -140,10 +140,10 @@ def table_rows(points) -> list[dict]:
         if p.status not in MEASURED_STATUSES:
             rows.append({"world": w.world_size, "status": p.status})
             continue
-        s, d, launch = p.stats, p.stats.distributed, p.stats.launch
+        s, d = p.stats, p.stats.distributed
         peak = s.compute.peak_memory_bytes
         rows.append({
-            "world": w.world_size, "layout": f"{launch.nnodes}x{launch.nproc_per_node}",
+            "world": w.world_size, "layout": f"{w.nnodes}x{w.nproc_per_node}",
             "batch": w.batch_size, "global": d.global_batch,
             "rate": f"{s.throughput.samples_per_s:.1f}", "per": f"{d.samples_per_s_per_worker:.1f}",
             "sp1": _f(d.speedup_vs_1_worker), "ef1": _f(d.efficiency_vs_1_worker, "{:.0%}"),
@@ -170,7 +170,7 @@ COLUMNS = (("world", "workers"), ("layout", "nodes x procs"), ("batch", "batch/w
 
 def seed_rows(points, device: str) -> list[dict]:
     """The seed's projection table: network, batch, nodes, GPUs, time [min]."""
-    return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.stats.launch.nnodes,
+    return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.workload.nnodes,
              "gpus": p.workload.world_size, "time": f"{p.stats.distributed.time_to_train_min:.0f}"}
             for p in points if p.status in MEASURED_STATUSES]
 

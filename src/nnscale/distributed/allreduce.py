@@ -28,7 +28,10 @@ from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
 from nnscale.measure.backends.base import canonical_device
 from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
 from nnscale.records import ALLREDUCE, Measurement, Workload
-from nnscale.stats import summarize
+from nnscale.measure.point import summary_timing
+from nnscale.records_stats import Allreduce, Stats
+from nnscale.records_stats import Launch as LaunchStats
+from nnscale.stats import Summary, summarize
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -94,14 +97,18 @@ def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
 
 
 def _points(cfg: AllreduceConfig, nproc: int, result: dict) -> list[Measurement]:
+    """One point per size; what the workload says (size, dtype, nodes, link cap) is not repeated."""
     points = []
     for r in result["sizes"]:
-        stats = {k: v for k, v in r.items() if k not in ("samples_ms", "stable", "numel")}
-        stats.update(cfg.launching.cap_stats())
-        stats.update(step_time_ms=r["time_ms"], backend=result["backend"],
-                     nnodes=cfg.launching.nnodes, nproc_per_node=nproc,
-                     bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
-                                          "busbw = algbw*2(n-1)/n, GB = 1e9 B")
+        summary = Summary.from_dict(r)  # of the slowest rank's times (allreduce_sizes)
+        stats = Stats(
+            timing=summary_timing(summary, warmup_iters=r["warmup_iters"]),
+            launch=LaunchStats(backend=result["backend"]),
+            allreduce=Allreduce(size_bytes=r["size_bytes"], algbw_gb_per_s=r["algbw_gb_per_s"],
+                                busbw_gb_per_s=r["busbw_gb_per_s"],
+                                per_rank_time_ms=tuple(r["per_rank_time_ms"]),
+                                bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
+                                                     "busbw = algbw*2(n-1)/n, GB = 1e9 B"))
         points.append(Measurement(workload(cfg, nproc, r["size_bytes"]),
                                   "ok" if r["stable"] else "unstable",
                                   samples_ms=tuple(r["samples_ms"]), stats=stats))

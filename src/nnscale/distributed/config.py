@@ -133,15 +133,6 @@ class Launching:
     def world_sizes(self) -> list[int]:
         return [self.nnodes * p for p in self.nproc]
 
-    def cap_stats(self) -> dict[str, float]:
-        """The cap as the point's stats record it (besides the workload's own fields)."""
-        out = {}
-        if self.bandwidth_cap_bit_per_s:
-            out["bandwidth_cap_bit_per_s"] = self.bandwidth_cap_bit_per_s
-        if self.bandwidth_cap_burst_bytes:
-            out["bandwidth_cap_burst_bits"] = self.bandwidth_cap_burst_bytes * 8
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class ScaleConfig:

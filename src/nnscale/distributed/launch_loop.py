@@ -78,8 +78,7 @@ def launch_and_store(launching: Launching, launches: Callable[[], Iterable[Launc
         try:
             result = launch(launch_spec(launching, item.nproc, item.job, item.key))
         except LaunchFailed as e:
-            failed = Measurement(item.failed, e.status, error=f"world size {world}: {e}",
-                                 stats=dict(item.failed_stats or {}))
+            failed = Measurement(item.failed, e.status, error=f"world size {world}: {e}")
             if storing:
                 sink.store.add_measurement(sink.run_id, failed)
             raise WorldSizeFailed(failed.error, points + [failed]) from None

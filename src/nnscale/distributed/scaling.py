@@ -25,8 +25,11 @@ from nnscale.distributed.launch_loop import Launch, Sink, launch_and_store
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.measure.backends.base import canonical_device
+from nnscale.measure.point import rate_throughput, summary_timing
 from nnscale.records import DISTRIBUTED, MEASURED_STATUSES, DDPOptions, Measurement, Workload
-from nnscale.stats import Summary, throughput
+from nnscale.records_stats import Compute, Distributed, Host, Stats, frozen_block
+from nnscale.records_stats import Launch as LaunchStats
+from nnscale.stats import Summary
 from nnscale.zoo import model_info
 
 
@@ -79,21 +82,19 @@ def trace_path(sink: Sink, w: Workload) -> Path | None:
     return folder / f"{run}-w{w.world_size}-{w.key()}.trace.json"
 
 
-def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
+def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> Stats:
+    """The point's statistics record. What the workload already says (world size, strategy, node
+    layout, DDP options, link cap, batch, threads) is not written again here."""
     summary = Summary.from_dict(result["summary"])
     global_batch = w.batch_size * w.world_size
-    rate = throughput(summary, global_batch)
+    rates = rate_throughput(summary, global_batch)
     per_rank = sorted(result["per_rank"], key=lambda r: r["rank"])
     bd = result["breakdown"]
-    stats = {
-        "scaling": cfg.scaling, "world_size": w.world_size, "nnodes": cfg.launching.nnodes,
-        "nproc_per_node": nproc, "batch_per_worker": w.batch_size, "global_batch": global_batch,
-        "backend": result["backend"], "strategy": cfg.strategy,
-        **summary.to_dict(), **rate.to_dict(),
-        "step_time_ms": summary.median_ms,
-        "samples_per_s_per_worker": rate.samples_per_s / w.world_size,
-        "stable": result["stable"], "warmup_iters": result["warmup_iters"],
-        "warmup_s": result["warmup_s"], "measure_s": result["measure_s"],
+    peak, memory = _memory_stats(per_rank)
+    distributed = frozen_block(Distributed, {
+        "scaling": cfg.scaling, "global_batch": global_batch,
+        "samples_per_s_per_worker": (rates.samples_per_s / w.world_size
+                                     if rates.samples_per_s is not None else None),
         **{k: bd[k] for k in ("forward_ms", "backward_ms", "optimizer_ms", "comm_exposed_ms",
                               "comm_total_ms", "comm_overlapped_ms", "breakdown_sum_ms")},
         "breakdown_step_ms": bd["step_ms"], "breakdown_iters": result["breakdown_iters"],
@@ -110,21 +111,22 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> dict:
         # may run on; and what one worker is, in words, for the report.
         "per_rank_threads": [r.get("threads") for r in per_rank],
         "per_rank_cpus": [r.get("cpus") for r in per_rank],
-        "threads_per_worker": w.threads or None,
         "worker": describe_worker(cfg.launching.device, per_rank[0]),
         **straggler_stats([r["compute_ms"] for r in per_rank]),
-        **_memory_stats(per_rank),
+        **memory,
         **_strategy_stats(cfg, result),
         "dataset_size": cfg.dataset_size, "epochs": cfg.epochs,
         "time_to_train_min": time_to_train_min(summary.median_ms, global_batch, cfg.dataset_size,
                                                cfg.epochs),
-        "torch": result.get("torch"),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "trace_file": result.get("trace_file"),  # Chrome trace JSON of one step (trace.py)
         "step_timeline": result.get("step_timeline"),
-    }
-    stats.update(cfg.launching.cap_stats())  # the tbf rate and bucket (also workload fields)
-    return stats
+    })
+    timing = summary_timing(summary, stable=result["stable"], warmup_iters=result["warmup_iters"],
+                            warmup_s=result["warmup_s"], measure_s=result["measure_s"])
+    return Stats(timing=timing, throughput=rates, compute=Compute(peak_memory_bytes=peak),
+                 host=Host(torch_version=result.get("torch")),
+                 launch=LaunchStats(backend=result["backend"], slurm_job_id=os.environ.get("SLURM_JOB_ID")),
+                 distributed=distributed)
 
 
 def describe_worker(device: str, rank: dict) -> str:
@@ -138,26 +140,27 @@ def describe_worker(device: str, rank: dict) -> str:
     return what + f" pinned to core{'s' if len(cpus) > 1 else ''} {','.join(map(str, cpus))}"
 
 
-def _memory_stats(per_rank: list[dict]) -> dict:
-    """Peak memory per rank (nnscale.distributed.memory) and the model state each rank holds."""
+def _memory_stats(per_rank: list[dict]) -> tuple[int | None, dict]:
+    """The peak of the rank that needs the most (nnscale.distributed.memory), and the per-rank
+    memory fields of the distributed block: peaks and the model state each rank holds."""
     mems = [r.get("memory") or {} for r in per_rank]
     peaks = [m.get("peak_memory_bytes") for m in mems]
     known = [p for p in peaks if p is not None]
     first = mems[0] if mems else {}
-    return {"peak_memory_bytes": max(known) if known else None,  # the rank that needs the most
-            "per_rank_peak_memory_bytes": peaks,
-            "per_rank_model_state_bytes": [m.get("param_bytes", 0) + m.get("grad_bytes", 0)
-                                           + m.get("optimizer_state_bytes", 0) for m in mems],
-            **{f"{k}_per_rank": first.get(k) for k in ("param_bytes", "grad_bytes",
-                                                       "optimizer_state_bytes")},
-            "memory_method": first.get("memory_method")}
+    return max(known) if known else None, {
+        "per_rank_peak_memory_bytes": peaks,
+        "per_rank_model_state_bytes": [m.get("param_bytes", 0) + m.get("grad_bytes", 0)
+                                       + m.get("optimizer_state_bytes", 0) for m in mems],
+        **{f"{k}_per_rank": first.get(k) for k in ("param_bytes", "grad_bytes",
+                                                   "optimizer_state_bytes")},
+        "memory_method": first.get("memory_method")}
 
 
 def _strategy_stats(cfg: ScaleConfig, result: dict) -> dict:
     """What only one strategy has: DDP's buckets and log, FSDP's collectives and layout."""
     bd = result["breakdown"]
     if cfg.strategy == "ddp":
-        return {"ddp_options": ddp_options(cfg), "bytes_allreduced_per_step": bd["bytes_allreduced"],
+        return {"bytes_allreduced_per_step": bd["bytes_allreduced"],
                 "buckets": bd["buckets"], "ddp_logging": result["ddp_logging"]}
     out = {k: bd.get(k, 0.0) for k in ("all_gather_ms", "reduce_scatter_ms", "all_gathers",
                                         "reduce_scatters")}
@@ -182,16 +185,15 @@ def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement])
     """`point` with its speedup and efficiency against 1 worker and (multi-node points) against
     1 node, from points of this run (this invocation's, or stored ones for series split across
     jobs)."""
-    w, launch = point.workload, point.stats.launch
+    w = point.workload
     series = [m for m in known if _same_series(m, cfg, w)]
     want_batch = cfg.batch_per_worker or cfg.global_batch  # the 1-worker point's batch
     one = [m for m in series if m.workload.world_size == 1 and m.workload.batch_size == want_batch]
-    global_batch = cfg.global_batch or cfg.batch_per_worker * launch.nproc_per_node
-    node = [m for m in series if m.stats.launch and m.stats.launch.nnodes == 1
-            and m.stats.launch.nproc_per_node == launch.nproc_per_node
+    global_batch = cfg.global_batch or cfg.batch_per_worker * w.nproc_per_node
+    node = [m for m in series if m.workload.nnodes == 1 and m.workload.nproc_per_node == w.nproc_per_node
             and m.stats.distributed and m.stats.distributed.global_batch == global_batch]
     found = {}
-    for name, base, active in (("1_worker", one, True), ("1_node", node, launch.nnodes > 1)):
+    for name, base, active in (("1_worker", one, True), ("1_node", node, w.nnodes > 1)):
         ref = base[-1] if base and active else None
         speedup, eff = scaling(point.stats.throughput.samples_per_s, w.world_size,
                                ref.stats.throughput.samples_per_s if ref else None,
@@ -219,7 +221,6 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
             if path is not None:
                 job["trace_path"] = str(path)
             yield Launch(nproc, job, key, failed=w, resume_key=w.key(),
-                         failed_stats={"nnodes": cfg.launching.nnodes, "nproc_per_node": nproc},
                          points=lambda result, done, w=w, nproc=nproc: [_point(cfg, w, nproc, result,
                                                                                known + done)])
 

@@ -333,7 +333,7 @@ def measured_worker(records, model: str):
     words = d.worker if d and isinstance(d.worker, str) else None
     if w.device == "cpu":  # "1 CPU thread pinned to core 0" names one worker; a cluster has many
         words = f"{w.threads} CPU thread{'s' if w.threads != 1 else ''} each" if w.threads else "CPU"
-    return words or w.device, measured_bucketing(m.stats.distributed)
+    return words or w.device, measured_bucketing(m)
 
 
 def _link_words(link: Link | None) -> str:

@@ -22,7 +22,7 @@ from nnscale.measure.lm import is_lm, lm_rates
 from nnscale.measure.methodology import MeasurePolicy, Timed, measure
 from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.records_stats import Host, Stats, Throughput, Timing
-from nnscale.stats import throughput
+from nnscale.stats import Summary, throughput
 
 
 def one_line(exc: BaseException) -> str:
@@ -36,22 +36,33 @@ def _finite(v: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def timed_stats(workload: Workload, timed: Timed, policy: MeasurePolicy) -> Stats:
-    """The statistics of a measured point (docs/methodology.md, "The statistics record")."""
-    s = timed.summary
-    rate = throughput(s, workload.batch_size * workload.world_size)
-    timing = Timing(
+def summary_timing(s: Summary, **more) -> Timing:
+    """The timing block of a summary of step times (`more`: the point's other timing fields,
+    warm-up, budget ...). Sweeps, DDP/FSDP and all-reduce points all build it here."""
+    return Timing(
         median_ms=s.median_ms, mean_ms=s.mean_ms, stdev_ms=_finite(s.stdev_ms), min_ms=s.min_ms,
         max_ms=s.max_ms,
         mean_ci_low_ms=_finite(s.ci_low_ms), mean_ci_high_ms=_finite(s.ci_high_ms),  # the stopping rule
         median_ci_low_ms=_finite(s.median_ci_low_ms), median_ci_high_ms=_finite(s.median_ci_high_ms),
         p50_ms=s.p50_ms, p95_ms=s.p95_ms, p99_ms=s.p99_ms, rel_ci=_finite(s.rel_ci),
-        target_rel_ci=policy.target_rel_ci, confidence=s.confidence, iterations=s.n,
-        outliers=s.outliers, warmup_iters=timed.warmup_iters, warmup_s=timed.warmup_s,
-        warmup_steady=timed.warmup_steady, measure_s=timed.measure_s, budget_s=policy.budget_s)
-    rates = Throughput(samples_per_s=_finite(rate.samples_per_s), samples_per_s_ci_low=_finite(rate.ci_low),
-                       samples_per_s_ci_high=_finite(rate.ci_high))
-    return Stats(timing=timing, throughput=rates)
+        confidence=s.confidence, iterations=s.n, outliers=s.outliers, **more)
+
+
+def rate_throughput(s: Summary, samples_per_step: int) -> Throughput:
+    """Samples/s from the median step time, with its CI (nnscale.stats.throughput)."""
+    rate = throughput(s, samples_per_step)
+    return Throughput(samples_per_s=_finite(rate.samples_per_s), samples_per_s_ci_low=_finite(rate.ci_low),
+                      samples_per_s_ci_high=_finite(rate.ci_high))
+
+
+def timed_stats(workload: Workload, timed: Timed, policy: MeasurePolicy) -> Stats:
+    """The statistics of a measured point (docs/methodology.md, "The statistics record")."""
+    s = timed.summary
+    timing = summary_timing(
+        s, target_rel_ci=policy.target_rel_ci, warmup_iters=timed.warmup_iters,
+        warmup_s=timed.warmup_s, warmup_steady=timed.warmup_steady, measure_s=timed.measure_s,
+        budget_s=policy.budget_s)
+    return Stats(timing=timing, throughput=rate_throughput(s, workload.batch_size * workload.world_size))
 
 
 def unstable_reason(timed: Timed, policy: MeasurePolicy) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from nnscale.predict.model import MIB, Bucketing, ModelProfile
-from nnscale.records import ALLREDUCE, DISTRIBUTED, MEASURED_STATUSES, Measurement
+from nnscale.records import ALLREDUCE, DISTRIBUTED, MEASURED_STATUSES, DDPOptions, Measurement
 from nnscale.records_stats import Distributed
 
 
@@ -80,17 +80,17 @@ def _link_text(cap: float | None, inter: bool) -> str:
     return where + ("no cap" if cap is None else f"{cap * 8 / 1e6:g} Mbit/s")
 
 
-def measured_bucketing(d: Distributed | None) -> Bucketing:
-    """The bucket layout DDP used (`d`: the point's distributed block). Its own log
+def measured_bucketing(m: Measurement) -> Bucketing:
+    """The bucket layout DDP used at point `m`: its bucket cap (the workload's DDP options) and DDP's
+    own log (the distributed block's ddp_logging.rebuilt_bucket_sizes, the buckets
     (ddp_logging.rebuilt_bucket_sizes, the buckets
     after DDP rebuilt them in gradient-ready order; else bucket_sizes) says how many all-reduce calls
     a step made; each call pays the latency once, so a wrong count is a latency error. The model's
     DDP rule (first bucket closes at first_bucket_mb, the others at bucket_mb) reproduces a layout
     when first_bucket_mb is the first bucket's size: e.g. torch 2.x built one 1724320-byte bucket for
     pytorch-mnist-net where the nominal 1 MiB first-bucket cap would give two (1.62 MB + 0.10 MB)."""
-    d = d or Distributed()
-    options = d.ddp_options if isinstance(d.ddp_options, dict) else {}
-    bucket_mb = float(options.get("bucket_mb", 25.0))
+    d = m.stats.distributed or Distributed()
+    bucket_mb = float((m.workload.ddp or DDPOptions()).bucket_mb)
     log = d.ddp_logging if isinstance(d.ddp_logging, dict) else {}
     sizes = [int(x) for x in re.findall(r"\d+", str(log.get("rebuilt_bucket_sizes") or log.get("bucket_sizes") or ""))]
     if sizes and sizes[0] > 0:
@@ -156,7 +156,7 @@ def extract_points(records: Sequence[Measurement],
         profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None,
                           samples_s=spread.get(_ref_key(m), ()))
         points.append(Point("step", label, w.world_size, step, cap=cap, burst=burst, profile=profile,
-                            batch=w.batch_size, bucketing=measured_bucketing(d), inter=inter))
+                            batch=w.batch_size, bucketing=measured_bucketing(m), inter=inter))
     return points, skipped
 
 

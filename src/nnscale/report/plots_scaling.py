@@ -146,7 +146,7 @@ def time_to_train_rows(ms: list[Measurement], predictions: list[dict]) -> list[d
     for m in ms:
         t = P.num(P.dist(m).time_to_train_min)
         if t is not None and P.measured(m):
-            nodes = P.num(m.stats.launch.nnodes) if m.stats.launch else None
+            nodes = m.workload.nnodes
             rows.append({"network": m.workload.model, "precision": m.workload.precision,
                          "batch_size": m.workload.batch_size, "nodes": int(nodes) if nodes else 1,
                          "gpus": m.workload.world_size, "time_min": t, "source": "measured"})
