@@ -35,7 +35,7 @@ def test_every_world_size_gets_the_largest_ones_share_pinned_and_disjoint(scaled
     one, two = points
     for p in (one, two):
         s = p.stats
-        assert p.workload.threads == share and s.distributed.threads_per_worker == share
+        assert p.workload.threads == share  # one name: the workload says what each worker ran with
         # What each rank read in its own process after setup: torch threads and its affinity.
         assert s.distributed.per_rank_threads == (share,) * p.workload.world_size
         for cpus in s.distributed.per_rank_cpus:
