@@ -21,22 +21,13 @@ import math
 from collections import defaultdict
 
 from nnscale.errors import UserError
+from nnscale.report.points import num
 
 # What each key read here may hold (None/null is always allowed: the key is then absent).
 _COUNTS = ("gpus", "world_size", "nodes", "gpus_per_node", "batch_size", "global_batch", "buckets")
 _AMOUNTS = ("samples_per_s", "speedup", "efficiency", "time_to_train_min", "time_to_train_s",
             "compute_ms", "comm_ms", "exposed_ms", "comm_exposed_ms", "step_ms", "overhead_ms")
 _NAMES = ("model", "precision", "limiting", "limited_by", "cluster", "cluster_kind")
-
-
-def _number(v) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _bad(where: str, key: str, value, accepted: str) -> UserError:
@@ -74,20 +65,20 @@ def normalize(rows: list[dict] | None) -> list[dict]:
     out = []
     for r in rows or ():
         r = dict(r)
-        gpus = _number(r.get("gpus")) or _number(r.get("world_size"))
-        nodes = _number(r.get("nodes"))
+        gpus = num(r.get("gpus")) or num(r.get("world_size"))
+        nodes = num(r.get("nodes"))
         if gpus is None and nodes is not None:
-            gpus = nodes * (_number(r.get("gpus_per_node")) or 1)
+            gpus = nodes * (num(r.get("gpus_per_node")) or 1)
         if gpus is None or gpus < 1:  # no worker count (check_rows refuses these from a file)
             continue
         r["gpus"] = int(gpus)
         r["nodes"] = int(nodes) if nodes is not None else None
         for k in ("samples_per_s", "speedup", "efficiency", "time_to_train_min", "compute_ms",
                   "comm_ms", "exposed_ms"):
-            r[k] = _number(r.get(k))
+            r[k] = num(r.get(k))
         if r["exposed_ms"] is None:
-            r["exposed_ms"] = _number(r.get("comm_exposed_ms"))
-        seconds = _number(r.get("time_to_train_s"))
+            r["exposed_ms"] = num(r.get("comm_exposed_ms"))
+        seconds = num(r.get("time_to_train_s"))
         if r["time_to_train_min"] is None and seconds is not None:
             r["time_to_train_min"] = seconds / 60.0
         r["limiting"] = r.get("limiting") or r.get("limited_by")
@@ -102,7 +93,7 @@ def key(r: dict) -> tuple:
     series, never one curve (a CPU run's workers and a catalogue GPU cluster of the same model)."""
     bs = r.get("batch_size")
     cluster = r.get("cluster") if isinstance(r.get("cluster"), str) else None
-    return (str(r.get("model", "?")), int(bs) if _number(bs) is not None else None,
+    return (str(r.get("model", "?")), int(bs) if num(bs) is not None else None,
             r.get("precision"), cluster)
 
 

@@ -69,21 +69,6 @@ class Hierarchical:
     between_share: float  # σ_b² / (σ_b² + se² of a process median): how much the processes differ
     bootstrap_se_ms: float
 
-    def to_stats(self) -> dict:
-        """The components under `Measurement.stats` key names (units in the names)."""
-        return {
-            "processes": self.processes,
-            "process_medians_ms": list(self.process_medians_ms),
-            "step_time_ms_within_sd": _finite(self.within_sd_ms),
-            "step_time_ms_between_sd": _finite(self.between_sd_ms),
-            "between_share": _finite(self.between_share),
-            "step_time_ms_bootstrap_se": _finite(self.bootstrap_se_ms),
-        }
-
-
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None
-
 
 def hierarchical_ci(groups: Sequence[Sequence[float]], confidence: float = 0.95,
                     replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED) -> Hierarchical:
