@@ -88,6 +88,9 @@ class Processes:
     rel_ci_within: Num = None  # what one process alone would have claimed (median over processes)
     steal_share: Num = None  # the largest of the processes', a fraction of the CPUs
     process_steal_share: tuple[float | None, ...] | None = None
+    # How the processes started: "fork" (from pre-imported interpreters, measure/forkserver.py),
+    # "spawn" (a new interpreter each) or both, e.g. "fork,spawn" when images failed mid-point.
+    worker_start: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

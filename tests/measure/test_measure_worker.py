@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from measure_helpers import SHORT
+from nnscale.measure.forkserver import IMAGES
 from nnscale.measure.runner import PointSpec, run_point
 from nnscale.measure.sweep import SweepConfig, run_sweep
 from nnscale.errors import UserError
@@ -61,7 +62,8 @@ def test_hang_oom_and_crash_are_stored_and_the_sweep_goes_on(store, tmp_path, mo
     assert "no result within 3 s (hung in start)" in by_batch[8].error and "killed" in by_batch[8].error
     assert by_batch[16].status in ("ok", "unstable")  # measured normally after all that
     assert by_batch[16].stats.timing.iterations >= 2 and result.knees["inference"] == 16
-    assert len(pids(pidfile)) == 5 and not any(alive(p) for p in pids(pidfile))  # 4 workers + hung child
+    # 4 workers, the hung worker's child, and the sweep's images (forked workers, forkserver.py)
+    assert len(pids(pidfile)) == 5 + min(IMAGES, 4) and not any(alive(p) for p in pids(pidfile))
 
 
 def test_real_allocation_failure_under_a_memory_cap_is_an_oom_point():

@@ -23,7 +23,8 @@ def policy_from(args, warmup_default: float) -> MeasurePolicy:
     warmup = warmup_default if args.warmup is None else args.warmup
     most = 2 * args.processes if args.max_processes is None else args.max_processes
     return MeasurePolicy(target_rel_ci=args.target_ci, budget_s=args.budget, warmup_max_s=warmup,
-                         processes=args.processes, max_processes=most)
+                         processes=args.processes, max_processes=most,
+                         worker_start="spawn" if args.spawn else "fork")
 
 
 def common_kwargs(args) -> dict:

@@ -92,6 +92,9 @@ def add_measurement(p, budget: float) -> None:
     p.add_argument("--max-processes", type=int, default=None, metavar="K",
                    help="more processes for a point whose CI is still wider than --target-ci "
                    "(default 2 x --processes)")
+    p.add_argument("--spawn", action="store_true",
+                   help="start every worker as a new interpreter (about 6 s each with torch); by "
+                   "default torch CPU workers are forked from 3 pre-imported interpreters")
     add_interference_max(p)
     p.add_argument("--warmup", type=float, default=None, metavar="SECONDS",
                    help="longest warm-up per point (default 10 for sweep, 5 for tune)")

@@ -44,6 +44,7 @@ MIN_PROCESS_BUDGET_S = 0.2  # below this a process measures a handful of iterati
 # 0.25: on a quiet 2-core VM these stay under 0.15 (load average 0.2: 0.1 per core); one busy core
 # of two is 0.5.
 INTERFERENCE_MAX = 0.25
+WORKER_STARTS = ("fork", "spawn")  # MeasurePolicy.worker_start
 
 
 def check_interference_max(value: float, what: str = "--interference-max") -> None:
@@ -84,6 +85,9 @@ class MeasurePolicy:
     # (`nnscale.measure.processes`). One process gives the old, within-process-only interval.
     processes: int = 3
     max_processes: int = 6
+    # How each process starts: "fork" from a pre-imported interpreter where that is safe (torch on
+    # CPU; `nnscale.measure.forkserver`), "spawn" a new interpreter every time (as pyperf does).
+    worker_start: str = "fork"
 
     def __post_init__(self) -> None:
         checks = (
@@ -98,6 +102,7 @@ class MeasurePolicy:
              "an integer >= 1 (3 or more for an interval across processes)"),
             ("max_processes", isinstance(self.max_processes, int) and self.max_processes >= self.processes,
              f"an integer >= processes ({self.processes})"),
+            ("worker_start", self.worker_start in WORKER_STARTS, " or ".join(WORKER_STARTS)),
         )
         for name, ok, accepted in checks:
             value = getattr(self, name)

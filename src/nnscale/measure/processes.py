@@ -81,7 +81,9 @@ def combine(ms: list[Measurement], target_rel_ci: float, confidence: float = 0.9
     """The point from its processes' measurements (module docstring)."""
     steals = steals or [None] * len(ms)
     known = [s for s in steals if s is not None]
-    steal = {"steal_share": max(known) if known else None, "process_steal_share": tuple(steals)}
+    starts = sorted({m.stats.processes.worker_start for m in ms} - {None})
+    steal = {"steal_share": max(known) if known else None, "process_steal_share": tuple(steals),
+             "worker_start": ",".join(starts) or None}
     if len(ms) == 1:  # one process: its own (within-process) interval, as before
         m = ms[0]
         return replace(m, stats=replace(m.stats, processes=replace(

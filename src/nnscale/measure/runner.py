@@ -21,11 +21,12 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import nnscale
 from nnscale.measure.backends.base import looks_like_oom
+from nnscale.measure.forkserver import POOL, ForkedWorker, forkable
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.worker import PHASE_PREFIX, RESULT_PREFIX
 from nnscale.records import Measurement, Workload
@@ -98,25 +99,36 @@ def parse_result(stdout: str) -> Measurement | None:
     return None
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc) -> None:  # a subprocess.Popen or a forkserver.ForkedWorker
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
 
-def run_point(spec: PointSpec, env: dict[str, str] | None = None) -> Measurement:
-    """Measure `spec` in a fresh worker; crashes, hangs and OOMs come back as points (module doc)."""
+def start_worker(spec: PointSpec, env: dict[str, str]):
+    """A fresh worker process for `spec`: forked from a pre-imported image where that is allowed
+    and the policy asks for it (`nnscale.measure.forkserver`), else a new interpreter."""
     w = spec.workload
-    proc = subprocess.Popen(
+    if spec.policy.worker_start == "fork" and forkable(w.framework, w.device):
+        forked = POOL.start(env)
+        if forked is not None:
+            return forked
+    return subprocess.Popen(
         [sys.executable, "-m", "nnscale.measure.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=worker_env(w.threads, env),
+        env=env,
         start_new_session=True,  # its own process group: killable as a whole, no terminal signals
     )
+
+
+def run_point(spec: PointSpec, env: dict[str, str] | None = None) -> Measurement:
+    """Measure `spec` in a fresh worker; crashes, hangs and OOMs come back as points (module doc)."""
+    w = spec.workload
+    proc = start_worker(spec, worker_env(w.threads, env))
     timed_out = False
     try:
         stdout, stderr = proc.communicate(json.dumps(spec.to_dict()), timeout=spec.timeout_s)
@@ -131,7 +143,9 @@ def run_point(spec: PointSpec, env: dict[str, str] | None = None) -> Measurement
     _kill_group(proc)  # whatever the worker started and left behind
     result = parse_result(stdout)
     if result is not None:
-        return result
+        how = "fork" if isinstance(proc, ForkedWorker) else "spawn"
+        return replace(result, stats=replace(result.stats, processes=replace(
+            result.stats.processes, worker_start=how)))
     if timed_out:
         return Measurement(w, "timeout", error=(
             f"no result within {spec.timeout_s:.0f} s (hung in {_last_phase(stderr)}); worker killed"))

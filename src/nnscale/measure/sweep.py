@@ -17,6 +17,7 @@ from typing import ClassVar
 
 from nnscale.errors import UserError
 from nnscale.measure.config import MeasureConfig
+from nnscale.measure.forkserver import POOL
 from nnscale.measure.frameworks import check_framework, check_model
 from nnscale.measure.lm import check_lm_config
 from nnscale.measure.methodology import MeasurePolicy
@@ -158,15 +159,17 @@ def run_sweep(
         progress.note(warning)
     knees = {}
     try:
-        for mode in config.modes:
-            start = len(recorder.measured)
-            if config.batches is None:
-                search_batches(config, mode, recorder.point)
-            else:
-                for batch in config.batches:
-                    recorder.point(spec(config, workload(config, mode, batch)))
-            ok = [m for m in recorder.measured[start:] if m.status in MEASURED_STATUSES]
-            knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats.throughput.samples_per_s for m in ok])
+        with POOL.session():  # workers forked from pre-imported interpreters (measure/forkserver.py)
+            for mode in config.modes:
+                start = len(recorder.measured)
+                if config.batches is None:
+                    search_batches(config, mode, recorder.point)
+                else:
+                    for batch in config.batches:
+                        recorder.point(spec(config, workload(config, mode, batch)))
+                ok = [m for m in recorder.measured[start:] if m.status in MEASURED_STATUSES]
+                knees[mode] = knee([m.workload.batch_size for m in ok],
+                                   [m.stats.throughput.samples_per_s for m in ok])
     finally:
         progress.end()
     return SweepResult(run_name, recorder.run_id, tuple(recorder.measured), knees, notes)

@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from nnscale.errors import UserError
 from nnscale.measure.config import MeasureConfig
+from nnscale.measure.forkserver import POOL
 from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
@@ -159,12 +160,13 @@ def run_tune(config: TuneConfig, store, progress=None, **recording) -> TuneResul
         progress.note(warning)
     choices = []
     try:
-        for mode, batch in itertools.product(config.modes, config.batches):
-            tried = tuple(recorder.point(spec(c, workload(c, mode, batch))) for c in configs)
-            ran = [m for m in tried if m.status in MEASURED_STATUSES and m.stats.throughput.samples_per_s]
-            best = max(ran, key=lambda m: m.stats.throughput.samples_per_s) if ran else None
-            base = next((m for m in tried if _is_baseline(m)), None)
-            choices.append(TuneChoice(mode, batch, best, base, tried))
+        with POOL.session():  # workers forked from pre-imported interpreters (measure/forkserver.py)
+            for mode, batch in itertools.product(config.modes, config.batches):
+                tried = tuple(recorder.point(spec(c, workload(c, mode, batch))) for c in configs)
+                ran = [m for m in tried if m.status in MEASURED_STATUSES and m.stats.throughput.samples_per_s]
+                best = max(ran, key=lambda m: m.stats.throughput.samples_per_s) if ran else None
+                base = next((m for m in tried if _is_baseline(m)), None)
+                choices.append(TuneChoice(mode, batch, best, base, tried))
     finally:
         progress.end()
     return TuneResult(run_name, recorder.run_id, tuple(choices), notes)

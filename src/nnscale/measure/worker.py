@@ -90,6 +90,13 @@ def main() -> None:
     die_with_parent(parent)
     if parent is not None:
         watch_parent(parent_token(parent))
+    run_worker(spec)
+
+
+def run_worker(spec: dict) -> None:
+    """Measure the point of `spec` and write its result line; ends the process. Also the body of a
+    worker forked from a pre-imported image (`nnscale.measure.forkserver`), which sets up its own
+    lifeline first."""
     _note_pid(os.getpid())
     phase("start")
     if _injected("NNSCALE_TEST_HANG", spec["workload"]["batch_size"]):

@@ -28,6 +28,7 @@ import math
 from dataclasses import dataclass, field
 
 from nnscale.errors import UserError
+from nnscale.measure.forkserver import FORKED_START_S
 from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
 
@@ -93,13 +94,19 @@ def warmup_bound_s(step_s: float) -> float:
     return max(0.5, min(10.0, WARMUP_STEPS * step_s))
 
 
-def process_cost_s(framework: str, step_s: float) -> float:
-    """One process: start, first step, warm-up (steady after ~20 fast steps, else its bound) and
-    measurement (min_iters steps when tight at once, up to its budget when noisy: ~7 steps)."""
+def process_cost_s(framework: str, step_s: float, forked: bool = False) -> float:
+    """One process: start (a new interpreter, or a fork of a pre-imported one: measure/forkserver),
+    first step, warm-up (steady after ~20 fast steps, else its bound) and measurement (min_iters
+    steps when tight at once, up to its budget when noisy: ~7 steps)."""
     warm = min(warmup_bound_s(step_s), 20 * step_s)
     measure = max(2 * MIN_PROCESS_BUDGET_S, (STUDY_MIN_ITERS + 2) * step_s)
-    start = SPECS[framework].start_s if framework in SPECS else SPECS["torch"].start_s
+    start = FORKED_START_S if forked else spawn_start_s(framework)
     return start + step_s + warm + measure
+
+
+def spawn_start_s(framework: str) -> float:
+    """A new interpreter's start-up with the framework loaded (`FrameworkSpec.start_s`)."""
+    return SPECS[framework].start_s if framework in SPECS else SPECS["torch"].start_s
 
 
 def point_policy(step_s: float, target_rel_ci: float, processes: int, max_processes: int) -> MeasurePolicy:
@@ -111,10 +118,11 @@ def point_policy(step_s: float, target_rel_ci: float, processes: int, max_proces
                          max_processes=max_processes)
 
 
-def make_point(framework, net, precision, mode, batch, flops, peak, processes) -> PlannedPoint:
+def make_point(framework, net, precision, mode, batch, flops, peak, processes,
+               forked: bool = False) -> PlannedPoint:
     step = step_estimate_s(flops, batch, peak)
     return PlannedPoint(framework, net, precision, mode, batch, step,
-                        processes * process_cost_s(framework, step))
+                        processes * process_cost_s(framework, step, forked))
 
 
 def fit(plan: Plan, available_s: float, scale: float = 1.0, why: str = "") -> list[PlannedPoint]:

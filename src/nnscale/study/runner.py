@@ -264,7 +264,7 @@ def run_study(study: StudyConfig, *, run: str | None = None, db: str | None = No
 
         # Before anything else: a budget too small for the plan is an error at once. The device's
         # peaks are cached per machine (step 2 measures them if they are not).
-        plan = make_study_plan(study, sweeps, measure_device(device)[0].gemm_flop_per_s)
+        plan = make_study_plan(study, sweeps, measure_device(device)[0].gemm_flop_per_s, device)
     total = sweep_points(study)
     progress = progress or StudyProgress(total, policy.budget_s + policy.warmup_max_s + WORKER_START_S,
                                          study.budget_s)

@@ -11,13 +11,14 @@ import time
 from dataclasses import replace
 
 from nnscale.environment import capture_environment
+from nnscale.measure.forkserver import IMAGES, POOL, forkable
 from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.recorder import flop_counter
 from nnscale.measure.sweep import SweepConfig, run_sweep
 from nnscale.records import Workload
 from nnscale.study.config import StudyConfig
-from nnscale.study.plan import Pacer, Plan, make_plan, make_point, point_policy
+from nnscale.study.plan import Pacer, Plan, make_plan, make_point, point_policy, spawn_start_s
 from nnscale.zoo import model_info
 
 # Seconds that are not sweeps: a torchrun launch per world size, the scaling and all-reduce points,
@@ -52,24 +53,36 @@ def precisions_for(study: StudyConfig, device: str) -> tuple[tuple[str, ...], st
                        "faster than fp32: the sweeps run fp32")
 
 
-def make_study_plan(study: StudyConfig, sweeps, peaks: dict[str, float]) -> Plan:
-    """Every fixed-batch point of `sweeps` ((framework, net, precision, mode, batches) tuples)."""
+def make_study_plan(study: StudyConfig, sweeps, peaks: dict[str, float], device: str = "cpu") -> Plan:
+    """Every fixed-batch point of `sweeps` ((framework, net, precision, mode, batches) tuples).
+
+    Workers that can be forked from pre-imported interpreters (measure/forkserver.py) cost a fork,
+    not a start-up, each; the images themselves, IMAGES start-ups, are set aside once."""
     flops = flop_counter()
     points = []
+    forks = False
     for framework, net, precision, mode, batches in sweeps:
         if batches == "auto":
             continue
         shape = tuple(model_info(net).input_shape)
+        forked = forkable(framework, device)
+        forks = forks or forked
         for batch in batches:
             f = flops(Workload(net, mode, batch, shape, precision=precision))
             points.append(make_point(framework, net, precision, mode, batch, f, peaks.get(precision),
-                                     study.processes))
-    return make_plan(points, sweep_time_s(study), study.processes, study.budget_s)
+                                     study.processes, forked))
+    images_s = IMAGES * spawn_start_s("torch") if forks else 0.0
+    return make_plan(points, sweep_time_s(study) - images_s, study.processes, study.budget_s)
 
 
 def run_sweeps(study: StudyConfig, store, run_name: str, device: str, sweeps, plan: Plan | None,
                legacy: MeasurePolicy, progress) -> Plan | None:
     """Measure the planned points (and any "auto" sweeps) into the run; the plan as it ended."""
+    with POOL.session():  # one set of pre-imported interpreters for all the sweeps (forkserver.py)
+        return _run_sweeps(study, store, run_name, device, sweeps, plan, legacy, progress)
+
+
+def _run_sweeps(study, store, run_name, device, sweeps, plan, legacy, progress) -> Plan | None:
     pacer = Pacer(plan, time.monotonic, progress.note) if plan is not None else None
     for framework, net, precision, mode, batches in sweeps:
         base = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
@@ -82,10 +95,11 @@ def run_sweeps(study: StudyConfig, store, run_name: str, device: str, sweeps, pl
             if not pacer.begin(p):
                 continue
             policy = point_policy(p.step_s, study.target_rel_ci, study.processes, study.max_processes)
-            t0 = time.monotonic()
+            t0, images0 = time.monotonic(), POOL.image_start_s
             run_sweep(replace(base, batches=(p.batch,), policy=policy), store, progress, run=run_name,
                       resume=True, check_machine=False, more_processes=pacer.more_processes)
-            wall = time.monotonic() - t0
+            # Starting an image is set aside in the plan, not part of the point's estimate.
+            wall = time.monotonic() - t0 - (POOL.image_start_s - images0)
             # A point reused from a resumed run returns at once: no evidence about the estimates.
             pacer.end(p, wall if wall > REUSED_S else None)
     return plan
