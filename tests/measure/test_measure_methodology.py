@@ -134,3 +134,28 @@ def test_policy_rejects_bad_values_in_one_line(field, value):
 def test_policy_round_trips():
     p = MeasurePolicy(target_rel_ci=0.03, budget_s=7.0)
     assert MeasurePolicy.from_dict(p.to_dict()) == p
+
+
+def test_budget_stretches_to_min_iters_at_the_warmup_pace_and_no_further():
+    from nnscale.measure.methodology import stretched_budget_s
+
+    p = MeasurePolicy(min_iters=5, budget_s=1.0, max_budget_stretch=3.0)
+    assert stretched_budget_s(p, [900.0, 300.0, 300.0, 290.0]) == pytest.approx(5 * 0.300)
+    assert stretched_budget_s(p, [100.0] * 5) == 1.0  # 5 steps fit: the budget as given
+    assert stretched_budget_s(p, [2000.0] * 5) == 3.0  # 10 s needed: bounded at 3 x 1 s
+    assert stretched_budget_s(p, []) == 1.0  # no warm-up: nothing to size by
+    assert stretched_budget_s(MeasurePolicy(min_iters=5, budget_s=1.0), [2000.0] * 5) == 1.0
+
+
+def test_a_slow_step_reaches_min_iters_with_a_stretched_budget():
+    import time
+
+    def step():
+        time.sleep(0.04)
+
+    base = MeasurePolicy(min_iters=5, budget_s=0.1, warmup_max_iters=3, warmup_max_s=1.0,
+                         target_rel_ci=0.5)
+    short = measure(step, CpuTimer(), base)
+    stretched = measure(step, CpuTimer(), MeasurePolicy(**{**base.to_dict(), "max_budget_stretch": 4.0}))
+    assert len(short.samples_ms) < 5 and not short.stable  # the budget ran out first
+    assert len(stretched.samples_ms) >= 5

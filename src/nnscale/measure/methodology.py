@@ -88,6 +88,10 @@ class MeasurePolicy:
     # How each process starts: "fork" from a pre-imported interpreter where that is safe (torch on
     # CPU; `nnscale.measure.forkserver`), "spawn" a new interpreter every time (as pyperf does).
     worker_start: str = "fork"
+    # Budget by need, inside a process: a process may run up to this multiple of its budget to
+    # reach min_iters at the pace its warm-up showed (`stretched_budget_s`); 1: never. The study
+    # sizes budgets from FLOP estimates, which miss slow small-batch steps by up to 2x here.
+    max_budget_stretch: float = 1.0
 
     def __post_init__(self) -> None:
         checks = (
@@ -103,6 +107,7 @@ class MeasurePolicy:
             ("max_processes", isinstance(self.max_processes, int) and self.max_processes >= self.processes,
              f"an integer >= processes ({self.processes})"),
             ("worker_start", self.worker_start in WORKER_STARTS, " or ".join(WORKER_STARTS)),
+            ("max_budget_stretch", self.max_budget_stretch >= 1.0, "a factor >= 1, e.g. 3"),
         )
         for name, ok, accepted in checks:
             value = getattr(self, name)
@@ -178,6 +183,16 @@ def warm_up(
     return samples, time.perf_counter() - start, False
 
 
+def stretched_budget_s(policy: MeasurePolicy, warmup_ms: list[float]) -> float:
+    """The measurement budget: `policy.budget_s`, or more — up to `max_budget_stretch` times it —
+    when min_iters steps at the pace of the warm-up's last steps (their median) would not fit."""
+    if policy.max_budget_stretch <= 1.0 or not warmup_ms:
+        return policy.budget_s
+    tail = sorted(warmup_ms[-STEADY_WINDOW_MAX:])
+    need_s = policy.min_iters * tail[len(tail) // 2] / 1000.0
+    return min(max(policy.budget_s, need_s), policy.budget_s * policy.max_budget_stretch)
+
+
 def measure(
     step: Callable[[], object],
     timer: Timer,
@@ -187,6 +202,7 @@ def measure(
     """Warm up, then time `step` until the CI target, the budget or max_iters (module docstring)."""
     agree = agree or _solo
     warm, warm_s, steady = warm_up(step, timer, policy, agree) if policy.warmup_max_iters else ([], 0.0, True)
+    budget_s = stretched_budget_s(policy, warm)
     samples: list[float] = []
     start = time.perf_counter()
     next_check = 1
@@ -203,7 +219,7 @@ def measure(
             mean = math.fsum(samples) / n
             met = mean > 0 and (high - low) / 2.0 / mean <= policy.target_rel_ci
         # Below min_iters only the budget may stop, and only once a spread can be computed (n >= 2).
-        over = (elapsed >= policy.budget_s and n >= 2) or n >= policy.max_iters
+        over = (elapsed >= budget_s and n >= 2) or n >= policy.max_iters
         if agree(met or over):
             break
         gap = 1 if n < policy.min_iters else max(1, int(n * CHECK_SPACING))

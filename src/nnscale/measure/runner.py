@@ -57,8 +57,9 @@ class PointSpec:
 
 
 def default_timeout_s(policy: MeasurePolicy, compile_timeout_s: float = 0.0) -> float:
-    """Start-up + compilation + warm-up + twice the budget (a step may overrun the budget once)."""
-    return STARTUP_S + compile_timeout_s + policy.warmup_max_s + 2.0 * policy.budget_s
+    """Start-up + compilation + warm-up + the budget stretched as far as it may be, plus one more
+    budget (a step may overrun it once)."""
+    return STARTUP_S + compile_timeout_s + policy.warmup_max_s + (1.0 + policy.max_budget_stretch) * policy.budget_s
 
 
 def thread_env(threads: int) -> dict[str, str]:
