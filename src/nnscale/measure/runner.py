@@ -1,9 +1,11 @@
 """The parent side of point isolation: run one point in a fresh worker process and get its result.
 
-Every point runs in `python -m nnscale.measure.worker` (this interpreter, `sys.executable`, with
-the package's `src` directory on PYTHONPATH so an uninstalled checkout works), in its own session
-so that a hung worker *and everything it started* (compile workers) can be killed as one process
-group. What can go wrong is stored, never raised (see `worker` for the protocol):
+Every point runs in a fresh worker process in its own session, so that a hung worker *and
+everything it started* (compile workers) can be killed as one process group: forked from a
+pre-imported interpreter inside a sweep, tune or study where that is safe (`start_worker`,
+`nnscale.measure.forkserver`), else `python -m nnscale.measure.worker` (this interpreter,
+`sys.executable`, with the package's `src` directory on PYTHONPATH so an uninstalled checkout
+works). Both run the same worker code and speak the same protocol. What can go wrong is stored, never raised (see `worker` for the protocol):
 
 - no result line and a nonzero exit: an "error" point with the last line of the worker's stderr
   ("oom" when that line reports an allocation failure, e.g. an uncaught std::bad_alloc);
