@@ -56,6 +56,22 @@ def study_from(args):
     return study
 
 
+def sweep_points(measurements) -> list:
+    from nnscale.records import SWEEP
+
+    return [m for m in measurements if m.workload.kind == SWEEP]
+
+
+def stored_run(name: str, db: str) -> dict:
+    """A run measured before (its study time is not known here)."""
+    from nnscale.store import open_store
+
+    with open_store(db, create=False) as store:
+        sweeps = sweep_points(store.measurements(name))
+    return {"run": name, "study_s": None, "points": len(sweeps),
+            "ok": sum(m.status == "ok" for m in sweeps), "notes": []}
+
+
 def one_run(study, name: str, db: str, out: Path, device: str) -> dict:
     from nnscale.study.runner import run_study
 
@@ -63,8 +79,7 @@ def one_run(study, name: str, db: str, out: Path, device: str) -> dict:
     result = run_study(study, run=name, db=db, device=device, out=out / name,
                        command_line=f"bench/reproducibility.py ({name})")
     wall = time.monotonic() - t0
-    sweeps = [m for m in result.measurements if m.workload.world_size == 1 and m.workload.model != "allreduce"
-              and "ddp" not in m.workload.framework]
+    sweeps = sweep_points(result.measurements)
     ok = sum(m.status == "ok" for m in sweeps)
     return {"run": name, "study_s": wall, "points": len(sweeps), "ok": ok, "notes": list(result.notes)}
 
@@ -113,19 +128,20 @@ def repeat_sweep(args, db: str) -> int:
         ms = [r.get(key) for r in runs]
         if any(m is None or m.status not in ("ok", "unstable") for m in ms):
             continue
-        cis = [(m.stats["samples_per_s_ci_low"], m.stats["samples_per_s_ci_high"]) for m in ms]
+        cis = [(m.stats.throughput.samples_per_s_ci_low, m.stats.throughput.samples_per_s_ci_high)
+               for m in ms]
         pairs = list(itertools.combinations(range(len(ms)), 2))
         disjoint = [(i, j) for i, j in pairs if cis[i][1] < cis[j][0] or cis[j][1] < cis[i][0]]
-        rates = [m.stats["samples_per_s"] for m in ms]
+        rates = [m.stats.throughput.samples_per_s for m in ms]
         w = first.workload
         print(f"{w.model} {w.mode} batch {w.batch_size}: medians "
               + ", ".join(f"{r:.4g}" for r in rates)
               + f" (spread {100 * (max(rates) - min(rates)) / min(rates):.1f} %)")
         for n, m, (lo, hi) in zip(names, ms, cis, strict=True):
             s = m.stats
-            print(f"  {n}: {s['samples_per_s']:.4g} [{lo:.4g}, {hi:.4g}] ±{100 * s['rel_ci']:.1f} % "
-                  f"({s.get('processes', 1)} processes; one process alone ±{100 * (s.get('rel_ci_within') or 0):.1f} %) "
-                  f"{m.status}")
+            print(f"  {n}: {s.throughput.samples_per_s:.4g} [{lo:.4g}, {hi:.4g}] ±{100 * s.timing.rel_ci:.1f} % "
+                  f"({s.processes.processes or 1} processes, {s.processes.worker_start or 'spawn'}; one "
+                  f"process alone ±{100 * (s.processes.rel_ci_within or 0):.1f} %) {m.status}")
         print(f"  disjoint pairs: {len(disjoint)} of {len(pairs)}")
         summary.append({"key": key, "rates": rates, "cis": cis, "disjoint": len(disjoint),
                         "pairs": len(pairs)})
@@ -142,6 +158,8 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--db", default=None, help="results store (default: a new SQLite file under --out)")
     p.add_argument("--out", default="repro-out", help="reports and the default store go here")
+    p.add_argument("--against", metavar="RUN", help="run A is this stored run of --db (e.g. the one "
+                   "`make run` made, ./nnscale.db): only run B is measured")
     p.add_argument("--sweep", metavar="ARGS", help="instead of a study: `nnscale sweep ARGS`, --repeat times")
     p.add_argument("--repeat", type=int, default=6, help="runs of --sweep (default 6)")
     args = p.parse_args()
@@ -154,12 +172,17 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     db = args.db or str(out / "repro.db")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    names = (f"repro-{stamp}-A", f"repro-{stamp}-B")
-    runs = [one_run(study, n, db, out, args.device) for n in names]
+    if args.against:  # run A is already stored (e.g. the run `make run` just made): measure B only
+        names = (args.against, f"repro-{stamp}-B")
+        runs = [stored_run(args.against, db), one_run(study, names[1], db, out, args.device)]
+    else:
+        names = (f"repro-{stamp}-A", f"repro-{stamp}-B")
+        runs = [one_run(study, n, db, out, args.device) for n in names]
     rows = compare(*names, db)
     s = overlap_summary(rows)
     for r in runs:
-        print(f"{r['run']}: study {r['study_s']:.0f} s, {r['ok']}/{r['points']} sweep points stable "
+        took = "study time not known (stored before)" if r["study_s"] is None else f"study {r['study_s']:.0f} s"
+        print(f"{r['run']}: {took}, {r['ok']}/{r['points']} sweep points stable "
               f"({100 * r['ok'] / max(r['points'], 1):.0f} %)")
     share = "n/a" if s["overlap_share"] is None else f"{100 * s['overlap_share']:.0f} %"
     print(f"intervals overlap: {s['overlapping']}/{s['with_intervals']} points ({share}); "
