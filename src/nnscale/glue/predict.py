@@ -14,7 +14,7 @@ from nnscale.predict import calibrate, published, stateff, terms
 from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
 from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, per_gpu_batch,
                                    predict)
-from nnscale.predict.points import measured_bucketing
+from nnscale.predict.points import jitter_samples_s, measured_bucketing
 from nnscale.predict.leave_one_out import Validation, validate_leave_one_out
 from nnscale.records import ALLREDUCE, MEASURED_STATUSES
 
@@ -136,7 +136,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
             sweep.setdefault(x.workload.batch_size, calibrate.step_time_s(x))
     return replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
                    optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}",
-                   sweep=tuple(sorted(sweep.items())), samples_s=tuple(x / 1e3 for x in m.samples_ms or ()))
+                   sweep=tuple(sorted(sweep.items())), samples_s=jitter_samples_s(m))
 
 
 def fitted_links(fit: calibrate.FitResult, run: str) -> tuple[Link | None, Link | None, float | None]:

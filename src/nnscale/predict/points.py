@@ -70,6 +70,25 @@ def step_time_s(m: Measurement) -> float | None:
     return statistics.median(m.samples_ms) / 1e3 if m.samples_ms else None
 
 
+def jitter_samples_s(m: Measurement) -> tuple[float, ...]:
+    """The point's per-iteration step times (s) as one launch's workers see them: each process's
+    samples shifted by its own median onto the point's, so that the spread is step-to-step jitter
+    only. N workers of one launch share that launch's machine state (clock, placement, neighbours);
+    what differs between fresh processes moves all of them together and makes no straggler
+    (terms.sync_cost_s). Pooled raw, a point measured in k processes would count the
+    between-process spread as jitter. One process (or no per-process counts): the samples as stored."""
+    xs = [x / 1e3 for x in m.samples_ms or ()]
+    counts = m.stats.processes.process_iterations or ()
+    if len(counts) < 2 or sum(counts) != len(xs):
+        return tuple(xs)
+    groups, start = [], 0
+    for n in counts:
+        groups.append(xs[start:start + n])
+        start += n
+    centre = statistics.median(xs)
+    return tuple(x - statistics.median(g) + centre for g in groups if g for x in g)
+
+
 def _ref_key(m: Measurement, threads: bool = True) -> tuple:
     w = m.workload
     return (w.model, w.batch_size, w.precision, w.threads if threads else None)
@@ -111,7 +130,7 @@ def extract_points(records: Sequence[Measurement],
         if w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and step_time_s(m):
             refs.setdefault(_ref_key(m), step_time_s(m))
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
-            spread.setdefault(_ref_key(m), tuple(x / 1e3 for x in m.samples_ms or ()))
+            spread.setdefault(_ref_key(m), jitter_samples_s(m))
     points, skipped = [], [f"{m.workload.model} p={m.workload.world_size}: status {m.status}"
                            for m in records if m.status not in MEASURED_STATUSES]
     for m in usable:
