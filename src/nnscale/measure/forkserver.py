@@ -10,15 +10,20 @@ worker starts in milliseconds and the time goes to measuring.
 
 What stays fresh: each worker is a new process in its own session, with its own heap allocations,
 thread pool (the image never runs an operator, so OpenMP's pool is created in the child, at the
-child's thread count), model, data and seed. What the children of one image share is that image's
+child's thread count), model, data and seed. The only other threads an image has are the BLAS pools
+NumPy's OpenBLAS starts as it loads when given more than one thread (none at 1 thread: a test
+checks the image is then single-threaded); OpenBLAS shuts its pool down before every fork itself
+(its `openblas_fork_handler` registers `blas_thread_shutdown_` with pthread_atfork(3)), and the
+child starts it again when it needs it. What the children of one image share is that image's
 layout of the imported libraries (one ASLR draw); layout alone can move a benchmark by several per
 cent (Mytkowicz et al. 2009, "Producing wrong data without doing anything obviously wrong!",
 ASPLOS), so a point's processes are forked round-robin from `IMAGES` (3) independently started
 interpreters: its interval still spans layouts. `MeasurePolicy.worker_start = "spawn"` (`--spawn`)
 starts every worker as a new interpreter instead, as pyperf does.
 
-Only torch on CPU is forked: TensorFlow and JAX start threads as they load, and fork(2) copies only
-the calling thread (a lock held by another thread stays held in the child); CUDA must not be
+Only torch on CPU is forked: TensorFlow, JAX and ONNX Runtime start threads of their own as they
+load (seen in /proc/self/task), and fork(2) copies only the calling thread (a lock held by another
+thread stays held in the child); CUDA must not be
 initialised before a fork (CUDA semantics), and a GPU point's start-up is small against its run.
 
 Protocol. The image (`python -m nnscale.measure.forkserver FD PARENT_TOKEN`) holds one end of a Unix
