@@ -14,6 +14,15 @@ SHORT = MeasurePolicy(target_rel_ci=0.05, budget_s=0.5, warmup_max_s=0.5, warmup
                       processes=1, max_processes=1)
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its parent to reap it counts as dead)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def fake_point(w: Workload, status: str = "ok", samples_per_s: float | None = None,
                step_time_ms: float | None = None, device_name: str = "fake cpu") -> Measurement:
     """A measured point as a worker would return it, without measuring anything."""

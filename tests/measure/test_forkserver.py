@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from measure_helpers import SHORT
+from measure_helpers import SHORT, alive
 
 from nnscale.errors import UserError
 from nnscale.measure.forkserver import IMAGES, POOL, WorkerPool, forkable
@@ -26,12 +26,6 @@ from nnscale.records import Workload
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def tiny(threads: int = 1, batch: int = 2) -> Workload:

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from measure_helpers import SHORT
+from measure_helpers import SHORT, alive
 from nnscale.measure.forkserver import IMAGES
 from nnscale.measure.runner import PointSpec, run_point
 from nnscale.measure.sweep import SweepConfig, run_sweep
@@ -29,13 +29,6 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 HANG_TIMEOUT_S = 3.0  # the injected hang comes before the framework loads: seconds are plenty
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for its parent to reap it counts as dead)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def pids(path: Path) -> list[int]:
