@@ -50,7 +50,7 @@ _SAME_NAME = {
                    "tokens_per_s_ci_low", "tokens_per_s_ci_high", "tokens_per_s_per_sequence",
                    "tokens_per_sample", "seq_len", "lm_phase"),
     "processes": ("processes", "process_medians_ms", "process_iterations", "between_share",
-                  "rel_ci_within", "steal_share", "process_steal_share"),
+                  "rel_ci_within", "steal_share", "process_steal_share", "worker_start"),
     "compute": ("peak_memory_bytes", "flop_per_sample", "achieved_flop_per_s", "peak_flop_per_s",
                 "mfu"),
     "host": ("threads", "device_name", "framework_version", "framework_mode", "data_layout",
