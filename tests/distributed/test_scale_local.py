@@ -27,7 +27,7 @@ def scaled(tmp_path_factory):
     # barriers spin against the other load, which is noise and not what is tested here.
     result, points, _ = scale_run(tmp_path_factory, "local", "test-tiny-resnet", "--nproc", "1,2",
                                   "--batch-per-worker", "16", "--threads-per-worker", "1",
-                                  "--budget", "2")
+                                  "--budget", "2", timeout=420)  # 6 launches, ~90 s when quiet
     return result, points
 
 
@@ -116,14 +116,18 @@ def test_each_point_combines_its_launches_in_one_hierarchical_interval(scaled):
         assert low <= min(pr.process_medians_ms) and max(pr.process_medians_ms) <= high
         assert s.timing.rel_ci == pytest.approx((high - low) / 2 / s.timing.median_ms)
         assert pr.between_sd_ms is not None and 0.0 <= pr.between_share <= 1.0
-        # The sweeps' rule: ok exactly when the interval meets the target (default ±2 %).
-        assert (p.status == "ok") == (s.timing.rel_ci <= 0.02) == s.timing.stable
-        if p.status == "unstable":
-            assert f"CI across {LAUNCHES} processes" in p.error
+        # The sweeps' rule: ok exactly when the interval meets the target (default ±2 %) and every
+        # launch measured min_iters (10) steps.
+        met = s.timing.rel_ci <= 0.02 and min(pr.process_iterations) >= 10
+        assert (p.status == "ok") == met == s.timing.stable
+        if p.status == "unstable":  # the reason, in the sweeps' words
+            assert (f"CI across {LAUNCHES} processes" in p.error
+                    or f"of {LAUNCHES} processes measured fewer than 10 iterations" in p.error), p.error
         assert len(pr.process_steal_share) == LAUNCHES
         rate = p.workload.batch_size * p.workload.world_size * 1000 / s.timing.median_ms
         assert s.throughput.samples_per_s == pytest.approx(rate)
-        assert s.throughput.samples_per_s_ci_low <= rate <= s.throughput.samples_per_s_ci_high
+        high_rate = s.throughput.samples_per_s_ci_high  # None: the step's CI reaches 0, no bound
+        assert s.throughput.samples_per_s_ci_low <= rate <= (high_rate or float("inf"))
 
 
 def test_paired_speedups_are_round_by_round_and_the_trace_is_the_first_launchs(scaled):
