@@ -140,6 +140,9 @@ class Launch:
     bandwidth_cap_bit_per_s: Num = None
     bandwidth_cap_burst_bits: Num = None
     slurm_job_id: str | None = None
+    # Unix time each of the point's launches started, in round order: scaling.py interleaves the
+    # world sizes' launches (1, 2, 1, 2, ...), and these show it.
+    started_at_s: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,9 @@ class Distributed:
     trace_file: str | None = None  # Chrome trace JSON of one step
     step_timeline: dict | None = None
     speedup_vs_1_worker: Num = None
+    # Round r's rate over the 1-worker point's round-r rate, one per round (the launches of one
+    # round ran back to back, so they share the machine's drift); None where not interleaved.
+    paired_speedups: tuple[float, ...] | None = None
     efficiency_vs_1_worker: Num = None
     baseline_1_worker: str | None = None
     speedup_vs_1_node: Num = None

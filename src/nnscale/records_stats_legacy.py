@@ -58,7 +58,7 @@ _SAME_NAME = {
              "ort_providers", "ort_intra_op_threads", "ort_inter_op_threads", "onnx_exporter",
              "onnx_opset", "onnx_export_s", "xla_flags", "jax_platform"),
     "launch": ("backend", "nnodes", "nproc_per_node", "bandwidth_cap_bit_per_s", "bandwidth_cap_burst_bits",
-               "slurm_job_id"),
+               "slurm_job_id", "started_at_s"),
     "distributed": (
         "scaling", "strategy", "world_size", "batch_per_worker", "global_batch", "threads_per_worker",
         "worker", "samples_per_s_per_worker", "forward_ms", "backward_ms", "optimizer_ms",
@@ -71,7 +71,7 @@ _SAME_NAME = {
         "ddp_logging", "bytes_allreduced_per_step", "buckets", "all_gather_ms", "reduce_scatter_ms",
         "all_gathers", "reduce_scatters", "bytes_all_gathered_per_step",
         "bytes_reduce_scattered_per_step", "fsdp_layout", "dataset_size", "epochs",
-        "time_to_train_min", "trace_file", "step_timeline", "speedup_vs_1_worker",
+        "time_to_train_min", "trace_file", "step_timeline", "speedup_vs_1_worker", "paired_speedups",
         "efficiency_vs_1_worker", "speedup_vs_1_node",
         "efficiency_vs_1_node", "baseline_1_worker", "baseline_1_node"),
     "allreduce": ("size_bytes", "algbw_gb_per_s", "busbw_gb_per_s", "per_rank_time_ms",

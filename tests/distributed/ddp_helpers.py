@@ -39,12 +39,12 @@ def run_cli(*args: str, timeout: float = 180, env: dict | None = None, prefix: t
     return result, time.monotonic() - start
 
 
-def scale_run(tmp_path_factory, run: str, *args: str):
+def scale_run(tmp_path_factory, run: str, *args: str, timeout: float = 180):
     """`nnscale scale ARGS` into a new store as run `run`; it must succeed. (result, points, db)."""
     from nnscale.store import open_store
 
     db = tmp_path_factory.mktemp(run) / f"{run}.db"
-    result, _ = run_cli("scale", *args, "--db", str(db), "--run", run)
+    result, _ = run_cli("scale", *args, "--db", str(db), "--run", run, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     with open_store(str(db), create=False) as store:
         return result, store.measurements(run), db

@@ -72,6 +72,11 @@ BASE = ["scale", "test-tiny-mlp", "--nproc", "1,2"]
     (BASE + ["--batch-per-worker", "4", "--strategy", "fsdp", "--comm-hook", "fp16"],
      ["--comm-hook: DDP option", "--strategy ddp"]),
     (BASE + ["--batch-per-worker", "4", "--seq-len", "16"], ["--seq-len is for language models"]),
+    (BASE + ["--batch-per-worker", "4", "--launches", "0"], ["--launches 0", "integer >= 1"]),
+    (BASE + ["--batch-per-worker", "4", "--launches", "-2"], ["--launches -2", "integer >= 1"]),
+    # Each launch gets budget / launches: the sweeps' per-process minimum, said with its numbers.
+    (BASE + ["--batch-per-worker", "4", "--budget", "1", "--launches", "6"],
+     ["--budget 1 s is too small for 6 launches", "minimum is 1.2 s"]),
 ])
 def test_bad_options(capsys, db, argv, needles):
     one_line(capsys, argv + ["--db", db], *needles)

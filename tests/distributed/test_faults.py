@@ -111,8 +111,10 @@ def test_killing_the_parent_during_a_point_leaves_no_process_and_keeps_finished_
     # gone. Only the nnscale process itself is signalled, as a batch system or `kill PID` would.
     db, mark = tmp_path / "kill.db", new_mark()
     env = cli_env(NNSCALE_TEST_FAULT="hang:1:3", NNSCALE_TEST_MARK=mark)
+    # One launch per world size, so that world size 1 is stored before world size 2 starts (with
+    # interleaved rounds its point waits for its last round: test_a_rank_killed_in_round_2_...).
     cmd = [sys.executable, "-m", "nnscale", "scale", "test-tiny-mlp", "--nproc", "1,2",
-           "--batch-per-worker", "8", "--threads-per-worker", "1", "--budget", "1",
+           "--batch-per-worker", "8", "--threads-per-worker", "1", "--budget", "1", "--launches", "1",
            "--timeout", "600", "--db", str(db), "--run", "killed"]
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)

@@ -26,6 +26,7 @@ def points(tmp_path_factory):
     for strategy in ("ddp", "fsdp"):
         result, _ = run_cli("scale", MODEL, "--strategy", strategy, "--nproc", "1,2",
                             "--batch-per-worker", "4", "--threads-per-worker", "1", "--budget", "1",
+                            "--launches", "1",  # the launches are test_scale_local's
                             "--db", db, "--run", "both", timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
     with open_store(db, create=False) as store:

@@ -25,6 +25,7 @@ CAPS = ("1000mbit", "50mbit")
 def _two_fsdp_agents(ns: dict, rate: str, db: str, mark: str) -> dict:
     common = ["scale", MODEL, "--strategy", "fsdp", "--bandwidth-cap", rate, "--nproc", "1",
               "--nnodes", "2", "--batch-per-worker", "8", "--budget", "1", "--timeout", "90",
+              "--launches", "1",  # rounds across nodes: test_two_nodes
               "--rdzv-endpoint", f"{ADDR['a']}:{PORT}", "--db", db, "--run", "fsdp-caps",
               "--format", "json"]
     outs = run_agents(ns, common, cli_env(NNSCALE_TEST_MARK=mark), timeout=200)

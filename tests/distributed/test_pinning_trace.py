@@ -22,7 +22,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_pinning_trace")]
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory):
     _, points, db = scale_run(tmp_path_factory, "pin", "test-tiny-resnet", "--nproc", "1,2",
-                              "--batch-per-worker", "8", "--budget", "1")
+                              "--batch-per-worker", "8", "--budget", "1",
+                              "--launches", "1")  # one launch: the launches are test_scale_local's
     return db, points
 
 

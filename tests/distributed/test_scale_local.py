@@ -1,4 +1,5 @@
-"""1 and 2 gloo workers on CPU, for real, through torchrun, from an uninstalled source tree."""
+"""1 and 2 gloo workers on CPU, for real, through torchrun, from an uninstalled source tree: each
+world size in 3 launches (the default), interleaved, combined into one point per world size."""
 
 from __future__ import annotations
 
@@ -11,6 +12,13 @@ from nnscale.records import DISTRIBUTED, DDPOptions
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_scale_local")]
 
 PARTS = ("forward_ms", "backward_ms", "optimizer_ms", "comm_exposed_ms")
+LAUNCHES = 3  # nnscale scale's default
+
+
+def breakdown_launch(p) -> int:
+    """The launch the point's breakdown comes from: the one whose median step is the median."""
+    medians = p.stats.processes.process_medians_ms
+    return sorted(range(len(medians)), key=medians.__getitem__)[(len(medians) - 1) // 2]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +27,7 @@ def scaled(tmp_path_factory):
     # barriers spin against the other load, which is noise and not what is tested here.
     result, points, _ = scale_run(tmp_path_factory, "local", "test-tiny-resnet", "--nproc", "1,2",
                                   "--batch-per-worker", "16", "--threads-per-worker", "1",
-                                  "--budget", "2")
+                                  "--budget", "2", timeout=420)  # 6 launches, ~90 s when quiet
     return result, points
 
 
@@ -42,7 +50,9 @@ def test_one_point_per_world_size_with_speedup(scaled):
     assert "world size 1" in s.distributed.baseline_1_worker
     assert s.distributed.speedup_vs_1_node is None  # a single node: no node baseline
     assert len(two.samples_ms) == s.timing.iterations >= 10
-    assert s.distributed.breakdown_iters == s.timing.iterations and "inline" in s.distributed.breakdown_method
+    # Inline: every measured step of the breakdown's launch carries the marks.
+    assert s.distributed.breakdown_iters == s.processes.process_iterations[breakdown_launch(two)]
+    assert "inline" in s.distributed.breakdown_method
 
 
 def test_breakdown_adds_up_to_the_measured_step(scaled):
@@ -51,8 +61,9 @@ def test_breakdown_adds_up_to_the_measured_step(scaled):
         s = p.stats
         total = sum(getattr(s.distributed, k) for k in PARTS)
         assert total == pytest.approx(s.distributed.breakdown_sum_ms)
-        assert abs(total - s.timing.median_ms) <= 0.10 * s.timing.median_ms, (
-            p.workload.world_size, {k: getattr(s.distributed, k) for k in PARTS}, s.timing.median_ms)
+        step = s.processes.process_medians_ms[breakdown_launch(p)]  # the launch it was measured in
+        assert abs(total - step) <= 0.10 * step, (
+            p.workload.world_size, {k: getattr(s.distributed, k) for k in PARTS}, step)
         assert all(getattr(s.distributed, k) >= 0 for k in PARTS + ("comm_total_ms", "comm_overlapped_ms"))
         assert s.distributed.comm_total_ms == pytest.approx(s.distributed.comm_exposed_ms + s.distributed.comm_overlapped_ms)
 
@@ -77,3 +88,56 @@ def test_table_and_time_to_train(scaled):
         s = p.stats
         steps = -(-1_281_167 // s.distributed.global_batch)
         assert s.distributed.time_to_train_min == pytest.approx(90 * steps * s.timing.median_ms / 60_000)
+
+
+def test_the_launches_are_interleaved_round_by_round(scaled):
+    # What is stored proves the order: 1, 2, 1, 2, 1, 2 (each world size's launch start times).
+    _, points = scaled
+    one, two = (p.stats.launch.started_at_s for p in points)
+    assert len(one) == len(two) == LAUNCHES
+    order = sorted([(t, 1) for t in one] + [(t, 2) for t in two])
+    assert [ws for _, ws in order] == [1, 2] * LAUNCHES, order
+
+
+def test_each_point_combines_its_launches_in_one_hierarchical_interval(scaled):
+    _, points = scaled
+    for p in points:
+        s = p.stats
+        pr = s.processes
+        assert pr.processes == LAUNCHES and len(pr.process_medians_ms) == LAUNCHES
+        assert sum(pr.process_iterations) == s.timing.iterations == len(p.samples_ms)
+        assert min(pr.process_iterations) >= 5  # a third of the budget still measures the step
+        assert s.timing.budget_s == pytest.approx(2 / LAUNCHES)  # --budget 2, split
+        # The estimate is the mean of the launches' medians; with t(k-1) the interval holds each
+        # of them (for k = 3 its half-width is at least 2.48 sd of the medians, their largest
+        # distance from the mean at most 1.16 sd).
+        assert s.timing.median_ms == pytest.approx(sum(pr.process_medians_ms) / LAUNCHES)
+        low, high = s.timing.median_ci_low_ms, s.timing.median_ci_high_ms
+        assert low <= min(pr.process_medians_ms) and max(pr.process_medians_ms) <= high
+        assert s.timing.rel_ci == pytest.approx((high - low) / 2 / s.timing.median_ms)
+        assert pr.between_sd_ms is not None and 0.0 <= pr.between_share <= 1.0
+        # The sweeps' rule: ok exactly when the interval meets the target (default ±2 %) and every
+        # launch measured min_iters (10) steps.
+        met = s.timing.rel_ci <= 0.02 and min(pr.process_iterations) >= 10
+        assert (p.status == "ok") == met == s.timing.stable
+        if p.status == "unstable":  # the reason, in the sweeps' words
+            assert (f"CI across {LAUNCHES} processes" in p.error
+                    or f"of {LAUNCHES} processes measured fewer than 10 iterations" in p.error), p.error
+        assert len(pr.process_steal_share) == LAUNCHES
+        rate = p.workload.batch_size * p.workload.world_size * 1000 / s.timing.median_ms
+        assert s.throughput.samples_per_s == pytest.approx(rate)
+        high_rate = s.throughput.samples_per_s_ci_high  # None: the step's CI reaches 0, no bound
+        assert s.throughput.samples_per_s_ci_low <= rate <= (high_rate or float("inf"))
+
+
+def test_paired_speedups_are_round_by_round_and_the_trace_is_the_first_launchs(scaled):
+    result, (one, two) = scaled
+    rates = {p.workload.world_size: [p.workload.batch_size * p.workload.world_size * 1000 / t
+                                     for t in p.stats.processes.process_medians_ms]
+             for p in (one, two)}
+    assert one.stats.distributed.paired_speedups == pytest.approx((1.0,) * LAUNCHES)
+    assert two.stats.distributed.paired_speedups == pytest.approx(
+        [a / b for a, b in zip(rates[2], rates[1])])
+    for p in (one, two):  # traced once, in round 1, beside the store
+        assert p.stats.distributed.trace_file and p.stats.distributed.step_timeline
+    assert "paired over 3 rounds" in result.stdout

@@ -93,7 +93,8 @@ def test_submit_two_cpu_processes_and_find_the_point_in_the_store(tmp_path):
     db = tmp_path / "slurm.db"
     result, seconds = run_cli(
         "slurm", "test-tiny-mlp", "--nodes", "1", "--gpus-per-node", "0", "--nproc-per-node", "2",
-        "--device", "cpu", "--global-batch", "16", "--budget", "1", "--time", "00:10:00",
+        "--device", "cpu", "--global-batch", "16", "--budget", "1", "--launches", "2",
+        "--time", "00:10:00",
         "--breakdown", "separate", "--breakdown-iters", "5",
         "--db", f"sqlite:///{db}", "--run", "slurm-ci", "--output-dir", str(tmp_path), "--submit",
         timeout=280)
@@ -103,6 +104,7 @@ def test_submit_two_cpu_processes_and_find_the_point_in_the_store(tmp_path):
         (point,) = store.measurements("slurm-ci")
         run = store.run("slurm-ci")
     assert point.status in ("ok", "unstable") and point.workload.world_size == 2
+    assert point.stats.processes.processes == 2  # --launches reached `nnscale scale` in the job
     s = point.stats
     assert s.distributed.scaling == "strong" and s.distributed.global_batch == 16 and point.workload.batch_size == 8
     assert point.workload.nnodes == 1 and s.launch.backend == "gloo"

@@ -25,7 +25,7 @@ from ddp_helpers import skip_or_fail
 
 def _job(tmp_path: Path, **kw) -> SlurmJob:
     fields = dict(model="test-tiny-mlp", nodes=1, gpus_per_node=0, nproc_per_node=(1,),
-                  scale_args=("--batch-per-worker", "4", "--budget", "0.2"),
+                  scale_args=("--batch-per-worker", "4", "--budget", "0.2", "--launches", "1"),
                   db=f"sqlite:///{tmp_path / 'r.db'}", run="r1", time="00:05:00",
                   output_dir=tmp_path)
     fields.update(kw)

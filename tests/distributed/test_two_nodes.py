@@ -28,7 +28,7 @@ from nnscale.records_stats import Stats
 from ddp_helpers import cli_env, leftovers, new_mark, skip_or_fail
 
 # xdist_group: the namespaces' addresses (ADDR) and PORT are fixed, shared with test_fsdp_two_nodes.py.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.xdist_group("netns")]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(360), pytest.mark.xdist_group("netns")]
 
 ADDR = {"a": "10.213.0.1", "b": "10.213.0.2"}
 CAPS = ("1000mbit", "200mbit", "50mbit")  # loosest first
@@ -102,13 +102,18 @@ def run_agents(ns: dict, args: list[str], env: dict, timeout: float) -> list[tup
 
 def _two_agents(ns: dict, rate: str, db: str, mark: str) -> tuple[dict, float]:
     common = ["scale", MODEL, "--bandwidth-cap", rate, "--nproc", "1", "--nnodes", "2", "--batch-per-worker",
-              "8", "--budget", "1", "--breakdown-iters", "10", "--timeout", "90",
+              "8", "--budget", "1", "--breakdown-iters", "10", "--timeout", "90", "--launches", "2",
               "--rdzv-endpoint", f"{ADDR['a']}:{PORT}", "--db", db, "--run", "caps", "--format", "json"]
     env = cli_env(NNSCALE_TEST_MARK=mark)
     start = time.monotonic()
     outs = run_agents(ns, common, env, timeout=150)
     (point,) = json.loads(outs[0][0])
-    assert json.loads(outs[1][0])[0]["workload"]["world_size"] == 2  # node 1 sees the same result
+    (other,) = json.loads(outs[1][0])
+    assert other["workload"]["world_size"] == 2  # node 1 sees the same result
+    # Both nodes ran the same 2 rounds, and each combined the same launches of rank 0.
+    assert other["samples_ms"] == point["samples_ms"]
+    s = Stats.from_dict(point["stats"])
+    assert s.processes.processes == 2 and len(s.launch.started_at_s) == 2
     return point, time.monotonic() - start
 
 

@@ -76,7 +76,7 @@ def test_a_ddp_point_with_a_long_framework_tag_is_stored(db_url, tmp_path):
     env.pop("NNSCALE_TEST_FAULT", None)
     result = subprocess.run(
         [sys.executable, "-m", "nnscale", "scale", "test-tiny-mlp", "--nproc", "1",
-         "--batch-per-worker", "4", "--threads-per-worker", "1", "--budget", "0.5",
+         "--batch-per-worker", "4", "--threads-per-worker", "1", "--budget", "0.5", "--launches", "1",
          "--grad-as-bucket-view", "--static-graph", "--db", db_url, "--run", "long"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]

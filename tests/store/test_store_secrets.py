@@ -155,7 +155,8 @@ def _slurm(pg_url: str, tmp_path: Path, *extra: str):
     return subprocess.run(
         [sys.executable, "-m", "nnscale", "slurm", "test-tiny-mlp", "--nodes", "1",
          "--gpus-per-node", "0", "--nproc-per-node", "1", "--global-batch", "4", "--budget", "0.5",
-         "--time", "00:10:00", "--db", pg_url, "--run", "slurm-pg", "--output-dir", str(tmp_path),
+         "--launches", "1", "--time", "00:10:00", "--db", pg_url, "--run", "slurm-pg",
+         "--output-dir", str(tmp_path),
          *extra], capture_output=True, text=True, timeout=280,
         env=dict(environ, PYTHONPATH=SRC, **env))
 

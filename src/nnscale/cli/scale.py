@@ -4,10 +4,12 @@ FSDP2) over world sizes, with per-rank peak memory."""
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 
 from nnscale.cli.launch_options import add_launch_options, launching_from_args
-from nnscale.distributed.config import BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_TIMEOUT_S, ScaleConfig
+from nnscale.distributed.config import (BREAKDOWN_MODES, COMM_HOOKS, DEFAULT_LAUNCHES,
+                                        DEFAULT_TIMEOUT_S, ScaleConfig)
 from nnscale.distributed.launch_loop import Sink, WorldSizeFailed
 from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES
 from nnscale.distributed.scaling import run_scale
@@ -36,9 +38,13 @@ WORKLOAD_OPTIONS = (
     ("--static-graph", dict(action="store_true", help="DDP static_graph")),
     ("--comm-hook", dict(choices=COMM_HOOKS, default="none", help="gradient compression hook")),
     ("--timeout", dict(type=float, default=DEFAULT_TIMEOUT_S, metavar="S",
-                       help=f"seconds one world size may take (default {DEFAULT_TIMEOUT_S:g})")),
+                       help=f"seconds one launch may take (default {DEFAULT_TIMEOUT_S:g})")),
     ("--budget", dict(type=float, default=MeasurePolicy().budget_s, metavar="S",
-                      help="measurement seconds per point")),
+                      help="measurement seconds per point, split over its launches")),
+    ("--launches", dict(type=int, default=DEFAULT_LAUNCHES, metavar="K",
+                        help=f"fresh torchrun launches per world size, in interleaved rounds (1, 2, "
+                             f"1, 2, ...); the point's interval spans them (default "
+                             f"{DEFAULT_LAUNCHES}; 1: one launch, its own interval)")),
     ("--target-rel-ci", dict(type=float, default=MeasurePolicy().target_rel_ci)),
     ("--breakdown", dict(choices=BREAKDOWN_MODES, default="inline",
                          help="inline: the measured steps carry the breakdown marks (a Python comm "
@@ -105,7 +111,8 @@ def config_from_args(args) -> ScaleConfig:
                        breakdown=args.breakdown, breakdown_iters=args.breakdown_iters,
                        dataset_size=args.dataset_size,
                        epochs=args.epochs, trace=getattr(args, "trace", True), strategy=args.strategy,
-                       framework=args.framework)
+                       framework=args.framework,
+                       launches=getattr(args, "launches", DEFAULT_LAUNCHES))
 
 
 def open_sink(args, node_rank: int, on_point=None) -> Sink:
@@ -188,6 +195,13 @@ def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
           f"{last.baseline_1_worker or 'no 1-worker point in this run'}"
           + ("; against 1 node: " + (last.baseline_1_node or "none")
              if cfg.launching.nnodes > 1 else ""))
+    paired = [(p.workload.world_size, sorted(p.stats.distributed.paired_speedups)) for p in ok
+              if p.workload.world_size > 1 and p.stats.distributed.paired_speedups
+              and len(p.stats.distributed.paired_speedups) > 1]
+    if paired:  # launches interleaved round by round (distributed/scaling.py)
+        print(f"speedup paired over {len(paired[0][1])} rounds (each round's rate over that round's "
+              "1-worker rate), median [range]: " + "; ".join(
+                  f"{ws} workers {statistics.median(s):.3g} [{s[0]:.3g}-{s[-1]:.3g}]" for ws, s in paired))
     if last.worker:  # every world size's workers alike (launch.split_cores)
         print(f"a worker: {last.worker} (rank 0), the same at every world size")
     unit = "GPUs" if cfg.launching.device == "cuda" else "workers"

@@ -126,6 +126,6 @@ def run_allreduce(cfg: AllreduceConfig, sink: Sink = Sink()) -> list[Measurement
                    "policy": cfg.policy.to_dict()}
             key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world}
             yield Launch(nproc, job, key, failed=workload(cfg, nproc, cfg.sizes[0]),
-                         points=lambda result, _done, nproc=nproc: _points(cfg, nproc, result))
+                         points=lambda results, _done, nproc=nproc: _points(cfg, nproc, results[0]))
 
     return launch_and_store(cfg.launching, launches, sink)

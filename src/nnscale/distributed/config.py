@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nnscale.distributed.metrics import DEFAULT_EPOCHS, IMAGENET_TRAIN_IMAGES, parse_sizes
 from nnscale.distributed.netutil import Endpoint, parse_endpoint
 from nnscale.errors import UserError
 from nnscale.linkcap import rate_bit_per_s
-from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
 from nnscale.measure.validate import check_seconds
 from nnscale.records import PRECISIONS
 
 DEVICES = ("cpu", "cuda")
 COMM_HOOKS = ("none", "fp16", "bf16")
 BREAKDOWN_MODES = ("inline", "separate")
-DEFAULT_TIMEOUT_S = 900.0  # one world size, launch to result; a ResNet-152 point on 8 GPUs fits
+DEFAULT_TIMEOUT_S = 900.0  # one launch, start to result; a ResNet-152 point on 8 GPUs fits
+# Fresh torchrun launches per world size, in interleaved rounds (scaling.py): one launch's interval
+# misses the +-10 % that separates fresh processes on a small VM (docs/methodology.md), as a sweep
+# point's single process does; 3 is the sweeps' own default (MeasurePolicy.processes).
+DEFAULT_LAUNCHES = 3
 ALLREDUCE_DTYPES = ("fp32", "bf16", "fp16")
 # The data-parallel strategies `scale` measures (nnscale.distributed.train_state.STRATEGIES; this
 # module does not import torch), and the one engine that has them.
@@ -155,9 +159,18 @@ class ScaleConfig:
     epochs: int = DEFAULT_EPOCHS
     strategy: str = "ddp"
     framework: str = SCALE_FRAMEWORK
+    launches: int = DEFAULT_LAUNCHES  # per world size, interleaved rounds; the budget is split
 
     def __post_init__(self) -> None:
         self._check_strategy()
+        if isinstance(self.launches, bool) or not isinstance(self.launches, int) or self.launches < 1:
+            raise UserError(f"--launches {self.launches!r}: expected an integer >= 1 (launches per "
+                            f"world size; {DEFAULT_LAUNCHES} or more for an interval across launches)")
+        if self.policy.budget_s < MIN_PROCESS_BUDGET_S * self.launches * (1 - 1e-9):
+            raise UserError(
+                f"--budget {self.policy.budget_s:g} s is too small for {self.launches} launches per "
+                f"world size: each needs at least {MIN_PROCESS_BUDGET_S:g} s, so the minimum is "
+                f"{MIN_PROCESS_BUDGET_S * self.launches:g} s (or give fewer --launches)")
         if (self.batch_per_worker is None) == (self.global_batch is None):
             raise UserError("give exactly one of --batch-per-worker B (weak scaling) and "
                             "--global-batch G (strong scaling)")
@@ -210,6 +223,15 @@ class ScaleConfig:
 
     def batch_for(self, world_size: int) -> int:
         return self.batch_per_worker or self.global_batch // world_size
+
+    @property
+    def launch_policy(self) -> MeasurePolicy:
+        """What one launch measures: `budget_s / launches` of measurement, as a sweep process gets
+        `budget_s / processes` (measure/processes.process_spec). The CI target and min_iters stay
+        the point's: each launch stops early once its own interval is tight, and a launch with
+        fewer than min_iters iterations makes the point unstable (processes.combine)."""
+        p = self.policy
+        return replace(p, budget_s=p.budget_s / self.launches, processes=1, max_processes=1)
 
 
 @dataclass(frozen=True, slots=True)

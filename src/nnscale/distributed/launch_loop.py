@@ -1,20 +1,35 @@
 """The one launch-and-store loop of `nnscale scale` and `nnscale allreduce`.
 
-Both launch the workers once per world size (`launch`), turn rank 0's result into points and store
-each as it completes. A launch that fails is stored as one point with its status ("error",
-"timeout") and the loop stops there with `WorldSizeFailed`; the points before it stay stored.
-Multi-node: every node runs the loop with the same configuration; only node rank 0 stores, and only
-a single-node run is resumed (the other nodes could not know what rank 0 skipped).
+Both launch the workers per world size (`launch`), turn rank 0's results into points and store
+each as it completes. With `rounds` > 1 (scale's --launches), every world size is launched once per
+round, round after round (1, 2, 4, 1, 2, 4, ...): the machine's drift over the run then falls on
+every world size alike (the A B A B rule of benchmarking, docs/methodology.md), and a world size's
+point is built from its `rounds` results once its last round is done.
+
+A launch that fails is stored as its world size's point with its status ("error", "timeout",
+"oom") and the loop stops there with `WorldSizeFailed`; points stored before stay stored, and every
+other world size with launches already measured is built from those and stored too (its point says
+how many of the rounds it had: scaling._point). A SIGTERM of nnscale (`Terminated`) stores those
+partial points the same way before it ends the run; a SIGKILL stores nothing more.
+Multi-node: every node runs the loop with the same configuration and so the same rounds; only node
+rank 0 stores, and only a single-node run is resumed (the other nodes could not know what rank 0
+skipped).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from nnscale.distributed.config import Launching, check_workers
 from nnscale.distributed.launch import LaunchFailed, launch, launch_spec
+from nnscale.environment import cpu_jiffies, steal_share
+from nnscale.errors import Terminated
 from nnscale.records import Measurement, Workload
+
+# The key each result gets from the loop: what rank 0 could not know about its own launch.
+LAUNCH_FACTS = "launch_facts"
 
 
 class WorldSizeFailed(Exception):
@@ -45,47 +60,85 @@ class Sink:
 
 @dataclass(frozen=True, slots=True)
 class Launch:
-    """One world size: what the workers are asked (`job`, and `key`, what identifies the job to
-    them), how a failure is stored (`failed`, with `failed_stats`), how rank 0's result becomes
-    points (`points(result, points_so_far)`), and `resume_key`: the workload key that, finished in an
-    earlier invocation of the run, skips this launch (None: never skipped)."""
+    """One world size: what the workers are asked (`job`; `later_job` in rounds after the first,
+    None: the same; `key`, what identifies the job to them), how a failure is stored (`failed`,
+    with `failed_stats`), how rank 0's results, one per round so far, become points
+    (`points(results, points_so_far)`), and `resume_key`: the workload key that, finished in an
+    earlier invocation of the run, skips this world size (None: never skipped)."""
 
     nproc: int
     job: dict
     key: dict
     failed: Workload
-    points: Callable[[dict, list[Measurement]], list[Measurement]]
+    points: Callable[[list[dict], list[Measurement]], list[Measurement]]
     failed_stats: dict | None = None
     resume_key: str | None = None
+    later_job: dict | None = None
+
+
+def _run_one(launching: Launching, item: Launch, round_: int) -> dict:
+    """One launch of `item` in round `round_`; rank 0's result with the loop's `LAUNCH_FACTS`:
+    the round, the Unix time it started and the hypervisor's steal share around it."""
+    job = item.job if round_ == 0 or item.later_job is None else item.later_job
+    # A rendezvous id of its own per round: a node that left round r early must not meet round
+    # r's closed rendezvous (same id) when it joins round r + 1.
+    spec = launch_spec(launching, item.nproc, job, dict(item.key, round=round_))
+    started, before = time.time(), cpu_jiffies()
+    result = launch(spec)
+    result[LAUNCH_FACTS] = {"round": round_, "started_at_s": started,
+                            "steal_share": steal_share(before, cpu_jiffies())}
+    return result
 
 
 def launch_and_store(launching: Launching, launches: Callable[[], Iterable[Launch]],
-                     sink: Sink = Sink()) -> list[Measurement]:
-    """Run each launch (built lazily by `launches()`, after the worker checks), store its points as
-    they come (node rank 0) and return them; raise WorldSizeFailed on the first failed launch."""
+                     sink: Sink = Sink(), rounds: int = 1) -> list[Measurement]:
+    """Run each launch (built by `launches()`, after the worker checks) `rounds` times, interleaved
+    (module docstring); store the points as they come (node rank 0) and return them; raise
+    WorldSizeFailed on the first failed launch."""
     for nproc in launching.nproc:
         for message in check_workers(nproc, launching.device):
             sink.warn(message)
     storing = sink.storing(launching)
     done = (sink.store.finished_keys(sink.run_id) if storing and launching.nnodes == 1
             and sink.run_id is not None else set())
-    points: list[Measurement] = []
+    items: list[Launch] = []
     for item in launches():
-        world = item.failed.world_size
         if item.resume_key is not None and item.resume_key in done:
-            sink.warn(f"world size {world}: already measured in this run, skipped")
-            continue
-        try:
-            result = launch(launch_spec(launching, item.nproc, item.job, item.key))
-        except LaunchFailed as e:
-            failed = Measurement(item.failed, e.status, error=f"world size {world}: {e}")
-            if storing:
-                sink.store.add_measurement(sink.run_id, failed)
-            raise WorldSizeFailed(failed.error, points + [failed]) from None
-        for point in item.points(result, points):
+            sink.warn(f"world size {item.failed.world_size}: already measured in this run, skipped")
+        else:
+            items.append(item)
+    results: list[list[dict]] = [[] for _ in items]
+    points: list[Measurement] = []
+
+    def keep(new: list[Measurement]) -> None:
+        for point in new:
             if storing:
                 sink.store.add_measurement(sink.run_id, point)
             points.append(point)
             if sink.on_point:
                 sink.on_point(point)
+
+    def partial(skip: int | None) -> None:
+        """Every world size but `skip` measured in some rounds, not yet stored: from what it has."""
+        for j, other in enumerate(items):
+            if j != skip and 0 < len(results[j]) < rounds:
+                keep(other.points(results[j], points))
+
+    for r in range(rounds):
+        for i, item in enumerate(items):
+            world = item.failed.world_size
+            try:
+                results[i].append(_run_one(launching, item, r))
+            except LaunchFailed as e:
+                partial(i)
+                where = f" (launch {r + 1} of {rounds})" if rounds > 1 else ""
+                failed = Measurement(item.failed, e.status, error=f"world size {world}{where}: {e}")
+                if storing:
+                    sink.store.add_measurement(sink.run_id, failed)
+                raise WorldSizeFailed(failed.error, points + [failed]) from None
+            except Terminated:  # nnscale stopped, not this world size: it keeps its rounds too
+                partial(None)
+                raise
+            if r == rounds - 1:
+                keep(item.points(results[i], points))
     return points

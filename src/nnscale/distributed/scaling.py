@@ -1,13 +1,20 @@
 """`run_scale`: one data-parallel point (DDP, or FSDP2 with `strategy="fsdp"`) per world size,
 stored as it completes.
 
-For each world size the workers are launched through torchrun (`launch`), measure the training step
-with the methodology of `nnscale.measure`, and rank 0's result becomes one `Measurement`: its
-`samples_ms` are rank 0's step times (DDP keeps ranks in lockstep: a step ends when the slowest
-rank's gradients are reduced), its `stats` hold throughput, speedup and efficiency, the per-iteration
-breakdown, per-rank times and peak memory, and what DDP logged or FSDP's collectives carried. A
-world size that fails is stored with status "error" or "timeout" and the run stops there; the
-points before it stay stored.
+Each world size is launched `cfg.launches` times (k = 3 by default) through torchrun (`launch`), in
+interleaved rounds (1, 2, 1, 2, 1, 2: launch_loop), each launch with budget/k of measurement
+(`ScaleConfig.launch_policy`). In every launch the workers measure the training step with the
+methodology of `nnscale.measure`; rank 0's step times of one launch are one "process" of the
+point, and the k of them are combined as a sweep point's processes are (`measure.processes.combine`:
+the estimate, its hierarchical 95 % CI, the processes block, the sweeps' status rule). DDP keeps
+ranks in lockstep (a step ends when the slowest rank's gradients are reduced), so rank 0's times
+are the world's. The point's `stats` also hold throughput, speedup and efficiency (and the paired
+per-round speedups), the per-iteration breakdown, per-rank times and peak memory, and what DDP
+logged or FSDP's collectives carried (`_point` says from which launch).
+
+A launch that fails stores its world size with status "error", "timeout" or "oom" and the run
+stops there; points stored before stay stored, and world sizes measured in only some rounds are
+stored from those, flagged unstable (launch_loop).
 
 Multi-node: every node runs run_scale with the same configuration; only node rank 0 stores.
 """
@@ -21,11 +28,12 @@ from pathlib import Path
 
 from nnscale.distributed.config import ScaleConfig
 from nnscale.distributed.launch import worker_cores
-from nnscale.distributed.launch_loop import Launch, Sink, launch_and_store
+from nnscale.distributed.launch_loop import LAUNCH_FACTS, Launch, Sink, launch_and_store
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.measure.backends.base import canonical_device
 from nnscale.measure.point import rate_throughput, summary_timing
+from nnscale.measure.processes import combine
 from nnscale.records import DISTRIBUTED, MEASURED_STATUSES, DDPOptions, Measurement, Workload
 from nnscale.records_stats import Compute, Distributed, Host, Stats, frozen_block
 from nnscale.records_stats import Launch as LaunchStats
@@ -65,7 +73,7 @@ def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
             "precision": cfg.precision, "channels_last": cfg.channels_last, **ddp_options(cfg),
             "strategy": cfg.strategy}
     job = {"kind": "scale", "device": cfg.launching.device, "timeout_s": cfg.launching.timeout_s,
-           "policy": cfg.policy.to_dict(), "step": step, "breakdown": cfg.breakdown,
+           "policy": cfg.launch_policy.to_dict(), "step": step, "breakdown": cfg.breakdown,
            "breakdown_iters": cfg.breakdown_iters}
     return job, {"step": step, "policy": job["policy"], "world": w.world_size}
 
@@ -82,8 +90,8 @@ def trace_path(sink: Sink, w: Workload) -> Path | None:
     return folder / f"{run}-w{w.world_size}-{w.key()}.trace.json"
 
 
-def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> Stats:
-    """The point's statistics record. What the workload already says (world size, strategy, node
+def _stats(cfg: ScaleConfig, w: Workload, result: dict) -> Stats:
+    """One launch's statistics record. What the workload already says (world size, strategy, node
     layout, DDP options, link cap, batch, threads) is not written again here."""
     summary = Summary.from_dict(result["summary"])
     global_batch = w.batch_size * w.world_size
@@ -122,7 +130,9 @@ def _stats(cfg: ScaleConfig, w: Workload, nproc: int, result: dict) -> Stats:
         "step_timeline": result.get("step_timeline"),
     })
     timing = summary_timing(summary, stable=result["stable"], warmup_iters=result["warmup_iters"],
-                            warmup_s=result["warmup_s"], measure_s=result["measure_s"])
+                            warmup_s=result["warmup_s"], measure_s=result["measure_s"],
+                            target_rel_ci=cfg.policy.target_rel_ci,
+                            budget_s=cfg.launch_policy.budget_s)
     return Stats(timing=timing, throughput=rates, compute=Compute(peak_memory_bytes=peak),
                  host=Host(torch_version=result.get("torch")),
                  launch=LaunchStats(backend=result["backend"], slurm_job_id=os.environ.get("SLURM_JOB_ID")),
@@ -201,7 +211,33 @@ def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement])
         found[f"speedup_vs_{name}"], found[f"efficiency_vs_{name}"] = speedup, eff
         found[f"baseline_{name}"] = (f"world size {ref.workload.world_size}, batch per worker "
                                      f"{ref.workload.batch_size}" if ref else None)
+        if name == "1_worker":
+            found["paired_speedups"] = paired_speedups(point, ref) if ref else None
     return replace(point, stats=replace(point.stats, distributed=replace(point.stats.distributed, **found)))
+
+
+def launch_rates(m: Measurement) -> list[float]:
+    """Rank 0's samples/s in each of the point's launches, in round order."""
+    medians = m.stats.processes.process_medians_ms or (m.stats.timing.median_ms,)
+    per_step = 1000.0 * m.workload.batch_size * m.workload.world_size
+    return [per_step / t for t in medians]
+
+
+def paired_speedups(point: Measurement, ref: Measurement) -> tuple[float, ...] | None:
+    """Round r's rate over the reference's round-r rate, for each round; None unless the two were
+    launched in the same rounds: each of the point's launches started after the reference's launch
+    of that round and before the reference's next one (a resumed run's reference, measured in an
+    earlier invocation, is not paired)."""
+    mine, theirs = point.stats.launch, ref.stats.launch
+    ta = mine.started_at_s if mine else None
+    tb = theirs.started_at_s if theirs else None
+    a, b = launch_rates(point), launch_rates(ref)
+    if not ta or not tb or not len(ta) == len(tb) == len(a) == len(b):
+        return None
+    n = len(ta)
+    if not all(tb[r] <= ta[r] and (r + 1 == n or ta[r] <= tb[r + 1]) for r in range(n)):
+        return None
+    return tuple(x / y for x, y in zip(a, b))
 
 
 def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
@@ -220,15 +256,44 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
             path = trace_path(sink, w) if cfg.trace and storing else None
             if path is not None:
                 job["trace_path"] = str(path)
-            yield Launch(nproc, job, key, failed=w, resume_key=w.key(),
-                         points=lambda result, done, w=w, nproc=nproc: [_point(cfg, w, nproc, result,
-                                                                               known + done)])
+            # The trace: one step of the first launch only (a later one would add nothing but time).
+            later = {k: v for k, v in job.items() if k != "trace_path"} | {"trace": False}
+            yield Launch(nproc, job, key, failed=w, resume_key=w.key(), later_job=later,
+                         points=lambda results, done, w=w: [_point(cfg, w, results, known + done)])
 
-    return launch_and_store(cfg.launching, launches, sink)
+    return launch_and_store(cfg.launching, launches, sink, rounds=cfg.launches)
 
 
-def _point(cfg: ScaleConfig, w: Workload, nproc: int, result: dict,
+def _point(cfg: ScaleConfig, w: Workload, results: list[dict],
            known: list[Measurement]) -> Measurement:
-    point = Measurement(w, "ok" if result["stable"] else "unstable",
-                        samples_ms=tuple(result["samples_ms"]), stats=_stats(cfg, w, nproc, result))
+    """The world size's point from its launches' results (one per round, module docstring)."""
+    launches = [Measurement(w, "ok" if r["stable"] else "unstable", samples_ms=tuple(r["samples_ms"]),
+                            stats=_stats(cfg, w, r)) for r in results]
+    facts = [r.get(LAUNCH_FACTS) or {} for r in results]
+    p = cfg.policy
+    point = combine(launches, p.target_rel_ci, p.confidence, p.min_iters,
+                    [f.get("steal_share") for f in facts])
+    # The breakdown, per-rank lists, buckets and memory are one launch's, the one whose median step
+    # is the median of the k: its parts add up to a step that was measured (parts averaged over
+    # launches would describe no step), and it is the typical launch, not the fastest or slowest.
+    # The trace comes from the first launch, the only one traced.
+    by_median = sorted(range(len(launches)), key=lambda i: launches[i].stats.timing.median_ms)
+    mid = by_median[(len(launches) - 1) // 2]
+    first, s = launches[0].stats, point.stats
+    rate, global_batch = s.throughput.samples_per_s, w.batch_size * w.world_size
+    distributed = replace(
+        launches[mid].stats.distributed, trace_file=first.distributed.trace_file,
+        step_timeline=first.distributed.step_timeline,
+        samples_per_s_per_worker=rate / w.world_size if rate is not None else None,
+        time_to_train_min=time_to_train_min(s.timing.median_ms, global_batch, cfg.dataset_size,
+                                            cfg.epochs))
+    launch = replace(first.launch, started_at_s=tuple(f.get("started_at_s") for f in facts))
+    status, error = point.status, point.error
+    if len(results) < cfg.launches:  # the run stopped at a failed launch (launch_loop)
+        status = "unstable"
+        error = "; ".join(x for x in (f"measured in {len(results)} of {cfg.launches} launches: the "
+                                      "run stopped before the others", error) if x)
+    stats = replace(s, timing=replace(s.timing, stable=status == "ok"), launch=launch,
+                    distributed=distributed)
+    point = replace(point, status=status, error=error, stats=stats)
     return add_speedups(cfg, point, known + [point])

@@ -8,6 +8,7 @@ the numbers for report.json.
 from __future__ import annotations
 
 import math
+import statistics
 
 from nnscale.format import binary_bytes, si
 from nnscale.predict.published import error_band
@@ -88,10 +89,20 @@ def point_record(m: Measurement) -> dict:
     }
 
 
+def speedup_cell(speedup: float | None, paired: tuple[float, ...] | None) -> str:
+    """The speedup from the combined rates and, from launches interleaved round by round
+    (distributed/scaling.py), the median and range of the per-round paired speedups."""
+    if speedup is None or not paired or len(paired) < 2 or speedup == 1.0:
+        return fmt(speedup)
+    return (f"{fmt(speedup)} (paired: median {fmt(statistics.median(paired))}, "
+            f"{fmt(min(paired))}–{fmt(max(paired))})")
+
+
 def points_table(ms: list[Measurement]) -> Table:
     raw = [point_record(m) for m in ms]
     shown = []
-    for r in raw:
+    for m, r in zip(ms, raw):
+        paired = m.stats.distributed.paired_speedups if m.stats.distributed else None
         shown.append(dict(
             r, channels_last="yes" if r["channels_last"] else "no",
             compile="yes" if r["compile"] else "no",
@@ -103,7 +114,7 @@ def points_table(ms: list[Measurement]) -> Table:
             step_time_ms=fmt(r["step_time_ms"]), latency_ms_p50=fmt(r["latency_ms_p50"]),
             latency_ms_p95=fmt(r["latency_ms_p95"]), latency_ms_p99=fmt(r["latency_ms_p99"]),
             peak_memory_bytes=mem(r["peak_memory_bytes"]), mfu=pct(r["mfu"]),
-            speedup=fmt(r["speedup"]), efficiency=pct(r["efficiency"]),
+            speedup=speedup_cell(r["speedup"], paired), efficiency=pct(r["efficiency"]),
             time_to_train_min=fmt(r["time_to_train_min"])))
     numeric = {"batch_size", "world_size", "samples_per_s", "samples_per_s_ci_low",
                "samples_per_s_ci_high", "rel_ci", "processes", "rel_ci_within", "between_share",
