@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from nnscale.distributed.config import DEFAULT_LAUNCHES
 from nnscale.environment import capture_environment
 from nnscale.measure.forkserver import IMAGES, POOL, forkable
 from nnscale.measure.frameworks import framework_spec
@@ -30,7 +31,8 @@ REUSED_S = 1.0  # a worker cannot start in less: a point that took less was reus
 
 
 def scaling_policy(study: StudyConfig) -> MeasurePolicy:
-    """The data-parallel step's policy (torchrun ranks measure in one launch: one process level)."""
+    """The data-parallel step's policy: its budget is shared by the DEFAULT_LAUNCHES interleaved
+    launches of each world size (distributed/scaling.py), each one process level."""
     return MeasurePolicy(target_rel_ci=study.target_rel_ci, budget_s=4.0, warmup_max_s=2.0,
                          processes=1, max_processes=1)
 
@@ -38,7 +40,8 @@ def scaling_policy(study: StudyConfig) -> MeasurePolicy:
 def sweep_time_s(study: StudyConfig) -> float:
     """What the study's budget leaves for sweeps."""
     n = len(study.world_sizes)
-    return study.budget_s - FIXED_S - LAUNCH_S * (n + 1) - SCALE_POINT_S * (n + 2)
+    launches = DEFAULT_LAUNCHES * n + 1  # every world size in interleaved rounds, then the all-reduce
+    return study.budget_s - FIXED_S - LAUNCH_S * launches - SCALE_POINT_S * (n + 2)
 
 
 def precisions_for(study: StudyConfig, device: str) -> tuple[tuple[str, ...], str | None]:
