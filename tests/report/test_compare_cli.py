@@ -121,3 +121,21 @@ def test_report_command_defaults_to_the_newest_run_with_netstats(store_with_runs
 def test_slower_helper_scales_the_ci():
     m = point(1, 100, 98, 102)
     assert slower(m, 0.5).stats.throughput.samples_per_s_ci_high == 51
+
+
+def allreduce_point(median_ms: float, lo_ms: float, hi_ms: float) -> Measurement:
+    from nnscale.records import ALLREDUCE
+    from nnscale.records_stats import Stats, Timing
+
+    w = Workload("allreduce", "training", 1, (), kind=ALLREDUCE, world_size=2, message_bytes=1 << 20)
+    timing = Timing(median_ms=median_ms, median_ci_low_ms=lo_ms, median_ci_high_ms=hi_ms)
+    return Measurement(w, "ok", samples_ms=(median_ms,) * 5, stats=Stats(timing=timing))
+
+
+def test_points_without_a_sample_rate_are_compared_by_their_time():
+    # An all-reduce has no samples/s: it was "failed in both" although it ran in both.
+    (same,) = compare([allreduce_point(2.0, 1.9, 2.1)], [allreduce_point(2.05, 1.95, 2.15)])
+    assert (same.verdict, same.significant) == (SAME, False)
+    (slower,) = compare([allreduce_point(2.0, 1.9, 2.1)], [allreduce_point(2.5, 2.4, 2.6)])
+    assert (slower.verdict, slower.significant) == (REGRESSION, True)
+    assert slower.change == pytest.approx(2.0 / 2.5 - 1)  # all-reduces per second: -20 %

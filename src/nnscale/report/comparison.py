@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.report import points as P
 from nnscale.report.tables import ci, fmt
 
@@ -49,21 +49,36 @@ class Change:
         return self.verdict == REGRESSION
 
 
+def _speed(m: Measurement) -> tuple[float | None, tuple[float | None, float | None]]:
+    """A measured point's speed and its CI, higher is faster: samples/s; for a point without a
+    sample rate (an all-reduce), operations per second, 1000 / its median time in ms."""
+    if P.rate(m) is not None:
+        return P.rate(m), P.rate_ci(m)
+    t = m.stats.timing
+    med, lo, hi = P.num(t.median_ms), P.num(t.median_ci_low_ms), P.num(t.median_ci_high_ms)
+    inverse = lambda v: 1000.0 / v if v is not None and v > 0 else None  # noqa: E731
+    return inverse(med), (inverse(hi), inverse(lo))  # a decreasing map: the bounds swap
+
+
+def _ran(m: Measurement) -> bool:
+    return m.status in MEASURED_STATUSES and _speed(m)[0] is not None
+
+
 def _judge(a: Measurement | None, b: Measurement | None) -> tuple[float | None, bool | None, str]:
     if a is None:
         return None, None, ONLY_B
     if b is None:
         return None, None, ONLY_A
-    ok_a, ok_b = P.measured(a), P.measured(b)
+    ok_a, ok_b = _ran(a), _ran(b)
     if not ok_a and not ok_b:
         return None, None, BOTH_FAILED
     if ok_a and not ok_b:
         return None, True, REGRESSION  # it ran, now it does not: the worst slowdown there is
     if ok_b and not ok_a:
         return None, True, IMPROVEMENT
-    ra, rb = P.rate(a), P.rate(b)
+    (ra, ca), (rb, cb) = _speed(a), _speed(b)
     change = (rb - ra) / ra
-    overlap = cis_overlap(P.rate_ci(a), P.rate_ci(b))
+    overlap = cis_overlap(ca, cb)
     if overlap is None:
         return change, None, NO_CI
     if overlap:
@@ -95,8 +110,11 @@ COLUMNS = (
 def _side(m: Measurement | None) -> tuple[str, str]:
     if m is None:
         return "–", "–"
-    if not P.measured(m):
+    if not _ran(m):
         return m.status, "–"
+    if P.rate(m) is None:  # an all-reduce: its time, in ms
+        t = m.stats.timing
+        return f"{fmt(P.num(t.median_ms))} ms", ci(P.num(t.median_ci_low_ms), P.num(t.median_ci_high_ms))
     return fmt(P.rate(m)), ci(*P.rate_ci(m))
 
 
