@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 from nnscale.errors import UserError
-from nnscale.measure.forkserver import FORKED_START_S, forkable
+from nnscale.measure.forkserver import FORKED_START_S, forks
 from nnscale.measure.methodology import INTERFERENCE_MAX, MeasurePolicy, check_interference_max
 from nnscale.measure.runner import STARTUP_S
 from nnscale.measure.validate import check_seconds
@@ -55,7 +55,7 @@ class MeasureConfig:
         """A point's expected seconds, for the progress ETA: its processes' start-up share and
         warm-up, and the budget they share."""
         p = self.policy
-        forked = p.worker_start == "fork" and forkable(self.framework, self.device)
+        forked = forks(p.worker_start, self.framework, self.device)
         start = FORKED_START_S if forked else STARTUP_S / 4
         return p.processes * (start + p.warmup_max_s) + p.budget_s
 

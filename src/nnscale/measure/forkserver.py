@@ -66,6 +66,11 @@ def forkable(framework: str, device: str) -> bool:
     return framework == "torch" and device == "cpu"
 
 
+def forks(worker_start: str, framework: str, device: str) -> bool:
+    """Will a worker with this `MeasurePolicy.worker_start` be forked (when a session is open)?"""
+    return worker_start == "fork" and forkable(framework, device)
+
+
 # ---------------------------------------------------------------- the image (server) side
 
 
@@ -123,7 +128,7 @@ def serve(fd: int, token: str) -> None:
     if pidfile:
         with open(pidfile, "a") as f:
             f.write(f"{os.getpid()}\n")
-    _send(sock, {"ready": os.getpid(), "threads": threading.active_count()})
+    _send(sock, {"ready": os.getpid()})
     while True:
         try:
             header, fds, _flags, _addr = socket.recv_fds(sock, 1 << 20, 3)
@@ -166,7 +171,7 @@ class _Image:
     """One pre-imported interpreter with the environment `env`."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.env, self.dead = env, False
+        self.dead = False
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock = mine
         self.proc = subprocess.Popen(

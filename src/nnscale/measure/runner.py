@@ -5,7 +5,8 @@ everything it started* (compile workers) can be killed as one process group: for
 pre-imported interpreter inside a sweep, tune or study where that is safe (`start_worker`,
 `nnscale.measure.forkserver`), else `python -m nnscale.measure.worker` (this interpreter,
 `sys.executable`, with the package's `src` directory on PYTHONPATH so an uninstalled checkout
-works). Both run the same worker code and speak the same protocol. What can go wrong is stored, never raised (see `worker` for the protocol):
+works). Both run the same worker code and speak the same protocol. What can go wrong is stored,
+never raised (see `worker` for the protocol):
 
 - no result line and a nonzero exit: an "error" point with the last line of the worker's stderr
   ("oom" when that line reports an allocation failure, e.g. an uncaught std::bad_alloc);
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import nnscale
 from nnscale.measure.backends.base import looks_like_oom
-from nnscale.measure.forkserver import POOL, ForkedWorker, forkable
+from nnscale.measure.forkserver import POOL, ForkedWorker, forks
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.worker import PHASE_PREFIX, RESULT_PREFIX
 from nnscale.records import Measurement, Workload
@@ -113,7 +114,7 @@ def start_worker(spec: PointSpec, env: dict[str, str]):
     """A fresh worker process for `spec`: forked from a pre-imported image where that is allowed
     and the policy asks for it (`nnscale.measure.forkserver`), else a new interpreter."""
     w = spec.workload
-    if spec.policy.worker_start == "fork" and forkable(w.framework, w.device):
+    if forks(spec.policy.worker_start, w.framework, w.device):
         forked = POOL.start(env)
         if forked is not None:
             return forked
