@@ -58,7 +58,7 @@ def test_a_version_1_store_is_migrated_and_takes_long_framework_tags(db_url):
     with engine.connect() as conn:
         version = conn.exec_driver_sql("SELECT value FROM meta WHERE key='schema_version'").scalar()
     engine.dispose()
-    assert version == str(SCHEMA_VERSION) == "3"
+    assert version == str(SCHEMA_VERSION) == "4"
 
 
 def test_a_value_longer_than_its_column_is_refused_before_the_insert():
@@ -107,7 +107,7 @@ def test_a_version_2_row_with_the_old_flat_statistics_is_rewritten_typed(db_url)
         stored = json.loads(conn.execute(sa.select(schema.measurements.c.stats)).scalar())
         version = conn.exec_driver_sql("SELECT value FROM meta WHERE key='schema_version'").scalar()
     engine.dispose()
-    assert version == "3" and stored["version"] == 1 and stored["timing"]["median_ms"] == 2.5
+    assert version == str(SCHEMA_VERSION) and stored["version"] == 1 and stored["timing"]["median_ms"] == 2.5
     assert point.stats.timing.median_ms == 2.5 and point.stats.timing.iterations == 12
     assert point.stats.throughput.samples_per_s == 1600.0 and point.stats.launch.nnodes == 1
     assert point.stats.allreduce.size_bytes == 1024

@@ -171,3 +171,19 @@ def test_in_memory_store():
         run_id = store.create_run("mem")
         store.add_measurement(run_id, _point(4))
         assert store.measurements("mem") == [_point(4)]
+
+
+def test_processes_of_an_unfinished_point_come_back_and_storing_the_point_removes_them(db_url):
+    store = open_store(db_url)
+    run = store.create_run("rounds")
+    a, b = _point(1), _point(2)
+    store.add_process(run, 0, a, 0.012)
+    store.add_process(run, 1, a)
+    store.add_process(run, 0, b, 0.0)
+    store.add_process(run, 0, b, 0.5)  # the same process stored again replaces it
+    got = open_store(db_url).process_results(run)
+    assert [(m.samples_ms, s) for m, s in got[a.workload.key()]] == [(a.samples_ms, 0.012), (a.samples_ms, None)]
+    assert [s for _, s in got[b.workload.key()]] == [0.5]
+    store.add_measurement(run, a)  # finished: its processes are superseded, in the same transaction
+    assert set(store.process_results(run)) == {b.workload.key()}
+    assert [m.workload.key() for m in store.measurements("rounds")] == [a.workload.key()]

@@ -55,7 +55,7 @@ def test_the_old_store_is_migrated_on_open_and_loses_nothing(v1):
     with open_store(str(v1), create=False) as store:
         read = [m for run in RUNS for m in store.measurements(run)]
     version, new = _rows(v1)
-    assert version == str(SCHEMA_VERSION) == "3"
+    assert version == str(SCHEMA_VERSION) == "4"
     assert [r[:4] + r[5:] for r in new] == [r[:4] + r[5:] for r in old]  # only stats rewritten
     for o, n in zip(old, new):
         stats = json.loads(n[4])

@@ -45,32 +45,48 @@ def test_a_budget_too_small_for_one_batch_per_sweep_says_the_minimum():
         make_plan(pts, 10.0, 3, 100)
 
 
-def test_the_pacer_drops_more_when_points_take_longer_than_planned():
+def test_the_pacer_drops_more_when_processes_take_longer_than_planned():
     pts = points()
     plan = make_plan(pts, sum(p.cost_s for p in pts) + 1, 3, 600)
     now = [0.0]
     notes = []
-    pacer = Pacer(plan, lambda: now[0], notes.append)
-    first = plan.points[0]
-    assert pacer.begin(first)
-    now[0] += 3 * first.cost_s  # three times slower than estimated
-    pacer.end(first, 3 * first.cost_s)
+    pacer = Pacer(plan, list(plan.points), lambda: now[0], notes.append)
+    assert pacer.may_start(0)
+    unit = plan.points[0].cost_s / 3
+    now[0] += 3 * unit  # round 1's first process: three times slower than estimated
+    pacer.process_done(0, 3 * unit)
     assert pacer.scale() == pytest.approx(3.0)
-    assert not pacer.begin(next(p for p in plan.points if p.batch == 16) if any(
-        p.batch == 16 for p in plan.points) else plan.points[-1]) or notes
+    # The points not started yet are re-fitted into what point 0's two owed processes leave.
+    assert pacer.owed_s() == pytest.approx(2 * unit)
+    big16 = next(i for i, p in enumerate(pacer.points) if (p.net, p.batch) == ("big", 16))
+    assert not pacer.may_start(big16)
     assert any("dropped big inference batch 16" in n for n in notes)
     assert ("big", 16) in [(p.net, p.batch) for p, _ in plan.dropped]
+
+
+def test_an_image_start_inside_a_process_is_not_counted_against_the_estimates():
+    pts = points()
+    plan = make_plan(pts, 10 * sum(p.cost_s for p in pts), 3, 6000)
+    images = [0.0]
+    pacer = Pacer(plan, list(plan.points), lambda: 0.0, overhead_s=lambda: images[0])
+    unit = plan.points[0].cost_s / 3
+    pacer.may_start(0)
+    images[0] = 18.0  # three images started during the first process
+    pacer.process_done(0, unit + 18.0)
+    assert pacer.scale() == pytest.approx(1.0)
 
 
 def test_extra_processes_only_with_slack():
     pts = points()
     for available, allowed in ((10 * sum(p.cost_s for p in pts), True), (sum(p.cost_s for p in pts), False)):
         now = [0.0]
-        pacer = Pacer(make_plan(list(pts), available, 3, 6000), lambda: now[0])
-        first = pacer.plan.points[0]
-        pacer.begin(first)
-        now[0] = first.cost_s  # by the time it asks, the point's three processes have run
-        assert pacer.more_processes(3) is allowed
+        plan = make_plan(list(pts), available, 3, 6000)
+        pacer = Pacer(plan, list(plan.points), lambda: now[0])
+        pacer.may_start(0)
+        for _ in range(3):  # point 0's three processes, as estimated
+            pacer.process_done(0, plan.points[0].cost_s / 3)
+        now[0] = plan.points[0].cost_s
+        assert pacer.more(0, 3) is allowed
 
 
 def test_the_quick_study_plan_fits_and_keeps_the_seeds_three_networks():

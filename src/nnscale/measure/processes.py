@@ -49,13 +49,13 @@ def process_spec(spec: PointSpec) -> PointSpec:
 
 def run_processes(spec: PointSpec, runner: Callable[[PointSpec], Measurement],
                   more: Callable[[int], bool] = lambda k: True) -> Measurement:
-    """Measure `spec` in k fresh processes via `runner` (module docstring).
+    """Measure `spec` in k fresh processes via `runner`, back to back (module docstring; a study
+    interleaves its points' processes instead: measure/rounds.py, with the same rules).
 
     `more(k)`: may a (k+1)-th process be started? The study's planner says no once the point has
     used its share of the study's time. A failed process (oom, error, timeout) ends the point as
     that failure: the same workload failing once is a fact about it.
     """
-    policy = spec.policy
     one = process_spec(spec)
     done: list[Measurement] = []
     steals: list[float | None] = []
@@ -64,16 +64,30 @@ def run_processes(spec: PointSpec, runner: Callable[[PointSpec], Measurement],
         m = runner(one)
         steals.append(steal_share(before, cpu_jiffies()))
         if m.status not in MEASURED_STATUSES:
-            if done:
-                m = replace(m, error=f"{m.error} (process {len(done) + 1} of the point; "
-                                     f"{len(done)} had measured)")
-            return m
+            return failed_point(m, len(done))
         done.append(m)
-        if len(done) < policy.processes:
-            continue
-        combined = combine(done, policy.target_rel_ci, policy.confidence, policy.min_iters, steals)
-        if combined.status == "ok" or len(done) >= policy.max_processes or not more(len(done)):
-            return combined
+        final = settle(spec.policy, done, steals, more)
+        if final is not None:
+            return final
+
+
+def failed_point(m: Measurement, measured: int) -> Measurement:
+    """A point whose process `measured + 1` failed: that failure, saying how many had measured."""
+    if not measured:
+        return m
+    return replace(m, error=f"{m.error} (process {measured + 1} of the point; {measured} had measured)")
+
+
+def settle(policy, done: list[Measurement], steals: list[float | None],
+           more: Callable[[int], bool] = lambda k: True) -> Measurement | None:
+    """The point combined from its processes so far, if it is finished: at least `processes` of
+    them and tight, or `max_processes` reached, or `more` refusing another; None: measure another."""
+    if len(done) < policy.processes:
+        return None
+    combined = combine(done, policy.target_rel_ci, policy.confidence, policy.min_iters, steals)
+    if combined.status == "ok" or len(done) >= policy.max_processes or not more(len(done)):
+        return combined
+    return None
 
 
 def combine(ms: list[Measurement], target_rel_ci: float, confidence: float = 0.95,

@@ -35,7 +35,10 @@ COLUMNS = (
     ("p99_ms", "p99 ms", 9), ("memory", "peak mem", 10), ("flops", "FLOP/s", 7),
     ("mfu", "MFU", 6), ("iters", "iters", 6),
 )
-_LEFT = {"mode", "config", "status"}
+# A study measures many nets' points in interleaved rounds (measure/rounds.py): its rows lead with
+# the network, which a sweep's title says once.
+MODEL_COLUMN = ("model", "network", 18)
+_LEFT = {"model", "mode", "config", "status"}
 
 
 def config_label(w: Workload) -> str:
@@ -83,13 +86,19 @@ def _justify(key: str, text: str) -> str:
     return "left" if key in _LEFT else "right"
 
 
-def format_row(cells: dict[str, str]) -> str:
-    return text_table([cells], [(k, h) for k, h, _ in COLUMNS], widths=[n for _, _, n in COLUMNS],
+def _columns(with_model: bool) -> tuple:
+    return (MODEL_COLUMN, *COLUMNS) if with_model else COLUMNS
+
+
+def format_row(cells: dict[str, str], with_model: bool = False) -> str:
+    cols = _columns(with_model)
+    return text_table([cells], [(k, h) for k, h, _ in cols], widths=[n for _, _, n in cols],
                       header=False, justify=_justify)
 
 
-def header() -> str:
-    return text_table([], [(k, h) for k, h, _ in COLUMNS], widths=[n for _, _, n in COLUMNS],
+def header(with_model: bool = False) -> str:
+    cols = _columns(with_model)
+    return text_table([], [(k, h) for k, h, _ in cols], widths=[n for _, _, n in cols],
                       justify=_justify)
 
 
@@ -106,7 +115,7 @@ class NullProgress:
     """Progress that shows nothing (the Python API's default)."""
 
     def begin(self, title: str, total: int | None, per_point_s: float) -> None: ...
-    def point_start(self, workload: Workload) -> None: ...
+    def point_start(self, workload: Workload, detail: str = "") -> None: ...
     def point_done(self, m: Measurement, wall_s: float, reused: bool = False) -> None: ...
     def note(self, text: str) -> None: ...
     def end(self) -> None: ...
@@ -131,6 +140,7 @@ class TerminalProgress(NullProgress):
         self._walls: list[float] = []
         self._current = ""
         self._point_t0 = self._t0 = time.monotonic()
+        self.with_model = False  # rows lead with the network (a study's: MODEL_COLUMN)
 
     def eta_s(self) -> float | None:
         if self.total is None:
@@ -191,13 +201,16 @@ class TerminalProgress(NullProgress):
         with self._lock:
             self._say(title)
             with self._line_erased():
-                self.out.write(header() + "\n")
+                self.out.write(header(self.with_model) + "\n")
                 self.out.flush()
             self._start_live()
 
-    def point_start(self, workload: Workload) -> None:
+    def point_start(self, workload: Workload, detail: str = "") -> None:
+        """A point (or, `detail`, one process of it: "round 2, process 2") begins."""
         with self._lock:
-            self._current = f"{workload.mode} bs {workload.batch_size} {config_label(workload)}"
+            net = f"{workload.model} " if self.with_model else ""
+            self._current = f"{net}{workload.mode} bs {workload.batch_size} {config_label(workload)}"
+            self._current += f" ({detail})" if detail else ""
             self._point_t0 = time.monotonic()
             if self._live is not None:
                 self._live.refresh()
@@ -211,7 +224,7 @@ class TerminalProgress(NullProgress):
             if not reused:
                 self._walls.append(wall_s)
             self._current = ""
-            row = format_row(display_row(m))
+            row = format_row(dict(display_row(m), model=m.workload.model), self.with_model)
             note = "  (stored before; resumed)" if reused else ""
             if m.error and m.status != "ok":
                 note += f"  {m.error}"

@@ -3,7 +3,8 @@
 Shared by `sweep` and `tune`. Durability comes from the store: `add_measurement` commits one point
 per transaction before it returns, so a run killed at any moment (SIGKILL included) loses at most
 the point in flight. Each point is measured in `spec.policy.processes` fresh workers or more
-(`nnscale.measure.processes`) and stored once, combined. Resuming reads the run's finished points
+(`nnscale.measure.processes`) and stored once, combined; measured in rounds (`nnscale.measure.rounds`),
+each of its processes is stored as it ends too, and a resumed run continues from them. Resuming reads the run's finished points
 (ok, unstable, oom) back and reuses
 them instead of measuring again; points that ended in error or timeout are measured again.
 """
@@ -15,15 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from nnscale.environment import check_interference
+from nnscale.environment import check_interference, cpu_jiffies, steal_share
 from nnscale.errors import UserError
 from nnscale.measure.lm import flops_per_sample as lm_flops_per_sample
 from nnscale.measure.lm import is_lm
 from nnscale.measure.point import derive
-from nnscale.measure.processes import run_processes
+from nnscale.measure.processes import process_spec, run_processes
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.runner import PointSpec, run_point
-from nnscale.records import Measurement, Workload
+from nnscale.records import MEASURED_STATUSES, Measurement, Workload
 from nnscale.store import FINISHED_STATUSES, capture_environment
 
 
@@ -116,21 +117,46 @@ class Recorder:
         self.measured: list[Measurement] = []  # this run's points in order, reused ones included
 
     def point(self, spec: PointSpec) -> Measurement:
+        """Measure one point in its processes, back to back, and store it (or reuse it)."""
         key = spec.workload.key()
         if key in self.done:
-            m = self.done[key]
-            self.progress.point_done(m, 0.0, reused=True)
-        else:
-            self.progress.point_start(spec.workload)
-            start = time.monotonic()
-            m = run_processes(spec, self.runner, self.more_processes)  # k fresh workers, one point
-            wall = time.monotonic() - start
-            m = derive(m, self.flop_per_sample(m.workload), self.peak_flop_per_s(m))
-            stats = replace(m.stats, timing=replace(m.stats.timing, point_wall_s=wall))
-            m = Measurement(m.workload, m.status, m.samples_ms, stats, m.error)
-            self.store.add_measurement(self.run_id, m)  # committed before we go on
-            self.done[key] = m
-            self.progress.point_done(m, wall)
+            return self.reuse(key)
+        self.progress.point_start(spec.workload)
+        start = time.monotonic()
+        m = run_processes(spec, self.runner, self.more_processes)  # k fresh workers, one point
+        return self.finish(m, time.monotonic() - start)
+
+    def reuse(self, key: str) -> Measurement:
+        """A point finished in the run before it was resumed."""
+        m = self.done[key]
+        self.progress.point_done(m, 0.0, reused=True)
+        self.measured.append(m)
+        return m
+
+    def process(self, spec: PointSpec, index: int) -> tuple[Measurement, float | None, float]:
+        """Process `index` of `spec`'s point in one fresh worker, stored at once if it measured
+        (`Store.add_process`: a point measured in rounds, measure/rounds.py); (the process's
+        measurement, the steal share around it, its wall seconds)."""
+        before, start = cpu_jiffies(), time.monotonic()
+        m = self.runner(process_spec(spec))
+        steal, wall = steal_share(before, cpu_jiffies()), time.monotonic() - start
+        if m.status in MEASURED_STATUSES:
+            self.store.add_process(self.run_id, index, m, steal)  # committed before we go on
+        return m, steal, wall
+
+    def stored_processes(self) -> dict[str, list[tuple[Measurement, float | None]]]:
+        """The run's stored processes of points not finished (a resumed run continues them)."""
+        return self.store.process_results(self.run_id)
+
+    def finish(self, m: Measurement, wall_s: float) -> Measurement:
+        """Store a point that is finished (measured, combined or failed), with its FLOP/s and MFU
+        and the wall seconds its processes took."""
+        m = derive(m, self.flop_per_sample(m.workload), self.peak_flop_per_s(m))
+        stats = replace(m.stats, timing=replace(m.stats.timing, point_wall_s=wall_s))
+        m = Measurement(m.workload, m.status, m.samples_ms, stats, m.error)
+        self.store.add_measurement(self.run_id, m)  # committed before we go on
+        self.done[m.workload.key()] = m
+        self.progress.point_done(m, wall_s)
         self.measured.append(m)
         return m
 

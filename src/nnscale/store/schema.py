@@ -1,4 +1,4 @@
-"""The results schema (version 3), the read-only check that a database is nnscale's, and the
+"""The results schema (version 4), the read-only check that a database is nnscale's, and the
 migration of older versions.
 
 Tables:
@@ -10,6 +10,12 @@ Tables:
   `Measurement.from_dict` rebuilds them exactly. JSON is stored as TEXT rather than a JSON
   column type: the same on SQLite and PostgreSQL, and Python's float repr round-trips exactly
   (also NaN/Infinity, which PostgreSQL's json type would refuse).
+- `process_results`: one row per worker process of a point that is not finished yet, unique per
+  (run, workload key, process index). A study measures its points' processes in interleaved rounds
+  (measure/rounds.py), so a point's first processes are finished minutes before its last one: each
+  is committed as it ends, and a stopped study resumes from them. Storing the point itself deletes
+  its process rows in the same transaction (the point's `samples_ms` and `processes` block hold
+  them from then on).
 
 Timestamps are ISO 8601 UTC strings (`datetime.isoformat`), sortable as text on both backends.
 A database holding other tables and no `meta` table, or a newer schema version, is refused with a
@@ -26,6 +32,7 @@ has TEXT affinity). `check_lengths` refuses a value longer than its column befor
 `Stats.to_dict`) instead of the free-form dict with several names per value; `migrate` rewrites
 every older row through `Stats.from_dict` in the same write transaction, so a migration that fails
 on any row (a statistic this release does not know) leaves the store as it was.
+4: the `process_results` table (created by `create_schema` after the version is raised).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from nnscale.errors import UserError
 from nnscale.records_stats import Stats
 
 APPLICATION = "nnscale"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OLDEST_MIGRATED = 1  # versions from this one up are migrated on open
 
 metadata = sa.MetaData()
@@ -91,7 +98,25 @@ measurements = sa.Table(
     sa.UniqueConstraint("run_id", "workload_key", name="uq_measurements_run_key"),
 )
 
-TABLES = ("meta", "runs", "measurements")
+process_results = sa.Table(
+    "process_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id",
+        sa.Integer,
+        sa.ForeignKey("runs.id", ondelete="CASCADE", name="fk_process_results_run"),
+        nullable=False,
+    ),
+    sa.Column("workload_key", sa.String(32), nullable=False),
+    sa.Column("process_index", sa.Integer, nullable=False),  # 0, 1, ... in the point's order
+    sa.Column("created_utc", sa.String(40), nullable=False),
+    sa.Column("measurement", sa.Text, nullable=False),  # JSON: Measurement.to_dict() of one process
+    sa.Column("steal_share", sa.Float, nullable=True),  # the hypervisor's share around it (/proc/stat)
+    sa.UniqueConstraint("run_id", "workload_key", "process_index", name="uq_process_results"),
+)
+
+TABLES = ("meta", "runs", "measurements", "process_results")
 
 
 def _listing(names: set[str], limit: int = 5) -> str:

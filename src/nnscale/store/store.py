@@ -26,7 +26,8 @@ Durability and concurrency:
 Resume: `finished_keys` returns the workload keys of points whose status is in FINISHED_STATUSES
 (ok, unstable, oom). Points that ended in error or timeout are measured again on resume (the cause
 is often the interruption itself), and a point stored again replaces the earlier row of the same
-run and workload key.
+run and workload key. `process_results` returns the processes stored (`add_process`) of points not
+yet finished, which a study measuring in interleaved rounds continues from.
 """
 
 from __future__ import annotations
@@ -364,8 +365,43 @@ class Store:
             index_elements=["run_id", "workload_key"],
             set_={k: stmt.excluded[k] for k in values},
         )
+        p = schema.process_results
         with self._writer.begin() as conn:
             conn.execute(stmt)
+            # The point supersedes its processes' rows (schema.py): one transaction, so a point is
+            # either finished or resumable from its processes, never both nor neither.
+            conn.execute(p.delete().where(p.c.run_id == run_id, p.c.workload_key == w.key()))
+
+    @retried("storing a process")
+    def add_process(self, run_id: int, index: int, measurement: Measurement,
+                    steal_share: float | None = None) -> None:
+        """Store one worker process of a point that is not finished yet (its index in the point),
+        in its own committed transaction; the point's `add_measurement` deletes these rows."""
+        values = {"created_utc": _now_utc(), "steal_share": _finite_or_none(steal_share),
+                  "measurement": json.dumps(measurement.to_dict(), default=_json_exact)}
+        stmt = self._insert(schema.process_results).values(
+            run_id=run_id, workload_key=measurement.workload.key(), process_index=index, **values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "workload_key", "process_index"],
+            set_={k: stmt.excluded[k] for k in values})
+        with self._writer.begin() as conn:
+            conn.execute(stmt)
+
+    @retried("reading stored processes")
+    def process_results(self, run_id: int) -> dict[str, list[tuple[Measurement, float | None]]]:
+        """The run's stored processes of unfinished points, by workload key, in process order
+        (each with its steal share): what a resumed study continues from."""
+        p = schema.process_results
+        stmt = (sa.select(p.c.workload_key, p.c.measurement, p.c.steal_share)
+                .where(p.c.run_id == run_id).order_by(p.c.workload_key, p.c.process_index))
+        out: dict[str, list[tuple[Measurement, float | None]]] = {}
+        with self._engine.connect() as conn:
+            for key, text, steal in conn.execute(stmt):
+                m = Measurement.from_dict(json.loads(text))
+                # Keyed by the key the workload has now (as `finished_keys`): an upgraded record's
+                # stored key may be the old form's.
+                out.setdefault(m.workload.key(), []).append((m, steal))
+        return out
 
     @retried("reading finished points")
     def finished_keys(self, run_id: int, statuses: tuple[str, ...] = FINISHED_STATUSES) -> set[str]:

@@ -12,6 +12,7 @@ A study file lists what to run; every key but `nets` is optional:
     budget: 10m                # whole study; seconds or 30s/10m/1h
     processes: 3               # fresh worker processes per point (more, up to max_processes, when noisy)
     max_processes: 6
+    scale_launches: 3          # launches per world size of the scaling step, interleaved
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnscale.distributed.config import DEFAULT_LAUNCHES
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import FRAMEWORKS
 from nnscale.measure.methodology import INTERFERENCE_MAX
@@ -65,6 +67,9 @@ class StudyConfig:
     world_sizes: tuple[int, ...] = (1, 2)
     scale_net: str | None = None  # the net of the scaling step; the first net when None
     scale_batch_per_worker: int = 8
+    # Launches per world size of the scaling step, in interleaved rounds (distributed/launch_loop.py):
+    # a speedup is a ratio of two launches, and launches a minute apart differ on a shared machine.
+    scale_launches: int = DEFAULT_LAUNCHES
     budget_s: float = 600.0
     point_budget_s: float | None = None  # per point; None: shared out of the whole budget
     target_rel_ci: float = 0.02
@@ -160,7 +165,8 @@ BUILTIN = {"quick": QUICK, "paper": PAPER}
 
 _KEYS = {"nets", "modes", "batches", "inference_batches", "training_batches", "precisions",
          "frameworks", "framework_nets", "world_sizes", "scale_net", "scale_batch_per_worker", "budget",
-         "point_budget", "target_rel_ci", "predict_gpus", "name", "processes", "max_processes"}
+         "point_budget", "target_rel_ci", "predict_gpus", "name", "processes", "max_processes",
+         "scale_launches"}
 
 
 def _list(data: dict, key: str, kind: type, where: str) -> tuple:
@@ -235,7 +241,7 @@ def study_from_dict(data: object, where: str, check_net=None) -> StudyConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise UserError(f"{where}: 'scale_batch_per_worker' must be a positive integer, got {value!r}")
         kw["scale_batch_per_worker"] = value
-    for key in ("processes", "max_processes"):
+    for key in ("processes", "max_processes", "scale_launches"):
         if key in data:
             value = data[key]
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

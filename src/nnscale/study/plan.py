@@ -15,11 +15,14 @@ the points ended unstable. Instead, each point is planned to be able to reach it
    size of the sweep (network × mode × framework) whose largest batch costs most — never a sweep's
    last batch: batch sizes go before networks. If one batch per sweep still does not fit, the budget
    is too small: a UserError says the minimum.
-3. **Sequential.** Every process stops once its own interval is tight; a point stops after k
-   processes once the interval across them is tight; a noisy point gets more processes while the
-   study is ahead of its plan (`more_processes`). After each point the plan's estimates are scaled
-   by how long the measured points really took, and batch sizes are dropped again, by the same
-   rule, if the rest no longer fits. Every drop is printed and reported.
+3. **Sequential, in rounds.** The points' processes run in interleaved rounds (measure/rounds.py:
+   one process of every point per round, so each point's interval spans the study's time). Every
+   process stops once its own interval is tight; a point stops after k processes once the interval
+   across them is tight; a noisy point gets more processes, one per later round, while the study is
+   ahead of its plan (`Pacer.more`). After each process the plan's estimates are scaled by how long
+   the measured processes really took, and before a point's first process the points not started
+   yet are dropped again, by the same rule, if they no longer fit. Every drop is printed and
+   reported.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from nnscale.errors import UserError
 from nnscale.measure.forkserver import FORKED_START_S
 from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
+from nnscale.measure.rounds import Pace
 
 EFFICIENCY = 0.75  # of the measured GEMM peak: the seed's nets reached 0.66-0.87 of it (the pacer corrects)
 STEP_OVERHEAD_S = 0.002  # Python and dispatch per step, what a tiny net's step costs here
@@ -160,18 +164,24 @@ def make_plan(points: list[PlannedPoint], available_s: float, processes: int, bu
     return plan
 
 
-class Pacer:
-    """Keeps the study on its plan while it runs (module docstring, step 3)."""
+class Pacer(Pace):
+    """Keeps the study on its plan while its points are measured in interleaved rounds
+    (measure/rounds.py; module docstring, step 3). `points[i]` is the plan's point measured as the
+    rounds' point i; `overhead_s()`: seconds spent so far on what the plan sets aside (starting the
+    fork server's images), left out of the processes' walls."""
 
-    def __init__(self, plan: Plan, clock, notify=lambda line: None) -> None:
-        self.plan, self.clock, self.notify = plan, clock, notify
+    def __init__(self, plan: Plan, points: list[PlannedPoint], clock, notify=lambda line: None,
+                 overhead_s=lambda: 0.0) -> None:
+        self.plan, self.points, self.clock, self.notify = plan, list(points), clock, notify
+        self.overhead_s, self._overhead0 = overhead_s, overhead_s()
         self.start = clock()
-        self.remaining = list(plan.points)
+        self.processes = {i: 0 for i in range(len(self.points))}  # measured here, per point
+        self.waiting = set(self.processes)  # not started yet: these may still be dropped
+        self.finished: set[int] = set()
         self.estimated_done = self.actual_done = 0.0
-        self.current: PlannedPoint | None = None
 
     def scale(self) -> float:
-        """Measured / estimated time of the points measured so far (1 before the first)."""
+        """Measured / estimated time of the processes measured so far (1 before the first)."""
         if self.estimated_done <= 0:
             return 1.0
         return max(0.5, self.actual_done / self.estimated_done)
@@ -179,33 +189,49 @@ class Pacer:
     def left_s(self) -> float:
         return self.plan.available_s - (self.clock() - self.start)
 
-    def begin(self, p: PlannedPoint) -> bool:
-        """Before a point: re-fit what is left; False if this point was dropped."""
-        self.current = p
-        rest = Plan(list(self.remaining), available_s=self.left_s(), processes=self.plan.processes)
-        why = (f"dropped while running: the points so far took {100 * (self.scale() - 1):+.0f} % "
+    def unit_s(self, i: int) -> float:
+        """The estimate of one process of point i."""
+        return self.points[i].cost_s / max(1, self.plan.processes)
+
+    def owed_s(self) -> float:
+        """Estimated seconds of the processes the started, unfinished points still need."""
+        return sum(max(0, self.plan.processes - self.processes[i]) * self.unit_s(i)
+                   for i in self.processes if i not in self.waiting and i not in self.finished)
+
+    def may_start(self, i: int) -> bool:
+        """Before a point's first process: re-fit the points not started yet into what the started
+        ones leave; False if point i was dropped."""
+        waiting = [self.points[j] for j in sorted(self.waiting)]
+        left = self.left_s() - self.scale() * self.owed_s()
+        rest = Plan(waiting, available_s=left, processes=self.plan.processes)
+        why = (f"dropped while running: the processes so far took {100 * (self.scale() - 1):+.0f} % "
                "against their estimates")
-        for q in fit(rest, self.left_s(), self.scale(), why=why):
-            self.remaining.remove(q)
+        for q in fit(rest, left, self.scale(), why=why):
+            j = next(j for j in self.waiting if self.points[j] is q)
+            self.waiting.discard(j)
+            self.finished.add(j)
             self.plan.points.remove(q)
             self.plan.dropped.append((q, why))
             self.notify(f"dropped {q.label()} to stay within the budget ({why})")
-        return p in self.remaining
+        if i in self.waiting:
+            self.waiting.discard(i)
+            return True
+        return False
 
-    def end(self, p: PlannedPoint, wall_s: float | None) -> None:
-        """After a point; `wall_s` None when it was reused from a resumed run (no evidence)."""
-        if p in self.remaining:
-            self.remaining.remove(p)
-        if wall_s is not None:
-            self.estimated_done += p.cost_s
-            self.actual_done += wall_s
-        self.current = None
+    def process_done(self, i: int, wall_s: float) -> None:
+        overhead = self.overhead_s()
+        wall_s -= overhead - self._overhead0  # an image started during it: set aside in the plan
+        self._overhead0 = overhead
+        self.processes[i] += 1
+        self.estimated_done += self.unit_s(i)
+        self.actual_done += max(0.0, wall_s)
 
-    def more_processes(self, k: int) -> bool:
-        """May the current, noisy point start process k+1? Only with slack beyond the rest's plan."""
-        p = self.current
-        if p is None:
-            return False
-        one = p.cost_s / max(1, self.plan.processes)
-        rest = sum(q.cost_s for q in self.remaining if q is not p) * self.scale()
-        return self.left_s() - rest > 2 * one
+    def point_done(self, i: int) -> None:
+        self.waiting.discard(i)  # reused from a resumed run: never started here
+        self.finished.add(i)
+
+    def more(self, i: int, k: int) -> bool:
+        """May noisy point i start process k+1? Only with slack beyond what the rest still needs."""
+        waiting = sum(self.points[j].cost_s for j in self.waiting)
+        rest = self.scale() * (self.owed_s() + waiting)
+        return self.left_s() - rest > 2 * self.unit_s(i)

@@ -18,6 +18,7 @@ class StudyProgress(TerminalProgress):
         self.total, self.per_point_s, self.budget_s = total_points, per_point_s, budget_s
         self._study_t0 = time.monotonic()
         self._header_done = False
+        self.with_model = True  # the points of many nets, interleaved (measure/rounds.py)
 
     def elapsed_s(self) -> float:
         return time.monotonic() - self._study_t0
@@ -28,7 +29,7 @@ class StudyProgress(TerminalProgress):
             self._say(title)
             if not self._header_done:
                 with self._line_erased():
-                    self.out.write(header() + "\n")
+                    self.out.write(header(True) + "\n")
                     self.out.flush()
                 self._header_done = True
             self._start_live()

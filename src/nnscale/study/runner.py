@@ -175,6 +175,7 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     sink = Sink(store, run_id, run_name, on_warning=progress.note)
     cfg = ScaleConfig(study.scaling_net, Launching(nproc=nproc, device=device),
                       batch_per_worker=study.scale_batch_per_worker, policy=policy,
+                      launches=study.scale_launches,
                       dataset_size=IMAGENET_TRAIN_IMAGES, epochs=EPOCHS)
     try:
         for point in run_scale(cfg, sink):

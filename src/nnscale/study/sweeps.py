@@ -1,8 +1,11 @@
-"""The study's sweeps, planned by need (`nnscale.study.plan`): build the plan, run it point by point.
+"""The study's sweeps, planned by need (`nnscale.study.plan`): build the plan, run it in rounds.
 
 Fixed batch lists are planned point by point (each its own policy, sized to its estimated step, and
 each point may be dropped to fit); an "auto" batch search cannot be planned ahead and keeps the
-even share of the budget (`legacy_policy`), as does a study file's `point_budget`.
+even share of the budget (`legacy_policy`), as does a study file's `point_budget`. All fixed-batch
+points, of every net, mode and framework, are measured together in interleaved rounds
+(measure/rounds.py): one process of each per round, so each point's interval spans the sweeps'
+whole time, not the few seconds its processes would take back to back.
 """
 
 from __future__ import annotations
@@ -10,16 +13,19 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from nnscale.distributed.config import DEFAULT_LAUNCHES
 from nnscale.environment import capture_environment
 from nnscale.measure.forkserver import IMAGES, POOL, forkable
 from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.recorder import flop_counter
-from nnscale.measure.sweep import SweepConfig, run_sweep
+from nnscale.measure.recorder import start_recording
+from nnscale.measure.rounds import measure_in_rounds
+from nnscale.measure.runner import PointSpec, run_point
+from nnscale.measure.sweep import SweepConfig, resolve, run_sweep, spec, workload
 from nnscale.records import Workload
 from nnscale.study.config import StudyConfig
-from nnscale.study.plan import Pacer, Plan, make_plan, make_point, point_policy, spawn_start_s
+from nnscale.study.plan import (Pacer, Plan, PlannedPoint, make_plan, make_point, point_policy,
+                                spawn_start_s)
 from nnscale.zoo import model_info
 
 # Seconds that are not sweeps: a torchrun launch per world size, the scaling and all-reduce points,
@@ -27,11 +33,10 @@ from nnscale.zoo import model_info
 LAUNCH_S = 15.0
 FIXED_S = 45.0
 SCALE_POINT_S = 6.0
-REUSED_S = 1.0  # a worker cannot start in less: a point that took less was reused, not measured
 
 
 def scaling_policy(study: StudyConfig) -> MeasurePolicy:
-    """The data-parallel step's policy: its budget is shared by the DEFAULT_LAUNCHES interleaved
+    """The data-parallel step's policy: its budget is shared by the `scale_launches` interleaved
     launches of each world size (distributed/scaling.py), each one process level."""
     return MeasurePolicy(target_rel_ci=study.target_rel_ci, budget_s=4.0, warmup_max_s=2.0,
                          processes=1, max_processes=1)
@@ -40,7 +45,7 @@ def scaling_policy(study: StudyConfig) -> MeasurePolicy:
 def sweep_time_s(study: StudyConfig) -> float:
     """What the study's budget leaves for sweeps."""
     n = len(study.world_sizes)
-    launches = DEFAULT_LAUNCHES * n + 1  # every world size in interleaved rounds, then the all-reduce
+    launches = study.scale_launches * n + 1  # every world size in interleaved rounds, then the all-reduce
     return study.budget_s - FIXED_S - LAUNCH_S * launches - SCALE_POINT_S * (n + 2)
 
 
@@ -80,29 +85,58 @@ def make_study_plan(study: StudyConfig, sweeps, peaks: dict[str, float], device:
 
 def run_sweeps(study: StudyConfig, store, run_name: str, device: str, sweeps, plan: Plan | None,
                legacy: MeasurePolicy, progress) -> Plan | None:
-    """Measure the planned points (and any "auto" sweeps) into the run; the plan as it ended."""
+    """Measure the study's fixed-batch points in interleaved rounds (measure/rounds.py), then any
+    "auto" batch search, into the run; the plan as it ended."""
     with POOL.session():  # one set of pre-imported interpreters for all the sweeps (forkserver.py)
-        return _run_sweeps(study, store, run_name, device, sweeps, plan, legacy, progress)
-
-
-def _run_sweeps(study, store, run_name, device, sweeps, plan, legacy, progress) -> Plan | None:
-    pacer = Pacer(plan, time.monotonic, progress.note) if plan is not None else None
-    for framework, net, precision, mode, batches in sweeps:
-        base = SweepConfig(model=net, modes=(mode,), device=device, precision=precision,
-                           batches=None if batches == "auto" else tuple(batches), policy=legacy,
-                           framework=framework, compile=framework_spec(framework).always_compiled)
-        if batches == "auto" or pacer is None:
-            run_sweep(base, store, progress, run=run_name, resume=True, check_machine=False)
-            continue
-        for p in [q for q in list(plan.points) if q.sweep == (framework, net, precision, mode)]:
-            if not pacer.begin(p):
-                continue
-            policy = point_policy(p.step_s, study.target_rel_ci, study.processes, study.max_processes)
-            t0, images0 = time.monotonic(), POOL.image_start_s
-            run_sweep(replace(base, batches=(p.batch,), policy=policy), store, progress, run=run_name,
-                      resume=True, check_machine=False, more_processes=pacer.more_processes)
-            # Starting an image is set aside in the plan, not part of the point's estimate.
-            wall = time.monotonic() - t0 - (POOL.image_start_s - images0)
-            # A point reused from a resumed run returns at once: no evidence about the estimates.
-            pacer.end(p, wall if wall > REUSED_S else None)
+        fixed = [s for s in sweeps if s[-1] != "auto"]
+        if fixed:
+            _run_rounds(study, store, run_name, device, fixed, plan, legacy, progress)
+        for framework, net, precision, mode, _auto in [s for s in sweeps if s[-1] == "auto"]:
+            run_sweep(_sweep_config(framework, net, precision, mode, device, None, legacy), store,
+                      progress, run=run_name, resume=True, check_machine=False)
     return plan
+
+
+def _sweep_config(framework, net, precision, mode, device, batches, policy) -> SweepConfig:
+    return SweepConfig(model=net, modes=(mode,), device=device, precision=precision, batches=batches,
+                       policy=policy, framework=framework,
+                       compile=framework_spec(framework).always_compiled)
+
+
+def _run_rounds(study, store, run_name, device, sweeps, plan, legacy, progress) -> None:
+    """Every point's spec (the planned ones with their own policies, else the even share), one
+    recorder for the run, and the rounds, paced by the plan when there is one."""
+    planned: list[PlannedPoint] = []
+    specs: list[PointSpec] = []
+    notes: list[str] = []
+    first = None
+    for framework, net, precision, mode, batches in sweeps:
+        base = _sweep_config(framework, net, precision, mode, device, tuple(batches), legacy)
+        if plan is None:
+            points = [(b, legacy, None) for b in batches]
+        else:
+            points = [(p.batch, point_policy(p.step_s, study.target_rel_ci, study.processes,
+                                             study.max_processes), p)
+                      for p in plan.points if p.sweep == (framework, net, precision, mode)]
+        for batch, policy, p in points:
+            config, found = resolve(replace(base, batches=(batch,), policy=policy))
+            notes += [n for n in found if n not in notes]
+            first = first or config
+            specs.append(spec(config, workload(config, mode, batch)))
+            if p is not None:
+                planned.append(p)
+    if not specs:
+        return
+    recorder, _, _ = start_recording(store, "sweep", first, specs[0].workload, progress=progress,
+                                     run=run_name, resume=True, runner=run_point, check_machine=False)
+    k = study.processes
+    progress.begin(f"sweeps: {len(specs)} points, {k} processes each in interleaved rounds "
+                   f"-> run {run_name!r}", len(specs), first.point_s)
+    for note in notes:
+        progress.note(f"note: {note}")
+    pace = None if plan is None else Pacer(plan, planned, time.monotonic, progress.note,
+                                           overhead_s=lambda: POOL.image_start_s)
+    try:
+        measure_in_rounds(specs, recorder, pace)
+    finally:
+        progress.end()

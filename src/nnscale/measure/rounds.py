@@ -1,0 +1,119 @@
+"""Points measured in interleaved rounds: each point's processes spread over the whole measurement.
+
+Why. A point's k processes used to run back to back, within 5-30 s once workers were forked
+(measure/forkserver.py). This VM's speed drifts over minutes: in session 6 two `make run` studies
+back to back differed by 12-19 % on every AlexNet point while each point's interval, built from
+processes a few seconds apart, was narrower than that, and 4 of 20 points changed "significantly"
+between the two runs (docs/benchmarks.md). The between-process spread can only cover the drift
+the processes themselves saw. So, as pyperf spreads a benchmark over worker processes and as
+`nnscale scale` interleaves its launches (distributed/launch_loop.py), the points go in rounds:
+round 1 measures one process of every point, round 2 the next one of every point, and so on, the
+order reversed every other round (A B C, C B A: each point's mean time in the sequence is the
+same). A point's interval then spans the whole sweep's time, and what drifts is in it.
+
+The rules per point are `run_processes`' (measure/processes.py: `settle`, `failed_point`): after
+`processes` processes the point is combined; it is finished when tight, at `max_processes`, or when
+the pace refuses another; a noisy point goes on into later rounds, one process per round. A failed
+process ends its point as that failure.
+
+Durability. Every process that measured is committed as it ends (`Store.add_process`); a finished
+point is stored, and its process rows deleted, in one transaction. A run stopped at any moment
+(SIGKILL included) loses at most the process in flight: resumed, it reuses the finished points and
+continues the others from their stored processes (they count for the rounds they were in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nnscale.measure.processes import failed_point, settle
+from nnscale.measure.runner import PointSpec
+from nnscale.records import MEASURED_STATUSES, Measurement
+
+
+class Pace:
+    """What decides, while the rounds run, whether a point starts and whether a noisy point gets
+    another process (the study's planner: study/plan.py `Pacer`). This default: every point is
+    measured, a noisy one up to its `max_processes`. Points are named by their index in `specs`."""
+
+    def may_start(self, i: int) -> bool:
+        return True
+
+    def more(self, i: int, k: int) -> bool:
+        return True
+
+    def process_done(self, i: int, wall_s: float) -> None:
+        """Process of point `i` ended after `wall_s` seconds."""
+
+    def point_done(self, i: int) -> None:
+        """Point `i` is finished (stored) or was never started."""
+
+
+@dataclass(slots=True)
+class _Point:
+    spec: PointSpec
+    done: list[Measurement] = field(default_factory=list)
+    steals: list[float | None] = field(default_factory=list)
+    wall_s: float = 0.0
+    final: Measurement | None = None
+    dropped: bool = False
+
+    @property
+    def live(self) -> bool:
+        return self.final is None and not self.dropped
+
+
+def measure_in_rounds(specs: Sequence[PointSpec], recorder, pace: Pace | None = None
+                      ) -> list[Measurement]:
+    """Measure `specs` into `recorder`'s run in interleaved rounds (module docstring); the
+    finished points in the order of `specs` (those the pace dropped left out)."""
+    pace = pace or Pace()
+    stored = recorder.stored_processes()
+    points = [_Point(spec) for spec in specs]
+    for i, p in enumerate(points):
+        key = p.spec.workload.key()
+        if key in recorder.done:
+            p.final = recorder.reuse(key)
+            pace.point_done(i)
+            continue
+        for m, steal in stored.get(key, []):
+            p.done.append(m)
+            p.steals.append(steal)
+        if p.done:  # stopped between its last process and storing the point
+            _settle(recorder, pace, i, p)
+    rnd = 0
+    while any(p.live for p in points):
+        order = list(enumerate(points))
+        for i, p in order if rnd % 2 == 0 else reversed(order):
+            if not p.live or len(p.done) > rnd:  # finished, or this round's process was stored before
+                continue
+            if not p.done and not pace.may_start(i):
+                p.dropped = True
+                pace.point_done(i)
+                continue
+            _one_process(recorder, pace, i, p, rnd)
+        rnd += 1
+    return [p.final for p in points if p.final is not None]
+
+
+def _one_process(recorder, pace: Pace, i: int, p: _Point, rnd: int) -> None:
+    k = len(p.done)
+    recorder.progress.point_start(p.spec.workload, detail=f"round {rnd + 1}, process {k + 1}")
+    m, steal, wall = recorder.process(p.spec, k)
+    p.wall_s += wall
+    pace.process_done(i, wall)
+    if m.status not in MEASURED_STATUSES:
+        p.final = recorder.finish(failed_point(m, k), p.wall_s)
+        pace.point_done(i)
+        return
+    p.done.append(m)
+    p.steals.append(steal)
+    _settle(recorder, pace, i, p)
+
+
+def _settle(recorder, pace: Pace, i: int, p: _Point) -> None:
+    final = settle(p.spec.policy, p.done, p.steals, lambda k: pace.more(i, k))
+    if final is not None:
+        p.final = recorder.finish(final, p.wall_s)
+        pace.point_done(i)

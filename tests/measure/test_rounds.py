@@ -1,0 +1,115 @@
+"""Points in interleaved rounds: the order A B C, C B A, ...; a noisy point going on alone; a failed
+process ending its point; a run stopped mid-round resumed from its stored processes, in a real
+SQLite store (the study's kill test drives the whole thing from outside: tests/study)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nnscale.measure.methodology import MeasurePolicy
+from nnscale.measure.recorder import Recorder
+from nnscale.measure.rounds import Pace, measure_in_rounds
+from nnscale.measure.runner import PointSpec
+from nnscale.records import Measurement, Workload
+from nnscale.store import open_store
+
+
+def spec(batch: int, **policy) -> PointSpec:
+    w = Workload("test-tiny-mlp", "inference", batch, (3, 8, 8), threads=1)
+    return PointSpec(w, MeasurePolicy(**{"budget_s": 3.0, "target_rel_ci": 0.02, "processes": 3,
+                                         "max_processes": 6, **policy}), 60.0)
+
+
+class Runner:
+    """A worker per call: batch b's process i has level `levels(b, i)` ms, within-process noise
+    0.05 ms; `fail` = (batch, process index) that runs out of memory; `stop_after` calls: Ctrl-C."""
+
+    def __init__(self, levels=lambda b, i: 10.0, fail=None, stop_after=None):
+        self.levels, self.fail, self.stop_after = levels, fail, stop_after
+        self.calls: list[tuple[int, int]] = []  # (batch, index of the process within its point)
+        self.rng = np.random.default_rng(5)
+
+    def __call__(self, s: PointSpec) -> Measurement:
+        if self.stop_after is not None and len(self.calls) == self.stop_after:
+            raise KeyboardInterrupt
+        b = s.workload.batch_size
+        i = sum(1 for c in self.calls if c[0] == b)
+        self.calls.append((b, i))
+        assert s.policy.processes == 1 and s.policy.budget_s == pytest.approx(1.0)  # one process's share
+        if (b, i) == self.fail:
+            return Measurement(s.workload, "oom", error="fake oom")
+        x = tuple(float(v) for v in self.levels(b, i) + 0.05 * self.rng.standard_normal(30))
+        stats = {"samples_per_s": 1000 * b / float(np.median(x)), "iterations": 30, "threads": 1,
+                 "device_name": "fake cpu"}
+        return Measurement(s.workload, "ok", samples_ms=x, stats=stats)
+
+
+def recorder(db: str, runner: Runner, run: str = "r") -> Recorder:
+    store = open_store(db)
+    run_id = store.get_or_create_run(run)
+    done = {m.workload.key(): m for m in store.measurements(run) if m.status in ("ok", "unstable", "oom")}
+    return Recorder(store, run_id, done, runner=runner)
+
+
+def test_one_process_of_every_point_per_round_in_alternating_order(tmp_path):
+    runner = Runner()
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner))
+    assert [b for b, _ in runner.calls] == [1, 2, 4, 4, 2, 1, 1, 2, 4]
+    assert [m.workload.batch_size for m in ms] == [1, 2, 4] and all(m.status == "ok" for m in ms)
+    assert all(m.stats.processes.processes == 3 for m in ms)
+    assert open_store(str(tmp_path / "s.db")).process_results(1) == {}  # each point supersedes its processes
+
+
+def test_a_noisy_point_goes_on_alone_in_later_rounds_and_a_refused_one_stops(tmp_path):
+    # Batch 2's processes differ by 10 %: its interval stays wide; the others are tight after 3.
+    runner = Runner(levels=lambda b, i: 10.0 * (1 + 0.1 * (i % 2)) if b == 2 else 10.0)
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner))
+    assert [b for b, _ in runner.calls] == [1, 2, 4, 4, 2, 1, 1, 2, 4, 2, 2, 2]
+    noisy = ms[1]
+    assert noisy.status == "unstable" and noisy.stats.processes.processes == 6  # max_processes
+
+    class Refuse(Pace):
+        def more(self, i, k):
+            return False
+
+    runner = Runner(levels=lambda b, i: 10.0 * (1 + 0.1 * (i % 2)) if b == 2 else 10.0)
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "t.db"), runner), Refuse())
+    assert len(runner.calls) == 9 and ms[1].status == "unstable" and ms[1].stats.processes.processes == 3
+
+
+def test_a_failed_process_ends_its_point_and_the_others_go_on(tmp_path):
+    runner = Runner(fail=(2, 1))
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner))
+    assert [b for b, _ in runner.calls] == [1, 2, 4, 4, 2, 1, 1, 4]
+    assert ms[1].status == "oom" and ms[1].error == "fake oom (process 2 of the point; 1 had measured)"
+    assert ms[0].status == ms[2].status == "ok"
+
+
+def test_a_pace_that_refuses_a_start_drops_the_point(tmp_path):
+    class NoSecond(Pace):
+        def may_start(self, i):
+            return i != 1
+
+    runner = Runner()
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner), NoSecond())
+    assert [m.workload.batch_size for m in ms] == [1, 4] and 2 not in {b for b, _ in runner.calls}
+
+
+def test_stopped_mid_round_it_resumes_from_the_stored_processes(tmp_path):
+    db = str(tmp_path / "s.db")
+    first = Runner(stop_after=5)  # rounds: 1 2 4 | 4 2 <stop>
+    with pytest.raises(KeyboardInterrupt):
+        measure_in_rounds([spec(1), spec(2), spec(4)], recorder(db, first))
+    stored = open_store(db).process_results(1)
+    assert {k: len(v) for k, v in stored.items()} == {
+        spec(1).workload.key(): 1, spec(2).workload.key(): 2, spec(4).workload.key(): 2}
+    assert open_store(db).measurements("r") == []  # no point was finished
+    second = Runner()
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(db, second))
+    # Only what was missing: batch 1's second process (round 2), then round 3.
+    assert second.calls == [(1, 0), (1, 1), (2, 0), (4, 0)]
+    assert all(m.stats.processes.processes == 3 for m in ms)
+    kept = [m.samples_ms for m, _ in stored[spec(2).workload.key()]]
+    assert ms[1].samples_ms[:60] == kept[0] + kept[1]  # the stored processes are the point's first two
+    assert open_store(db).process_results(1) == {}
