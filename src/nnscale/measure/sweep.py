@@ -1,6 +1,7 @@
-"""`run_sweep`: measure a model over batch sizes (and modes), one isolated worker per point.
+"""`run_sweep`: measure a model over batch sizes (and modes), in isolated worker processes.
 
-Fixed batch sizes are measured in order, inference before training. `batches=None` searches
+Fixed batch sizes (inference before training, in order) are measured in interleaved rounds, one
+process of every point per round (measure/rounds.py), so each point's interval spans the sweep. `batches=None` searches
 ("auto"): double from 1 until a point does not fit in memory, or its median step takes longer than
 `auto_max_step_s` (by default budget / min_iters, the slowest step that can still reach min_iters
 within the budget), or the batch would pass `auto_max_batch`; after an out-of-memory point, bisect
@@ -23,6 +24,7 @@ from nnscale.measure.lm import check_lm_config
 from nnscale.measure.methodology import MeasurePolicy
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.recorder import start_recording
+from nnscale.measure.rounds import measure_in_rounds
 from nnscale.measure.runner import PointSpec, default_timeout_s, run_point
 from nnscale.measure.validate import check_device, check_precision, check_threads
 from nnscale.records import MEASURED_STATUSES, PRECISIONS, Measurement, Workload
@@ -137,18 +139,15 @@ def run_sweep(
     command_line: str = "",
     runner: Callable[[PointSpec], Measurement] = run_point,
     check_machine: bool = True,
-    more_processes: Callable[[int], bool] = lambda k: True,
 ) -> SweepResult:
     """Measure `config`'s points into run `run` of `store` (a new run unless `resume`).
 
-    `check_machine`: look for interference first (a study does it once for all its sweeps);
-    `more_processes(k)`: may a noisy point get a (k+1)-th process (the study's plan decides)."""
+    `check_machine`: look for interference first (a study does it once for all its sweeps)."""
     progress = progress or NullProgress()
     config, notes = resolve(config)
     recorder, run_name, warning = start_recording(
         store, "sweep", config, workload(config, config.modes[0], 1), run=run, resume=resume,
-        command_line=command_line, progress=progress, runner=runner, check_machine=check_machine,
-        more_processes=more_processes)
+        command_line=command_line, progress=progress, runner=runner, check_machine=check_machine)
     total = None if config.batches is None else len(config.batches) * len(config.modes)
     on = f"on {config.device}" if config.framework == "torch" else f"with {config.framework} on {config.device}"
     progress.begin(f"sweep {config.model} {on} ({config.precision}) -> run {run_name!r}",
@@ -157,20 +156,21 @@ def run_sweep(
         progress.note(f"note: {note}")
     if warning:
         progress.note(warning)
-    knees = {}
     try:
         with POOL.session():  # workers forked from pre-imported interpreters (measure/forkserver.py)
-            for mode in config.modes:
-                start = len(recorder.measured)
-                if config.batches is None:
+            if config.batches is None:
+                for mode in config.modes:
                     search_batches(config, mode, recorder.point)
-                else:
-                    for batch in config.batches:
-                        recorder.point(spec(config, workload(config, mode, batch)))
-                ok = [m for m in recorder.measured[start:] if m.status in MEASURED_STATUSES]
-                knees[mode] = knee([m.workload.batch_size for m in ok],
-                                   [m.stats.throughput.samples_per_s for m in ok])
+                measured = list(recorder.measured)
+            else:  # every point's processes in interleaved rounds (measure/rounds.py)
+                measured = measure_in_rounds([spec(config, workload(config, mode, batch))
+                                              for mode in config.modes for batch in config.batches],
+                                             recorder)
     finally:
         progress.end()
-    return SweepResult(run_name, recorder.run_id, tuple(recorder.measured), knees, notes)
+    knees = {}
+    for mode in config.modes:
+        ok = [m for m in measured if m.workload.mode == mode and m.status in MEASURED_STATUSES]
+        knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats.throughput.samples_per_s for m in ok])
+    return SweepResult(run_name, recorder.run_id, tuple(measured), knees, notes)
 
