@@ -131,6 +131,27 @@ def test_bad_input_shape_is_refused_before_a_run_exists(store):
     assert store.runs() == []
 
 
+def test_in_rounds_the_eta_counts_processes_and_a_studys_rows_name_the_network():
+    out, err = io.StringIO(), io.StringIO()
+    from nnscale.measure.sweep import workload, resolve
+
+    cfg, _ = resolve(config(batches=(1, 2)))
+    p = TerminalProgress(out, err, tty=False)
+    p.with_model = True
+    p.begin("sweeps", 2, per_point_s=10.0)
+    w = workload(cfg, "inference", 1)
+    p.point_start(w, detail="round 1, process 1")
+    p.process_done(3.0, processes_left=5)  # 5 more processes at 3 s each
+    p.point_start(w, detail="round 2, process 2")
+    p.process_done(5.0, processes_left=4)  # mean 4 s
+    p.point_start(w, detail="round 3, process 3")
+    p.end()
+    text = err.getvalue()
+    assert "measuring test-tiny-mlp inference bs 1 fp32 (round 2, process 2) · ETA 15s" in text
+    assert "(round 3, process 3) · ETA 16s" in text
+    assert out.getvalue().splitlines()[0].split()[:3] == ["network", "mode", "batch"]
+
+
 def test_progress_prints_rows_and_eta():
     out, err = io.StringIO(), io.StringIO()
     from nnscale.measure.sweep import workload, resolve

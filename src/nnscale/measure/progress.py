@@ -117,6 +117,7 @@ class NullProgress:
     def begin(self, title: str, total: int | None, per_point_s: float) -> None: ...
     def point_start(self, workload: Workload, detail: str = "") -> None: ...
     def point_done(self, m: Measurement, wall_s: float, reused: bool = False) -> None: ...
+    def process_done(self, wall_s: float, processes_left: int) -> None: ...
     def note(self, text: str) -> None: ...
     def end(self) -> None: ...
 
@@ -141,8 +142,14 @@ class TerminalProgress(NullProgress):
         self._current = ""
         self._point_t0 = self._t0 = time.monotonic()
         self.with_model = False  # rows lead with the network (a study's: MODEL_COLUMN)
+        self._process_walls: list[float] = []
+        self._processes_left = 0
 
     def eta_s(self) -> float | None:
+        if self._process_walls:  # points in rounds (measure/rounds.py): by processes, not points
+            per = sum(self._process_walls) / len(self._process_walls)
+            running = time.monotonic() - self._point_t0 if self._current else 0.0
+            return max(0.0, self._processes_left * per - min(running, per))
         if self.total is None:
             return None
         per = sum(self._walls) / len(self._walls) if self._walls else self.per_point_s
@@ -231,6 +238,13 @@ class TerminalProgress(NullProgress):
             with self._line_erased():
                 self.out.write(row + note + "\n")
                 self.out.flush()
+
+    def process_done(self, wall_s: float, processes_left: int) -> None:
+        """One process of a point measured in rounds ended; `processes_left` the rounds still plan."""
+        with self._lock:
+            self._process_walls.append(wall_s)
+            self._processes_left = processes_left
+            self._current = ""
 
     def note(self, text: str) -> None:
         with self._lock:

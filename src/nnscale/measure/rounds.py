@@ -92,12 +92,13 @@ def measure_in_rounds(specs: Sequence[PointSpec], recorder, pace: Pace | None = 
                 p.dropped = True
                 pace.point_done(i)
                 continue
-            _one_process(recorder, pace, i, p, rnd)
+            _one_process(recorder, pace, points, i, rnd)
         rnd += 1
     return [p.final for p in points if p.final is not None]
 
 
-def _one_process(recorder, pace: Pace, i: int, p: _Point, rnd: int) -> None:
+def _one_process(recorder, pace: Pace, points: list[_Point], i: int, rnd: int) -> None:
+    p = points[i]
     k = len(p.done)
     recorder.progress.point_start(p.spec.workload, detail=f"round {rnd + 1}, process {k + 1}")
     m, steal, wall = recorder.process(p.spec, k)
@@ -106,10 +107,12 @@ def _one_process(recorder, pace: Pace, i: int, p: _Point, rnd: int) -> None:
     if m.status not in MEASURED_STATUSES:
         p.final = recorder.finish(failed_point(m, k), p.wall_s)
         pace.point_done(i)
-        return
-    p.done.append(m)
-    p.steals.append(steal)
-    _settle(recorder, pace, i, p)
+    else:
+        p.done.append(m)
+        p.steals.append(steal)
+        _settle(recorder, pace, i, p)
+    recorder.progress.process_done(wall, sum(max(1 if q.live else 0, q.spec.policy.processes - len(q.done))
+                                             for q in points if q.live))
 
 
 def _settle(recorder, pace: Pace, i: int, p: _Point) -> None:
