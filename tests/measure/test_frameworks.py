@@ -114,16 +114,23 @@ def test_study_sweeps_per_framework_skip_what_a_framework_cannot_run(monkeypatch
     study, notes = runner.check_frameworks(study)
     assert any("onnxruntime: no training" in n for n in notes)
     assert any("jax: no Keras definition of vgg16" in n for n in notes)
-    seen = []
-    monkeypatch.setattr(sweeps, "run_sweep", lambda config, *a, **k: seen.append(
-        (config.framework, config.model, config.modes[0], config.compile)))
-    sweeps.run_sweeps(study, None, "r", "cpu", list(runner.planned_sweeps(study)), None, None, None)
+    from nnscale.measure.methodology import MeasurePolicy
+    from nnscale.measure.progress import NullProgress
+
+    specs = []
+    # What would be measured (the rounds' points), not the measuring itself.
+    monkeypatch.setattr(sweeps, "start_recording", lambda *a, **k: (None, "r", None))
+    monkeypatch.setattr(sweeps, "measure_in_rounds", lambda s, *a, **k: specs.extend(s))
+    sweeps.run_sweeps(study, None, "r", "cpu", list(runner.planned_sweeps(study)), None,
+                      MeasurePolicy(), NullProgress())
+    seen = sorted({(p.workload.framework, p.workload.model, p.workload.mode, p.workload.compile)
+                   for p in specs})
     assert ("jax", "test-tiny-mlp", "training", True) in seen
     assert ("onnxruntime", "vgg16", "inference", False) in seen
     assert not [s for s in seen if s[0] == "onnxruntime" and s[2] == "training"]
     assert not [s for s in seen if s[0] == "jax" and s[1] == "vgg16"]
     assert len(seen) == 4 + 2 + 2
-    assert runner.sweep_points(study) == 2 * len(seen)  # two batches per sweep
+    assert runner.sweep_points(study) == 2 * len(seen) == len(specs)  # two batches per sweep
 
 
 def test_framework_nets_limit_the_other_frameworks_not_torch(monkeypatch):
