@@ -50,6 +50,12 @@ def scale_run(tmp_path_factory, run: str, *args: str, timeout: float = 180):
         return result, store.measurements(run), db
 
 
+def breakdown_launch(point) -> int:
+    """The launch a point's breakdown comes from: the one whose median step is the median."""
+    medians = point.stats.processes.process_medians_ms
+    return sorted(range(len(medians)), key=medians.__getitem__)[(len(medians) - 1) // 2]
+
+
 def leftovers(mark: str) -> list[int]:
     needle = f"NNSCALE_TEST_MARK={mark}".encode()
     pids = []

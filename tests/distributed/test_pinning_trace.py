@@ -13,17 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from ddp_helpers import scale_run, skip_or_fail
+from ddp_helpers import breakdown_launch, skip_or_fail
 
-# xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_pinning_trace")]
+# xdist_group: the run is test_scale_local's (conftest.py, `local_scale`): one worker launches it
+# once for both modules.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_scale_local")]
 
 
 @pytest.fixture(scope="module")
-def scaled(tmp_path_factory):
-    _, points, db = scale_run(tmp_path_factory, "pin", "test-tiny-resnet", "--nproc", "1,2",
-                              "--batch-per-worker", "8", "--budget", "1",
-                              "--launches", "1")  # one launch: the launches are test_scale_local's
+def scaled(local_scale):
+    _, points, db = local_scale
     return db, points
 
 
@@ -55,7 +54,7 @@ def test_one_step_is_traced_beside_the_store_with_every_kind_of_event(scaled):
     db, points = scaled
     two = points[1]
     path = Path(two.stats.distributed.trace_file)
-    assert path.parent == db.parent / "pin.db.traces" and path.is_file()
+    assert path.parent == db.parent / f"{db.name}.traces" and path.is_file()
     trace = json.loads(path.read_text())  # Chrome trace JSON, as Perfetto reads it
     names = {e.get("name") for e in trace["traceEvents"]}
     assert "DistributedDataParallel.forward" in names and "gloo:all_reduce" in names
@@ -72,5 +71,7 @@ def test_one_step_is_traced_beside_the_store_with_every_kind_of_event(scaled):
                                            for e in timeline["events"])
     assert [e["lane"] for e in timeline["events"] if e["kind"] == "allreduce"] == ["comm"] * \
         kinds.count("allreduce")
-    # The traced steps are not measured ones: the breakdown still holds only the measured steps.
-    assert two.stats.distributed.breakdown_iters == two.stats.timing.iterations
+    # The traced steps are not measured ones: the breakdown still holds only the measured steps
+    # (of the launch it comes from; the point has one per round).
+    assert two.stats.distributed.breakdown_iters == \
+        two.stats.processes.process_iterations[breakdown_launch(two)]

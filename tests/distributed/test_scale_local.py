@@ -5,29 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from ddp_helpers import scale_run
+from ddp_helpers import breakdown_launch
 from nnscale.records import DISTRIBUTED, DDPOptions
 
-# xdist_group: the module's fixture launches torchrun once; one worker runs all its tests.
+# xdist_group: the shared fixture (conftest.py, also test_pinning_trace's) launches torchrun once;
+# one worker runs all the tests of its group.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_scale_local")]
 
 PARTS = ("forward_ms", "backward_ms", "optimizer_ms", "comm_exposed_ms")
 LAUNCHES = 3  # nnscale scale's default
 
 
-def breakdown_launch(p) -> int:
-    """The launch the point's breakdown comes from: the one whose median step is the median."""
-    medians = p.stats.processes.process_medians_ms
-    return sorted(range(len(medians)), key=medians.__getitem__)[(len(medians) - 1) // 2]
-
-
 @pytest.fixture(scope="module")
-def scaled(tmp_path_factory):
-    # One thread per worker: a 2-core machine shared with other jobs makes 2-thread OpenMP
-    # barriers spin against the other load, which is noise and not what is tested here.
-    result, points, _ = scale_run(tmp_path_factory, "local", "test-tiny-resnet", "--nproc", "1,2",
-                                  "--batch-per-worker", "16", "--threads-per-worker", "1",
-                                  "--budget", "2", timeout=420)  # 6 launches, ~90 s when quiet
+def scaled(local_scale):
+    # The run is shared with test_pinning_trace.py (conftest.py): on 2 cores nnscale's own split
+    # gives each worker one thread, so 2-thread OpenMP barriers do not spin against other load.
+    result, points, _ = local_scale
     return result, points
 
 
@@ -107,7 +100,7 @@ def test_each_point_combines_its_launches_in_one_hierarchical_interval(scaled):
         assert pr.processes == LAUNCHES and len(pr.process_medians_ms) == LAUNCHES
         assert sum(pr.process_iterations) == s.timing.iterations == len(p.samples_ms)
         assert min(pr.process_iterations) >= 5  # a third of the budget still measures the step
-        assert s.timing.budget_s == pytest.approx(2 / LAUNCHES)  # --budget 2, split
+        assert s.timing.budget_s == pytest.approx(2 / LAUNCHES)  # --budget 2 (conftest.py), split
         # The estimate is the mean of the launches' medians; with t(k-1) the interval holds each
         # of them (for k = 3 its half-width is at least 2.48 sd of the medians, their largest
         # distance from the mean at most 1.16 sd).

@@ -10,6 +10,7 @@ import pytest
 
 from nnscale.cli import main
 from nnscale.distributed import slurm
+from nnscale.distributed.config import DEFAULT_LAUNCHES
 from nnscale.distributed.slurm import SlurmJob, check_store, render_script
 from nnscale.errors import UserError
 from nnscale.store import open_store
@@ -93,7 +94,7 @@ def test_submit_two_cpu_processes_and_find_the_point_in_the_store(tmp_path):
     db = tmp_path / "slurm.db"
     result, seconds = run_cli(
         "slurm", "test-tiny-mlp", "--nodes", "1", "--gpus-per-node", "0", "--nproc-per-node", "2",
-        "--device", "cpu", "--global-batch", "16", "--budget", "1", "--launches", "2",
+        "--device", "cpu", "--global-batch", "16", "--budget", "1", "--launches", "1",
         "--time", "00:10:00",
         "--breakdown", "separate", "--breakdown-iters", "5",
         "--db", f"sqlite:///{db}", "--run", "slurm-ci", "--output-dir", str(tmp_path), "--submit",
@@ -104,7 +105,9 @@ def test_submit_two_cpu_processes_and_find_the_point_in_the_store(tmp_path):
         (point,) = store.measurements("slurm-ci")
         run = store.run("slurm-ci")
     assert point.status in ("ok", "unstable") and point.workload.world_size == 2
-    assert point.stats.processes.processes == 2  # --launches reached `nnscale scale` in the job
+    # --launches reached `nnscale scale` in the job: 1 launch, where the default is 3 (one launch
+    # of the job's 2 processes, not 2: the rounds themselves are test_launch_rounds').
+    assert point.stats.processes.processes == 1 != DEFAULT_LAUNCHES
     s = point.stats
     assert s.distributed.scaling == "strong" and s.distributed.global_batch == 16 and point.workload.batch_size == 8
     assert point.workload.nnodes == 1 and s.launch.backend == "gloo"
