@@ -81,3 +81,21 @@ def test_registering_twice_is_refused():
     name = next(iter(_REGISTRY))
     with pytest.raises(ValueError, match="twice"):
         register_model(name, family="test", source="x")(lambda: None)
+
+
+def test_looking_models_up_does_not_import_torchvision_until_one_is_built():
+    # Every command, sweep worker and torchrun rank looks models up; torchvision costs ~3 s to
+    # import on the 2-core VM (torchvision_models.py), so only building one of its models may.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom nnscale.zoo import list_models, model_info, create_model\n"
+            "list_models(); info = model_info('resnet50'); model_info('resnet50-v1')\n"
+            "create_model('test-tiny-mlp')\n"
+            "assert 'torchvision' not in sys.modules, 'imported by a lookup'\n"
+            "m = create_model('resnet50-v1')\n"
+            "assert 'torchvision' in sys.modules and type(m.layer2[0]).__name__ == 'BottleneckV1'\n"
+            "print(info.input_shape)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(3, 224, 224)"

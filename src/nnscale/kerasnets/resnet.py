@@ -2,7 +2,7 @@
 (`resnet50-v1`, `resnet152-v1`).
 
 Torch definitions: torchvision.models.resnet (ResNet, Bottleneck) and
-nnscale.zoo.paper_models.BottleneckV1 (He, Zhang, Ren and Sun, "Deep residual learning for image
+nnscale.zoo.resnet_v1.BottleneckV1 (He, Zhang, Ren and Sun, "Deep residual learning for image
 recognition", CVPR 2016, Table 1 and Section 3.3). The only difference is where a downsampling
 bottleneck strides: v1 (the paper, the authors' Caffe models) on its first 1x1 convolution, v1.5
 (torchvision) on its 3x3. Everything else is common: the 7x7/2 stem and 3x3/2 max pool, batch norm

@@ -81,8 +81,11 @@ def _preload() -> None:
     from nnscale.measure.backends.base import get_backend
     from nnscale.zoo.registry import list_models
 
+    import torchvision  # noqa: F401 - the zoo imports it only to build a model (torchvision_models.py)
+    import torchvision.models.resnet  # noqa: F401 - resnet_v1.py's base
+
     get_backend("torch")
-    list_models()  # imports the zoo's definition modules (torchvision, transformers, timm)
+    list_models()  # imports the zoo's definition modules (transformers, timm)
 
 
 def _send(sock: socket.socket, obj: dict) -> None:

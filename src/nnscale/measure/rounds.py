@@ -111,8 +111,8 @@ def _one_process(recorder, pace: Pace, points: list[_Point], i: int, rnd: int) -
         p.done.append(m)
         p.steals.append(steal)
         _settle(recorder, pace, i, p)
-    recorder.progress.process_done(wall, sum(max(1 if q.live else 0, q.spec.policy.processes - len(q.done))
-                                             for q in points if q.live))
+    left = sum(max(1, q.spec.policy.processes - len(q.done)) for q in points if q.live)
+    recorder.progress.process_done(wall, left)  # a noisy point past k counts one more
 
 
 def _settle(recorder, pace: Pace, i: int, p: _Point) -> None:

@@ -98,7 +98,15 @@ def speedup_cell(speedup: float | None, paired: tuple[float, ...] | None) -> str
             f"{fmt(min(paired))}–{fmt(max(paired))})")
 
 
+def _point_order(m: Measurement) -> tuple:
+    w = m.workload
+    return (w.kind, w.framework, w.model, w.mode, w.precision, w.world_size, w.batch_size)
+
+
 def points_table(ms: list[Measurement]) -> Table:
+    # Sorted: points measured in interleaved rounds (measure/rounds.py) are stored as each one
+    # finishes, in no order a reader could follow.
+    ms = sorted(ms, key=_point_order)
     raw = [point_record(m) for m in ms]
     shown = []
     for m, r in zip(ms, raw):

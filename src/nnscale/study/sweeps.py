@@ -17,8 +17,7 @@ from nnscale.environment import capture_environment
 from nnscale.measure.forkserver import IMAGES, POOL, forkable
 from nnscale.measure.frameworks import framework_spec
 from nnscale.measure.methodology import MeasurePolicy
-from nnscale.measure.recorder import flop_counter
-from nnscale.measure.recorder import start_recording
+from nnscale.measure.recorder import flop_counter, start_recording
 from nnscale.measure.rounds import measure_in_rounds
 from nnscale.measure.runner import PointSpec, run_point
 from nnscale.measure.sweep import SweepConfig, resolve, run_sweep, spec, workload

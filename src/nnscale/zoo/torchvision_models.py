@@ -1,10 +1,13 @@
-"""torchvision classification models: the study's named variants and any `torchvision:NAME`."""
+"""torchvision classification models: the study's named variants and any `torchvision:NAME`.
+
+torchvision is imported when a model is built or a `torchvision:NAME` is looked up, not when the
+named variants are registered: every nnscale command, sweep worker and torchrun rank looks models
+up, most of them not torchvision's, and `import torchvision` costs ~3 s on the 2-core development
+VM (it pulls in torch._dynamo).
+"""
 
 from __future__ import annotations
 
-import functools
-
-import torchvision
 from torch import nn
 
 from nnscale.errors import UserError
@@ -33,17 +36,25 @@ def _build_googlenet(aux_logits: bool = False, **kw) -> nn.Module:
     # Aux heads are off by default: they only run in training and the study's tables leave them out.
     # init_weights=True silences torchvision's warning about a changing default; transform_input=False
     # because the random-weight model has no ImageNet normalisation to undo.
+    import torchvision
+
     kw.setdefault("init_weights", True)
     kw.setdefault("transform_input", False)
     return torchvision.models.googlenet(weights=None, aux_logits=aux_logits, **kw)
 
 
+def _named_builder(name: str):
+    def build(**kw) -> nn.Module:
+        import torchvision
+
+        return getattr(torchvision.models, name)(weights=None, **kw)
+
+    return build
+
+
 def _register_named() -> None:
     for name, paper in _PAPERS.items():
-        if name == "googlenet":
-            build = _build_googlenet
-        else:
-            build = functools.partial(getattr(torchvision.models, name), weights=None)
+        build = _build_googlenet if name == "googlenet" else _named_builder(name)
         register_model(
             name, family="torchvision", source=_SOURCE.format(name), paper=paper,
             keras_twin=name in _KERAS_TWINS,
@@ -54,6 +65,8 @@ _register_named()
 
 
 def _classification_names() -> list[str]:
+    import torchvision
+
     return torchvision.models.list_models(module=torchvision.models)
 
 
@@ -68,6 +81,8 @@ def dynamic_info(name: str) -> ModelInfo:
             f"torchvision has no classification model {name!r}{hint}; "
             "see torchvision.models.list_models(module=torchvision.models)"
         )
+    import torchvision
+
     size = 224
     try:
         weights = torchvision.models.get_model_weights(name).DEFAULT
@@ -98,6 +113,8 @@ def dynamic_builder(name: str):
             # which does not fit vit_h_14's 518 (its default weights, the SWAG ones). Build the
             # model the default weights describe, at the size `dynamic_info` reports.
             kw.setdefault("image_size", dynamic_info(name).input_shape[1])
+        import torchvision
+
         return torchvision.models.get_model(name, weights=None, **kw)
 
     return build
