@@ -147,7 +147,7 @@ def test_in_rounds_the_eta_counts_processes_and_a_studys_rows_name_the_network()
     p.point_start(w, detail="round 3, process 3")
     p.end()
     text = err.getvalue()
-    assert "measuring test-tiny-mlp inference bs 1 fp32 (round 2, process 2) · ETA 15s" in text
+    assert "[0/2 done, process 2] measuring test-tiny-mlp inference bs 1 fp32 (round 2, process 2) · ETA 15s" in text
     assert "(round 3, process 3) · ETA 16s" in text
     assert out.getvalue().splitlines()[0].split()[:3] == ["network", "mode", "batch"]
 

@@ -222,8 +222,10 @@ class TerminalProgress(NullProgress):
             if self._live is not None:
                 self._live.refresh()
             elif not self.tty:
-                self._say(f"[{self.done + 1}/{self.total or '?'}] measuring {self._current}"
-                          f" · ETA {duration(self.eta_s())}")
+                # In rounds (`detail`) a point ends only in its last round: count the processes too.
+                count = (f"{self.done}/{self.total or '?'} done, process {len(self._process_walls) + 1}"
+                         if detail else f"{self.done + 1}/{self.total or '?'}")
+                self._say(f"[{count}] measuring {self._current} · ETA {duration(self.eta_s())}")
 
     def point_done(self, m: Measurement, wall_s: float, reused: bool = False) -> None:
         with self._lock:
