@@ -76,6 +76,24 @@ def test_an_image_start_inside_a_process_is_not_counted_against_the_estimates():
     assert pacer.scale() == pytest.approx(1.0)
 
 
+def test_a_point_resumed_with_stored_processes_is_never_dropped_and_owes_only_the_rest():
+    pts = points()
+    plan = make_plan(pts, sum(p.cost_s for p in pts) + 1, 3, 600)
+    now = [0.0]
+    pacer = Pacer(plan, list(plan.points), lambda: now[0])
+    big16 = next(i for i, p in enumerate(pacer.points) if (p.net, p.batch) == ("big", 16))
+    pacer.resumed(big16, 2)  # the most droppable point: its sweep's largest, costliest batch
+    assert pacer.owed_s() == pytest.approx(pacer.unit_s(big16))
+    assert pacer.scale() == 1.0  # stored processes are no evidence about this run
+    pacer.may_start(0)
+    now[0] += 10 * plan.points[0].cost_s
+    pacer.process_done(0, 10 * plan.points[0].cost_s)  # far behind: waiting points are dropped
+    for i in range(1, len(pacer.points)):
+        if i != big16:
+            pacer.may_start(i)
+    assert pacer.points[big16] in plan.points and not plan.dropped  # (unfixed: big 16 dropped)
+
+
 def test_extra_processes_only_with_slack():
     pts = points()
     for available, allowed in ((10 * sum(p.cost_s for p in pts), True), (sum(p.cost_s for p in pts), False)):

@@ -43,6 +43,9 @@ class Pace:
     def more(self, i: int, k: int) -> bool:
         return True
 
+    def resumed(self, i: int, processes: int) -> None:
+        """Point `i` was started before the run was resumed and has `processes` stored."""
+
     def process_done(self, i: int, wall_s: float) -> None:
         """Process of point `i` ended after `wall_s` seconds."""
 
@@ -80,8 +83,9 @@ def measure_in_rounds(specs: Sequence[PointSpec], recorder, pace: Pace | None = 
         for m, steal in stored.get(key, []):
             p.done.append(m)
             p.steals.append(steal)
-        if p.done:  # stopped between its last process and storing the point
-            _settle(recorder, pace, i, p)
+        if p.done:
+            pace.resumed(i, len(p.done))
+            _settle(recorder, pace, i, p)  # stopped between its last process and storing the point
     rnd = 0
     while any(p.live for p in points):
         order = list(enumerate(points))

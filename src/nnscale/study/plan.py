@@ -218,6 +218,12 @@ class Pacer(Pace):
             return True
         return False
 
+    def resumed(self, i: int, processes: int) -> None:
+        """Started before the resume: no longer droppable, owes only its remaining processes (and
+        its stored processes are no evidence about this run's pace)."""
+        self.waiting.discard(i)
+        self.processes[i] = processes
+
     def process_done(self, i: int, wall_s: float) -> None:
         overhead = self.overhead_s()
         wall_s -= overhead - self._overhead0  # an image started during it: set aside in the plan
