@@ -3,9 +3,9 @@
 Shared by `sweep` and `tune`. Durability comes from the store: `add_measurement` commits one point
 per transaction before it returns, so a run killed at any moment (SIGKILL included) loses at most
 the point in flight. Each point is measured in `spec.policy.processes` fresh workers or more
-(`nnscale.measure.processes`) and stored once, combined; measured in rounds (`nnscale.measure.rounds`),
-each of its processes is stored as it ends too, and a resumed run continues from them. Resuming reads the run's finished points
-(ok, unstable, oom) back and reuses
+(`nnscale.measure.processes`) and stored once, combined; measured in rounds
+(`nnscale.measure.rounds`), each of its processes is stored as it ends too, and a resumed run
+continues from them. Resuming reads the run's finished points (ok, unstable, oom) back and reuses
 them instead of measuring again; points that ended in error or timeout are measured again.
 """
 
@@ -51,7 +51,6 @@ def start_recording(store, kind: str, config, first: Workload, *, progress, run:
                     resume: bool = False, command_line: str = "",
                     runner: Callable[[PointSpec], Measurement],
                     check_machine: bool = True,
-                    more_processes: Callable[[int], bool] = lambda k: True,
                     ) -> tuple[Recorder, str, str | None]:
     """(recorder, run name, interference warning or None) for a `sweep` or `tune` (`kind`) of
     `config` (a measure.config.MeasureConfig): the input is checked on the `first` point's workload
@@ -63,7 +62,7 @@ def start_recording(store, kind: str, config, first: Workload, *, progress, run:
     found = check_interference(config.interference_max) if check_machine else None
     run_id, run_name, done = open_run(store, kind, config.to_dict(), run, resume, command_line,
                                       extra_environment={"interference": found} if found else None)
-    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup(), more_processes)
+    recorder = Recorder(store, run_id, done, progress, runner, flops, peak_lookup())
     return recorder, run_name, found["warning"] if found else None
 
 
@@ -107,13 +106,11 @@ class Recorder:
     def __init__(self, store, run_id: int, done: dict[str, Measurement], progress=None,
                  runner: Callable[[PointSpec], Measurement] = run_point,
                  flop_per_sample: Callable[[Workload], int | None] = lambda w: None,
-                 peak_flop_per_s: Callable[[Measurement], float | None] = lambda m: None,
-                 more_processes: Callable[[int], bool] = lambda k: True) -> None:
+                 peak_flop_per_s: Callable[[Measurement], float | None] = lambda m: None) -> None:
         self.store, self.run_id, self.done = store, run_id, dict(done)
         self.progress = progress or NullProgress()
         self.runner = runner
         self.flop_per_sample, self.peak_flop_per_s = flop_per_sample, peak_flop_per_s
-        self.more_processes = more_processes  # may a noisy point get another process? (the study's plan)
         self.measured: list[Measurement] = []  # this run's points in order, reused ones included
 
     def point(self, spec: PointSpec) -> Measurement:
@@ -123,7 +120,7 @@ class Recorder:
             return self.reuse(key)
         self.progress.point_start(spec.workload)
         start = time.monotonic()
-        m = run_processes(spec, self.runner, self.more_processes)  # k fresh workers, one point
+        m = run_processes(spec, self.runner)  # k fresh workers, one point
         return self.finish(m, time.monotonic() - start)
 
     def reuse(self, key: str) -> Measurement:

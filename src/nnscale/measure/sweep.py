@@ -1,9 +1,9 @@
 """`run_sweep`: measure a model over batch sizes (and modes), in isolated worker processes.
 
 Fixed batch sizes (inference before training, in order) are measured in interleaved rounds, one
-process of every point per round (measure/rounds.py), so each point's interval spans the sweep. `batches=None` searches
-("auto"): double from 1 until a point does not fit in memory, or its median step takes longer than
-`auto_max_step_s` (by default budget / min_iters, the slowest step that can still reach min_iters
+process of every point per round (measure/rounds.py), so each point's interval spans the sweep.
+`batches=None` searches ("auto"): double from 1 until a point does not fit in memory, or its
+median step takes longer than `auto_max_step_s` (by default budget / min_iters, the slowest step that can still reach min_iters
 within the budget), or the batch would pass `auto_max_batch`; after an out-of-memory point, bisect
 between the largest batch that fitted and the smallest that did not, down to the exact largest batch
 that fits. Every point, OOM included, is stored the moment it is measured. The knee (the smallest
@@ -171,6 +171,7 @@ def run_sweep(
     knees = {}
     for mode in config.modes:
         ok = [m for m in measured if m.workload.mode == mode and m.status in MEASURED_STATUSES]
-        knees[mode] = knee([m.workload.batch_size for m in ok], [m.stats.throughput.samples_per_s for m in ok])
+        knees[mode] = knee([m.workload.batch_size for m in ok],
+                           [m.stats.throughput.samples_per_s for m in ok])
     return SweepResult(run_name, recorder.run_id, tuple(measured), knees, notes)
 
