@@ -52,23 +52,31 @@ def run_processes(spec: PointSpec, runner: Callable[[PointSpec], Measurement],
     """Measure `spec` in k fresh processes via `runner`, back to back (module docstring; a study
     interleaves its points' processes instead: measure/rounds.py, with the same rules).
 
-    `more(k)`: may a (k+1)-th process be started? The study's planner says no once the point has
-    used its share of the study's time. A failed process (oom, error, timeout) ends the point as
-    that failure: the same workload failing once is a fact about it.
+    `more(k)`: may a (k+1)-th process be started? (A study's planner answers it for points in
+    rounds: `rounds.Pace.more`.) A failed process (oom, error, timeout) ends the point as that
+    failure: the same workload failing once is a fact about it.
     """
     one = process_spec(spec)
     done: list[Measurement] = []
     steals: list[float | None] = []
     while True:
-        before = cpu_jiffies()
-        m = runner(one)
-        steals.append(steal_share(before, cpu_jiffies()))
+        m, steal = measure_process(one, runner)
+        steals.append(steal)
         if m.status not in MEASURED_STATUSES:
             return failed_point(m, len(done))
         done.append(m)
         final = settle(spec.policy, done, steals, more)
         if final is not None:
             return final
+
+
+def measure_process(one: PointSpec, runner: Callable[[PointSpec], Measurement]
+                    ) -> tuple[Measurement, float | None]:
+    """One process (`one`: a `process_spec`) through `runner`, and the hypervisor's steal share
+    around it (/proc/stat)."""
+    before = cpu_jiffies()
+    m = runner(one)
+    return m, steal_share(before, cpu_jiffies())
 
 
 def failed_point(m: Measurement, measured: int) -> Measurement:

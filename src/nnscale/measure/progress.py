@@ -147,14 +147,14 @@ class TerminalProgress(NullProgress):
 
     def eta_s(self) -> float | None:
         if self._process_walls:  # points in rounds (measure/rounds.py): by processes, not points
-            per = sum(self._process_walls) / len(self._process_walls)
-            running = time.monotonic() - self._point_t0 if self._current else 0.0
-            return max(0.0, self._processes_left * per - min(running, per))
-        if self.total is None:
+            left, per = self._processes_left, sum(self._process_walls) / len(self._process_walls)
+        elif self.total is None:
             return None
-        per = sum(self._walls) / len(self._walls) if self._walls else self.per_point_s
+        else:
+            left = self.total - self.done
+            per = sum(self._walls) / len(self._walls) if self._walls else self.per_point_s
         running = time.monotonic() - self._point_t0 if self._current else 0.0
-        return max(0.0, (self.total - self.done) * per - min(running, per))
+        return max(0.0, left * per - min(running, per))
 
     def status_line(self) -> str:
         total = "?" if self.total is None else str(self.total)

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from nnscale.environment import check_interference, cpu_jiffies, steal_share
+from nnscale.environment import check_interference
 from nnscale.errors import UserError
 from nnscale.measure.lm import flops_per_sample as lm_flops_per_sample
 from nnscale.measure.lm import is_lm
 from nnscale.measure.point import derive
-from nnscale.measure.processes import process_spec, run_processes
+from nnscale.measure.processes import measure_process, process_spec, run_processes
 from nnscale.measure.progress import NullProgress
 from nnscale.measure.runner import PointSpec, run_point
 from nnscale.records import MEASURED_STATUSES, Measurement, Workload
@@ -134,9 +134,9 @@ class Recorder:
         """Process `index` of `spec`'s point in one fresh worker, stored at once if it measured
         (`Store.add_process`: a point measured in rounds, measure/rounds.py); (the process's
         measurement, the steal share around it, its wall seconds)."""
-        before, start = cpu_jiffies(), time.monotonic()
-        m = self.runner(process_spec(spec))
-        steal, wall = steal_share(before, cpu_jiffies()), time.monotonic() - start
+        start = time.monotonic()
+        m, steal = measure_process(process_spec(spec), self.runner)
+        wall = time.monotonic() - start
         if m.status in MEASURED_STATUSES:
             self.store.add_process(self.run_id, index, m, steal)  # committed before we go on
         return m, steal, wall

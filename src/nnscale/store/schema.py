@@ -69,17 +69,21 @@ runs = sa.Table(
     sa.UniqueConstraint("name", name="uq_runs_name"),
 )
 
+
+
+def _rows_of_a_run(fk_name: str) -> tuple[sa.Column, ...]:
+    """The columns every table of a run's rows starts with: its id, the run (deleted with it) and
+    the point's workload key."""
+    return (sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("run_id", sa.Integer,
+                      sa.ForeignKey("runs.id", ondelete="CASCADE", name=fk_name), nullable=False),
+            sa.Column("workload_key", sa.String(32), nullable=False))
+
+
 measurements = sa.Table(
     "measurements",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "run_id",
-        sa.Integer,
-        sa.ForeignKey("runs.id", ondelete="CASCADE", name="fk_measurements_run"),
-        nullable=False,
-    ),
-    sa.Column("workload_key", sa.String(32), nullable=False),
+    *_rows_of_a_run("fk_measurements_run"),
     sa.Column("model", sa.Text, nullable=False),  # version 1: VARCHAR(200); a .prototxt path can be longer
     sa.Column("mode", sa.String(16), nullable=False),
     sa.Column("batch_size", sa.Integer, nullable=False),
@@ -101,14 +105,7 @@ measurements = sa.Table(
 process_results = sa.Table(
     "process_results",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column(
-        "run_id",
-        sa.Integer,
-        sa.ForeignKey("runs.id", ondelete="CASCADE", name="fk_process_results_run"),
-        nullable=False,
-    ),
-    sa.Column("workload_key", sa.String(32), nullable=False),
+    *_rows_of_a_run("fk_process_results_run"),
     sa.Column("process_index", sa.Integer, nullable=False),  # 0, 1, ... in the point's order
     sa.Column("created_utc", sa.String(40), nullable=False),
     sa.Column("measurement", sa.Text, nullable=False),  # JSON: Measurement.to_dict() of one process

@@ -192,6 +192,12 @@ class Store:
             from sqlalchemy.dialects.sqlite import insert
         return insert(table)
 
+    def _upsert(self, table: sa.Table, keys: dict, values: dict):
+        """INSERT of `keys` and `values`, replacing `values` where a row of the same `keys` is."""
+        stmt = self._insert(table).values(**keys, **values)
+        return stmt.on_conflict_do_update(index_elements=list(keys),
+                                          set_={k: stmt.excluded[k] for k in values})
+
     # --- runs ---------------------------------------------------------------------------------
 
     def open_run(
@@ -358,13 +364,7 @@ class Store:
             "error": m.error,
         }
         schema.check_lengths(schema.measurements, values, f"point {w.model} batch {w.batch_size}")
-        stmt = self._insert(schema.measurements).values(
-            run_id=run_id, workload_key=w.key(), **values
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["run_id", "workload_key"],
-            set_={k: stmt.excluded[k] for k in values},
-        )
+        stmt = self._upsert(schema.measurements, {"run_id": run_id, "workload_key": w.key()}, values)
         p = schema.process_results
         with self._writer.begin() as conn:
             conn.execute(stmt)
@@ -379,11 +379,8 @@ class Store:
         in its own committed transaction; the point's `add_measurement` deletes these rows."""
         values = {"created_utc": _now_utc(), "steal_share": _finite_or_none(steal_share),
                   "measurement": json.dumps(measurement.to_dict(), default=_json_exact)}
-        stmt = self._insert(schema.process_results).values(
-            run_id=run_id, workload_key=measurement.workload.key(), process_index=index, **values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["run_id", "workload_key", "process_index"],
-            set_={k: stmt.excluded[k] for k in values})
+        keys = {"run_id": run_id, "workload_key": measurement.workload.key(), "process_index": index}
+        stmt = self._upsert(schema.process_results, keys, values)
         with self._writer.begin() as conn:
             conn.execute(stmt)
 
@@ -392,11 +389,11 @@ class Store:
         """The run's stored processes of unfinished points, by workload key, in process order
         (each with its steal share): what a resumed study continues from."""
         p = schema.process_results
-        stmt = (sa.select(p.c.workload_key, p.c.measurement, p.c.steal_share)
+        stmt = (sa.select(p.c.measurement, p.c.steal_share)
                 .where(p.c.run_id == run_id).order_by(p.c.workload_key, p.c.process_index))
         out: dict[str, list[tuple[Measurement, float | None]]] = {}
         with self._engine.connect() as conn:
-            for key, text, steal in conn.execute(stmt):
+            for text, steal in conn.execute(stmt):
                 m = Measurement.from_dict(json.loads(text))
                 # Keyed by the key the workload has now (as `finished_keys`): an upgraded record's
                 # stored key may be the old form's.
