@@ -77,6 +77,9 @@ BASE = ["scale", "test-tiny-mlp", "--nproc", "1,2"]
     # Each launch gets budget / launches: the sweeps' per-process minimum, said with its numbers.
     (BASE + ["--batch-per-worker", "4", "--budget", "1", "--launches", "6"],
      ["--budget 1 s is too small for 6 launches", "minimum is 1.2 s"]),
+    (["allreduce", "--launches", "0"], ["--launches 0", "integer >= 1", "per size"]),
+    (["allreduce", "--budget", "0.5", "--launches", "3"],
+     ["--budget 0.5 s is too small for 3 launches per size", "minimum is 0.6 s"]),
 ])
 def test_bad_options(capsys, db, argv, needles):
     one_line(capsys, argv + ["--db", db], *needles)

@@ -6,7 +6,7 @@ import json
 import sys
 
 from nnscale.cli.launch_options import add_launch_options, launching_from_args
-from nnscale.cli.scale import open_sink
+from nnscale.cli.scale import LAUNCHES_OPTION, open_sink
 from nnscale.distributed.allreduce import run_allreduce
 from nnscale.distributed.config import (ALLREDUCE_DTYPES, DEFAULT_TIMEOUT_S, AllreduceConfig,
                                         sizes_option)
@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", default="1K..256M", help="LOW..HIGH doubling, or a list (1K,1M)")
     add_launch_options(p)
     p.add_argument("--dtype", choices=ALLREDUCE_DTYPES, default="fp32")
-    p.add_argument("--budget", type=float, default=2.0, metavar="S", help="seconds per size")
+    p.add_argument("--budget", type=float, default=2.0, metavar="S",
+                   help="measurement seconds per size, split over its launches")
+    p.add_argument(LAUNCHES_OPTION[0], **LAUNCHES_OPTION[1])
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
     p.add_argument("--db", help="results store (default sqlite:///nnscale.db)")
     p.add_argument("--run", help="run name (created if new)")
@@ -36,7 +38,8 @@ def handle(args) -> int:
     check_seconds(args.timeout, "--timeout")
     launching = launching_from_args(args, args.timeout)
     policy = MeasurePolicy(budget_s=args.budget, warmup_max_s=min(2.0, args.budget))
-    cfg = AllreduceConfig(launching, sizes_option(args.sizes), args.dtype, policy)
+    cfg = AllreduceConfig(launching, sizes_option(args.sizes), args.dtype, policy,
+                          launches=args.launches)
     sink = open_sink(args, launching.node_rank)
     try:
         points = run_allreduce(cfg, sink)

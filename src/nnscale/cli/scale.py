@@ -20,6 +20,12 @@ from nnscale.netstats import parse_input_size
 from nnscale.records import MEASURED_STATUSES, PRECISIONS
 from nnscale.zoo import model_info
 
+# Shared with `nnscale allreduce`, whose points are launched the same way.
+LAUNCHES_OPTION = ("--launches", dict(
+    type=int, default=DEFAULT_LAUNCHES, metavar="K",
+    help=f"fresh torchrun launches per world size, in interleaved rounds (1, 2, 1, 2, ...); each "
+         f"point's interval spans them (default {DEFAULT_LAUNCHES}; 1: one launch, its own interval)"))
+
 # Options of the measured workload, shared with `nnscale slurm`, which passes them on.
 WORKLOAD_OPTIONS = (
     ("--strategy", dict(default="ddp", metavar="ddp|fsdp",
@@ -41,10 +47,7 @@ WORKLOAD_OPTIONS = (
                        help=f"seconds one launch may take (default {DEFAULT_TIMEOUT_S:g})")),
     ("--budget", dict(type=float, default=MeasurePolicy().budget_s, metavar="S",
                       help="measurement seconds per point, split over its launches")),
-    ("--launches", dict(type=int, default=DEFAULT_LAUNCHES, metavar="K",
-                        help=f"fresh torchrun launches per world size, in interleaved rounds (1, 2, "
-                             f"1, 2, ...); the point's interval spans them (default "
-                             f"{DEFAULT_LAUNCHES}; 1: one launch, its own interval)")),
+    LAUNCHES_OPTION,
     ("--target-rel-ci", dict(type=float, default=MeasurePolicy().target_rel_ci)),
     ("--breakdown", dict(choices=BREAKDOWN_MODES, default="inline",
                          help="inline: the measured steps carry the breakdown marks (a Python comm "

@@ -9,13 +9,19 @@ collective is done when the last rank has its result); nccl-tests averages over 
 (its `-a` option), which on a balanced system is the same. Bandwidths: see `metrics` (nccl-tests'
 algbw and busbw).
 
+Each world size is launched `cfg.launches` times in interleaved rounds (launch_loop), and a size's
+point combines its launches as a sweep point combines its processes (measure.processes.combine):
+one launch's interval misses what the next launch shows.
+
 Each point is a `Measurement` like any other: kind "allreduce", the buffer's dtype (`precision`)
 and size (`message_bytes`) as workload fields (so each size is its own workload), `samples_ms` the
-per-call times (slowest rank), and stats size_bytes, time_ms, algbw_gb_per_s and busbw_gb_per_s as
-nccl-tests defines them. `nnscale.predict` reads these names.
+per-call times (slowest rank; every launch's, in round order), and stats size_bytes, time_ms,
+algbw_gb_per_s and busbw_gb_per_s as nccl-tests defines them. `nnscale.predict` reads these names.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.distributed as dist
@@ -23,12 +29,13 @@ import torch.distributed as dist
 from nnscale.distributed.config import AllreduceConfig
 from nnscale.distributed.ddp_step import collective_flag
 from nnscale.distributed.launch import worker_cores
-from nnscale.distributed.launch_loop import Launch, Sink, launch_and_store
+from nnscale.distributed.launch_loop import LAUNCH_FACTS, Launch, Sink, launch_and_store
 from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
 from nnscale.measure.backends.base import canonical_device
 from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
 from nnscale.records import ALLREDUCE, Measurement, Workload
 from nnscale.measure.point import summary_timing
+from nnscale.measure.processes import combine
 from nnscale.records_stats import Allreduce, Stats
 from nnscale.records_stats import Launch as LaunchStats
 from nnscale.stats import Summary, summarize
@@ -96,36 +103,65 @@ def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
                     link_cap_burst_bytes=cfg.launching.bandwidth_cap_burst_bytes)
 
 
-def _points(cfg: AllreduceConfig, nproc: int, result: dict) -> list[Measurement]:
-    """One point per size; what the workload says (size, dtype, nodes, link cap) is not repeated."""
+def _launch_point(cfg: AllreduceConfig, nproc: int, r: dict, backend: str) -> Measurement:
+    """One size as one launch measured it."""
+    summary = Summary.from_dict(r)  # of the slowest rank's times (allreduce_sizes)
+    stats = Stats(
+        timing=summary_timing(summary, warmup_iters=r["warmup_iters"]),
+        launch=LaunchStats(backend=backend),
+        allreduce=Allreduce(size_bytes=r["size_bytes"], algbw_gb_per_s=r["algbw_gb_per_s"],
+                            busbw_gb_per_s=r["busbw_gb_per_s"],
+                            per_rank_time_ms=tuple(r["per_rank_time_ms"]),
+                            bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
+                                                 "busbw = algbw*2(n-1)/n, GB = 1e9 B"))
+    return Measurement(workload(cfg, nproc, r["size_bytes"]), "ok" if r["stable"] else "unstable",
+                       samples_ms=tuple(r["samples_ms"]), stats=stats)
+
+
+def _points(cfg: AllreduceConfig, nproc: int, results: list[dict]) -> list[Measurement]:
+    """One point per size from its launches (one result per round): each launch is one process of
+    the point, combined as scale's launches are (measure.processes.combine: the median, its
+    hierarchical 95 % CI across launches, the status rule); algbw and busbw of the combined median.
+    What the workload says (size, dtype, nodes, link cap) is not repeated."""
+    facts = [r.get(LAUNCH_FACTS) or {} for r in results]
+    steals = [f.get("steal_share") for f in facts]
+    started = tuple(f.get("started_at_s") for f in facts)
+    p, world = cfg.policy, cfg.launching.nnodes * nproc
     points = []
-    for r in result["sizes"]:
-        summary = Summary.from_dict(r)  # of the slowest rank's times (allreduce_sizes)
-        stats = Stats(
-            timing=summary_timing(summary, warmup_iters=r["warmup_iters"]),
-            launch=LaunchStats(backend=result["backend"]),
-            allreduce=Allreduce(size_bytes=r["size_bytes"], algbw_gb_per_s=r["algbw_gb_per_s"],
-                                busbw_gb_per_s=r["busbw_gb_per_s"],
-                                per_rank_time_ms=tuple(r["per_rank_time_ms"]),
-                                bandwidth_definition="nccl-tests doc/PERFORMANCE.md: algbw = S/t, "
-                                                     "busbw = algbw*2(n-1)/n, GB = 1e9 B"))
-        points.append(Measurement(workload(cfg, nproc, r["size_bytes"]),
-                                  "ok" if r["stable"] else "unstable",
-                                  samples_ms=tuple(r["samples_ms"]), stats=stats))
+    for j in range(len(results[0]["sizes"])):
+        launches = [_launch_point(cfg, nproc, r["sizes"][j], r["backend"]) for r in results]
+        point = combine(launches, p.target_rel_ci, p.confidence, p.min_iters, steals)
+        first, s = launches[0].stats, point.stats
+        by_median = sorted(launches, key=lambda m: m.stats.timing.median_ms)
+        mid = by_median[(len(launches) - 1) // 2].stats.allreduce  # the typical launch's ranks
+        t, size = s.timing.median_ms, first.allreduce.size_bytes
+        allreduce = replace(mid, algbw_gb_per_s=algbw_gb_per_s(size, t),
+                            busbw_gb_per_s=busbw_gb_per_s(size, t, world))
+        status, error = point.status, point.error
+        if len(results) < cfg.launches:  # the run stopped at a failed launch (launch_loop)
+            status = "unstable"
+            error = "; ".join(x for x in (f"measured in {len(results)} of {cfg.launches} launches: "
+                                          "the run stopped before the others", error) if x)
+        # combine's samples/s (batch 1 x world) means nothing for a collective: the launch's none.
+        stats = replace(s, timing=replace(s.timing, stable=status == "ok"), allreduce=allreduce,
+                        throughput=first.throughput,
+                        launch=replace(first.launch, started_at_s=started))
+        points.append(replace(point, status=status, error=error, stats=stats))
     return points
 
 
 def run_allreduce(cfg: AllreduceConfig, sink: Sink = Sink()) -> list[Measurement]:
-    """Measure every size at every world size; raise WorldSizeFailed (launch_loop) if a launch
-    fails."""
+    """Measure every size at every world size, each world size launched `cfg.launches` times in
+    interleaved rounds (1, 2, 1, 2, ...: launch_loop); raise WorldSizeFailed (launch_loop) if a
+    launch fails."""
     def launches():
         for nproc in cfg.launching.nproc:
             world = cfg.launching.nnodes * nproc
             job = {"kind": ALLREDUCE, "device": cfg.launching.device, "sizes": list(cfg.sizes),
                    "dtype": cfg.dtype, "timeout_s": cfg.launching.timeout_s,
-                   "policy": cfg.policy.to_dict()}
+                   "policy": cfg.launch_policy.to_dict()}
             key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world}
             yield Launch(nproc, job, key, failed=workload(cfg, nproc, cfg.sizes[0]),
-                         points=lambda results, _done, nproc=nproc: _points(cfg, nproc, results[0]))
+                         points=lambda results, _done, nproc=nproc: _points(cfg, nproc, results))
 
-    return launch_and_store(cfg.launching, launches, sink)
+    return launch_and_store(cfg.launching, launches, sink, rounds=cfg.launches)

@@ -163,14 +163,7 @@ class ScaleConfig:
 
     def __post_init__(self) -> None:
         self._check_strategy()
-        if isinstance(self.launches, bool) or not isinstance(self.launches, int) or self.launches < 1:
-            raise UserError(f"--launches {self.launches!r}: expected an integer >= 1 (launches per "
-                            f"world size; {DEFAULT_LAUNCHES} or more for an interval across launches)")
-        if self.policy.budget_s < MIN_PROCESS_BUDGET_S * self.launches * (1 - 1e-9):
-            raise UserError(
-                f"--budget {self.policy.budget_s:g} s is too small for {self.launches} launches per "
-                f"world size: each needs at least {MIN_PROCESS_BUDGET_S:g} s, so the minimum is "
-                f"{MIN_PROCESS_BUDGET_S * self.launches:g} s (or give fewer --launches)")
+        check_launches(self.launches, self.policy.budget_s, "world size")
         if (self.batch_per_worker is None) == (self.global_batch is None):
             raise UserError("give exactly one of --batch-per-worker B (weak scaling) and "
                             "--global-batch G (strong scaling)")
@@ -226,24 +219,48 @@ class ScaleConfig:
 
     @property
     def launch_policy(self) -> MeasurePolicy:
-        """What one launch measures: `budget_s / launches` of measurement, as a sweep process gets
-        `budget_s / processes` (measure/processes.process_spec). The CI target and min_iters stay
-        the point's: each launch stops early once its own interval is tight, and a launch with
-        fewer than min_iters iterations makes the point unstable (processes.combine)."""
-        p = self.policy
-        return replace(p, budget_s=p.budget_s / self.launches, processes=1, max_processes=1)
+        return per_launch_policy(self.policy, self.launches)
 
 
 @dataclass(frozen=True, slots=True)
 class AllreduceConfig:
+    """`policy.budget_s` is per size, split over the `launches` (interleaved rounds, as scale's)."""
+
     launching: Launching
     sizes: tuple[int, ...]
     dtype: str = "fp32"
     policy: MeasurePolicy = MeasurePolicy(budget_s=2.0, warmup_max_s=2.0, min_iters=10)
+    launches: int = DEFAULT_LAUNCHES
 
     def __post_init__(self) -> None:
         if self.dtype not in ALLREDUCE_DTYPES:
             raise UserError(f"--dtype {self.dtype!r}: expected one of {', '.join(ALLREDUCE_DTYPES)}")
+        check_launches(self.launches, self.policy.budget_s, "size")
+
+    @property
+    def launch_policy(self) -> MeasurePolicy:
+        return per_launch_policy(self.policy, self.launches)
+
+
+def check_launches(launches: int, budget_s: float, per: str) -> None:
+    """UserError unless `launches` is an integer >= 1 and `budget_s` (per `per`) gives each of them
+    the minimum a process needs."""
+    if isinstance(launches, bool) or not isinstance(launches, int) or launches < 1:
+        raise UserError(f"--launches {launches!r}: expected an integer >= 1 (launches per {per}; "
+                        f"{DEFAULT_LAUNCHES} or more for an interval across launches)")
+    if budget_s < MIN_PROCESS_BUDGET_S * launches * (1 - 1e-9):
+        raise UserError(
+            f"--budget {budget_s:g} s is too small for {launches} launches per {per}: each needs "
+            f"at least {MIN_PROCESS_BUDGET_S:g} s, so the minimum is "
+            f"{MIN_PROCESS_BUDGET_S * launches:g} s (or give fewer --launches)")
+
+
+def per_launch_policy(policy: MeasurePolicy, launches: int) -> MeasurePolicy:
+    """What one launch measures: `budget_s / launches` of measurement, as a sweep process gets
+    `budget_s / processes` (measure/processes.process_spec). The CI target and min_iters stay the
+    point's: each launch stops early once its own interval is tight, and a launch with fewer than
+    min_iters iterations makes the point unstable (processes.combine)."""
+    return replace(policy, budget_s=policy.budget_s / launches, processes=1, max_processes=1)
 
 
 def sizes_option(text: str) -> tuple[int, ...]:

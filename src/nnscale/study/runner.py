@@ -191,9 +191,12 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     if have:
         return []
     sizes = tuple(1 << k for k in range(10, 25, 2))  # 1 KiB .. 16 MiB, every factor of 4
+    # Launched as often as the scaling points (scale_launches), so that each size's interval spans
+    # fresh launches too: one launch's interval missed the next run's (bench/reproducibility.py).
     ar = AllreduceConfig(Launching(nproc=(max(nproc),), device=device), sizes,
                          policy=replace(policy, budget_s=min(policy.budget_s, 2.0),
-                                        warmup_max_s=min(policy.warmup_max_s, 1.0)))
+                                        warmup_max_s=min(policy.warmup_max_s, 1.0)),
+                         launches=study.scale_launches)
     try:
         run_allreduce(ar, sink)
     except WorldSizeFailed as exc:
