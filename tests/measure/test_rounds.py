@@ -78,6 +78,41 @@ def test_a_noisy_point_goes_on_alone_in_later_rounds_and_a_refused_one_stops(tmp
     assert len(runner.calls) == 9 and ms[1].status == "unstable" and ms[1].stats.processes.processes == 3
 
 
+def test_a_refused_noisy_point_waits_for_room_and_gets_it_once_the_others_finish(tmp_path):
+    """The pace says no while the other points still owe processes and yes once they are done (as
+    the study's Pacer does when its estimates were pessimistic): the noisy point is parked, not
+    finished, and measured again later; with no room ever, it ends as it was."""
+    noisy = lambda b, i: 10.0 * (1 + 0.1 * (i % 2)) if b == 2 else 10.0  # noqa: E731
+
+    class Later(Pace):
+        def __init__(self):
+            self.finished, self.asked = set(), []
+
+        def point_done(self, i):
+            self.finished.add(i)
+
+        def more(self, i, k):
+            self.asked.append((i, k))
+            return {0, 2} <= self.finished and k < 5  # room for two more, after the others
+
+    runner, pace = Runner(levels=noisy), Later()
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner), pace)
+    # Round 3 (1 2 4): batch 2 refused and parked while 4 was not done; 1 and 4 finish; then 2 alone.
+    assert [b for b, _ in runner.calls] == [1, 2, 4, 4, 2, 1, 1, 2, 4, 2, 2]
+    assert pace.asked[0] == (1, 3) and ms[1].stats.processes.processes == 5
+    assert ms[1].status == "unstable"  # at 5 the pace said no, with nothing else live: finished
+
+    class Never(Pace):
+        def more(self, i, k):
+            return False
+
+    runner = Runner(levels=noisy)
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "t.db"), runner), Never())
+    assert len(runner.calls) == 9 and ms[1].status == "unstable" and ms[1].stats.processes.processes == 3
+    stored = {m.workload.batch_size: m for m in open_store(str(tmp_path / "t.db")).measurements("r")}
+    assert stored[2].status == "unstable" and stored[2].samples_ms == ms[1].samples_ms
+
+
 def test_a_failed_process_ends_its_point_and_the_others_go_on(tmp_path):
     runner = Runner(fail=(2, 1))
     ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner))

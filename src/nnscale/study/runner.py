@@ -41,15 +41,14 @@ from nnscale.study.precheck import precheck
 from nnscale.glue.predict import PredictRequest, prediction_report
 from nnscale.study.progress import StudyProgress
 from nnscale.glue.report import default_report_dir, netstats_rows, prediction_rows
-from nnscale.study.sweeps import make_study_plan, precisions_for, run_sweeps, scaling_policy
+from nnscale.study.sweeps import (FIXED_S, LAUNCH_S, make_study_plan, precisions_for, run_sweeps,
+                                  scaling_policy)
 
 STEPS = 6
 EPOCHS = 90  # the ResNet schedule (He et al. 2016), the seed's time-to-train basis
-# Seconds that are not measurement: a worker's start (interpreter + torch import + model build),
-# a torchrun launch per world size, the report. Measured on the 2-core development machine.
+# A worker's start (interpreter + torch import + model build), measured on the 2-core development
+# machine; the launches' and the fixed seconds are the sweeps' planner's (study/sweeps.py).
 WORKER_START_S = 4.0
-LAUNCH_S = 15.0
-FIXED_S = 45.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,9 +27,11 @@ from nnscale.study.plan import (Pacer, Plan, PlannedPoint, make_plan, make_point
                                 spawn_start_s)
 from nnscale.zoo import model_info
 
-# Seconds that are not sweeps: a torchrun launch per world size, the scaling and all-reduce points,
-# the peaks, the report. Measured on the 2-core development machine.
-LAUNCH_S = 15.0
+# Seconds that are not sweeps: the torchrun launches (every world size's scale_launches, and as
+# many of the all-reduce), the scaling and all-reduce points, the peaks, the report. Measured on the
+# 2-core development machine: 7 launches with their measurements took 89 s in session 7's study
+# (12.7 s each; docs/benchmarks.md), against the 129 s that 15 s per launch planned.
+LAUNCH_S = 12.0
 FIXED_S = 45.0
 SCALE_POINT_S = 6.0
 
@@ -44,7 +46,7 @@ def scaling_policy(study: StudyConfig) -> MeasurePolicy:
 def sweep_time_s(study: StudyConfig) -> float:
     """What the study's budget leaves for sweeps."""
     n = len(study.world_sizes)
-    launches = study.scale_launches * n + 1  # every world size in interleaved rounds, then the all-reduce
+    launches = study.scale_launches * (n + 1)  # every world size in interleaved rounds, then the all-reduce's
     return study.budget_s - FIXED_S - LAUNCH_S * launches - SCALE_POINT_S * (n + 2)
 
 
