@@ -9,6 +9,7 @@ knee behave like a real run's. Deterministic for a given seed.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -157,3 +158,30 @@ NETSTATS_ROWS = [
      "seed_params": 25.5e6, "params": 25_557_032, "params_weights": 25_502_912,
      "seed_macs": 3.9e9, "macs": 3_857_973_248, "note": "He 2015 v1: stride 2 on the first 1x1"},
 ]
+
+
+# Shared by the report tests (conftest.py and test modules import them from here: `from conftest`
+# would pick whichever tests/*/conftest.py was imported first in a mixed selection).
+HOSTILE = "<script>alert(1)</script>"
+
+
+def hostile_points() -> list[Measurement]:
+    """A net whose name is markup, one measured point and one failed, to check escaping."""
+    good = [m for m in sweep(models=("resnet50",), precisions=("fp32",), world_sizes=(1,))
+            if m.workload.mode == "inference" and m.workload.batch_size in (1, 2, 4)]
+    out = [Measurement(Workload(HOSTILE, m.workload.mode, m.workload.batch_size,
+                                m.workload.input_shape, m.workload.device, m.workload.precision),
+                       m.status, m.samples_ms, m.stats, m.error) for m in good]
+    out.append(Measurement(Workload(HOSTILE, "training", 8, (3, 224, 224), "cuda:0"), "error",
+                           error=f"RuntimeError: {HOSTILE} & \"quotes\" | pipes"))
+    return out
+
+
+def slower(m: Measurement, factor: float) -> Measurement:
+    """The same point with its throughput (and CI) scaled by `factor`."""
+    t = m.stats.throughput
+    scaled = {k: getattr(t, k) * factor for k in ("samples_per_s", "samples_per_s_ci_low",
+                                                   "samples_per_s_ci_high")
+              if getattr(t, k) is not None}
+    stats = replace(m.stats, throughput=replace(t, **scaled))
+    return Measurement(m.workload, m.status, m.samples_ms, stats, m.error)

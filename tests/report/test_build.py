@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import synthetic as S
-from conftest import HOSTILE
+from synthetic import HOSTILE
 
 from nnscale.records import Measurement, Workload
 from nnscale.report import build_report

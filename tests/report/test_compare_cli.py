@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import slower
+from synthetic import slower
 
 from nnscale.cli import main
 from nnscale.records import Measurement, Workload

@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
-from conftest import HOSTILE
+from synthetic import HOSTILE
 
 from nnscale.errors import UserError
 from nnscale.report import write_report
