@@ -91,6 +91,9 @@ class Processes:
     # How the processes started: "fork" (from pre-imported interpreters, measure/forkserver.py),
     # "spawn" (a new interpreter each) or both, e.g. "fork,spawn" when images failed mid-point.
     worker_start: str | None = None
+    # When each process started (Unix seconds, in process order): the machine's drift over a run
+    # is read from these (a point's processes are spread over the study in rounds).
+    process_started_at_s: tuple[float | None, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

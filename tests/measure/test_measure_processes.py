@@ -3,6 +3,7 @@ interval and its components, failures, the budget check; and k real workers on a
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -56,6 +57,9 @@ def test_k_processes_each_with_its_share_of_the_budget_and_a_combined_interval()
     assert s.throughput.samples_per_s == pytest.approx(4000 / s.timing.median_ms)
     assert s.compute.peak_memory_bytes == 1002 and s.timing.warmup_iters == 15
     assert len(s.processes.process_steal_share) == 3
+    started = s.processes.process_started_at_s  # each process's start, in order
+    assert len(started) == 3 and list(started) == sorted(started)
+    assert time.time() - 60 < started[0] <= started[-1] <= time.time()
 
 
 def test_processes_that_differ_widen_the_interval_and_get_more_processes():

@@ -147,4 +147,8 @@ def test_stopped_mid_round_it_resumes_from_the_stored_processes(tmp_path):
     assert all(m.stats.processes.processes == 3 for m in ms)
     kept = [m.samples_ms for m, _ in stored[spec(2).workload.key()]]
     assert ms[1].samples_ms[:60] == kept[0] + kept[1]  # the stored processes are the point's first two
+    # Their start times came back with them, before the resumed ones' (drift over the run).
+    before = [m.stats.processes.process_started_at_s[0] for m, _ in stored[spec(2).workload.key()]]
+    started = ms[1].stats.processes.process_started_at_s
+    assert started[:2] == tuple(before) and list(started) == sorted(started)
     assert open_store(db).process_results(1) == {}

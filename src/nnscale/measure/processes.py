@@ -20,7 +20,7 @@ What is stored (fields of the typed `Measurement.stats`, records_stats.py; docs/
 - the `processes` block: `processes`, `process_medians_ms`, `process_iterations`, `within_sd_ms`,
   `between_sd_ms`, `between_share`, `bootstrap_se_ms`, `rel_ci_within` (the median of the
   processes' own within-process rel. CIs: what one process alone would have claimed),
-  `steal_share` (largest of the processes), `process_steal_share`;
+  `steal_share` (largest of the processes), `process_steal_share`, `process_started_at_s`;
 - pooled-iteration statistics (mean, stdev, min, max, percentiles, outliers, iterations): all
   processes' samples, which `samples_ms` holds in process order.
 """
@@ -28,6 +28,7 @@ What is stored (fields of the typed `Measurement.stats`, records_stats.py; docs/
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -74,8 +75,11 @@ def measure_process(one: PointSpec, runner: Callable[[PointSpec], Measurement]
                     ) -> tuple[Measurement, float | None]:
     """One process (`one`: a `process_spec`) through `runner`, and the hypervisor's steal share
     around it (/proc/stat)."""
-    before = cpu_jiffies()
+    before, started = cpu_jiffies(), time.time()
     m = runner(one)
+    # Its start time, kept in its stored process row (a resumed point has it too) and the point.
+    m = replace(m, stats=replace(m.stats, processes=replace(m.stats.processes,
+                                                            process_started_at_s=(started,))))
     return m, steal_share(before, cpu_jiffies())
 
 
@@ -104,8 +108,10 @@ def combine(ms: list[Measurement], target_rel_ci: float, confidence: float = 0.9
     steals = steals or [None] * len(ms)
     known = [s for s in steals if s is not None]
     starts = sorted({m.stats.processes.worker_start for m in ms} - {None})
+    started = tuple((m.stats.processes.process_started_at_s or (None,))[0] for m in ms)
     steal = {"steal_share": max(known) if known else None, "process_steal_share": tuple(steals),
-             "worker_start": ",".join(starts) or None}
+             "worker_start": ",".join(starts) or None,
+             "process_started_at_s": started if any(t is not None for t in started) else None}
     if len(ms) == 1:  # one process: its own (within-process) interval, as before
         m = ms[0]
         return replace(m, stats=replace(m.stats, processes=replace(
