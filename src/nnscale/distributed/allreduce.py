@@ -29,7 +29,8 @@ import torch.distributed as dist
 from nnscale.distributed.config import AllreduceConfig
 from nnscale.distributed.ddp_step import collective_flag
 from nnscale.distributed.launch import worker_cores
-from nnscale.distributed.launch_loop import LAUNCH_FACTS, Launch, Sink, launch_and_store
+from nnscale.distributed.launch_loop import (LAUNCH_FACTS, Launch, Sink, launch_and_store,
+                                             median_launch, rounds_status)
 from nnscale.distributed.metrics import algbw_gb_per_s, busbw_gb_per_s
 from nnscale.measure.backends.base import canonical_device
 from nnscale.measure.methodology import CpuTimer, MeasurePolicy, measure
@@ -132,16 +133,11 @@ def _points(cfg: AllreduceConfig, nproc: int, results: list[dict]) -> list[Measu
         launches = [_launch_point(cfg, nproc, r["sizes"][j], r["backend"]) for r in results]
         point = combine(launches, p.target_rel_ci, p.confidence, p.min_iters, steals)
         first, s = launches[0].stats, point.stats
-        by_median = sorted(launches, key=lambda m: m.stats.timing.median_ms)
-        mid = by_median[(len(launches) - 1) // 2].stats.allreduce  # the typical launch's ranks
+        mid = launches[median_launch(launches)].stats.allreduce  # the typical launch's ranks
         t, size = s.timing.median_ms, first.allreduce.size_bytes
         allreduce = replace(mid, algbw_gb_per_s=algbw_gb_per_s(size, t),
                             busbw_gb_per_s=busbw_gb_per_s(size, t, world))
-        status, error = point.status, point.error
-        if len(results) < cfg.launches:  # the run stopped at a failed launch (launch_loop)
-            status = "unstable"
-            error = "; ".join(x for x in (f"measured in {len(results)} of {cfg.launches} launches: "
-                                          "the run stopped before the others", error) if x)
+        status, error = rounds_status(point, len(results), cfg.launches)
         # combine's samples/s (batch 1 x world) means nothing for a collective: the launch's none.
         stats = replace(s, timing=replace(s.timing, stable=status == "ok"), allreduce=allreduce,
                         throughput=first.throughput,

@@ -142,3 +142,21 @@ def launch_and_store(launching: Launching, launches: Callable[[], Iterable[Launc
             if r == rounds - 1:
                 keep(item.points(results[i], points))
     return points
+
+
+def median_launch(launches: list[Measurement]) -> int:
+    """The index of the typical launch of a point, the one whose median step is the median of the
+    k: a breakdown or per-rank list taken from it describes a step that was measured (parts averaged
+    over launches would describe none), neither the fastest nor the slowest."""
+    by_median = sorted(range(len(launches)), key=lambda i: launches[i].stats.timing.median_ms)
+    return by_median[(len(launches) - 1) // 2]
+
+
+def rounds_status(point: Measurement, measured: int, rounds: int) -> tuple[str, str | None]:
+    """The status and error of a point combined from `measured` of its `rounds` launches: unstable,
+    saying so, when the run stopped before the others (launch_and_store's partial points)."""
+    if measured >= rounds:
+        return point.status, point.error
+    why = f"measured in {measured} of {rounds} launches: the run stopped before the others"
+    return "unstable", "; ".join(x for x in (why, point.error) if x)
+

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from nnscale.distributed.config import ScaleConfig
 from nnscale.distributed.launch import worker_cores
-from nnscale.distributed.launch_loop import LAUNCH_FACTS, Launch, Sink, launch_and_store
+from nnscale.distributed.launch_loop import (LAUNCH_FACTS, Launch, Sink, launch_and_store,
+                                             median_launch, rounds_status)
 from nnscale.distributed.metrics import (BREAKDOWN_SAMPLE_KEYS, scaling, straggler_stats,
                                          time_to_train_min)
 from nnscale.measure.backends.base import canonical_device
@@ -273,12 +274,9 @@ def _point(cfg: ScaleConfig, w: Workload, results: list[dict],
     p = cfg.policy
     point = combine(launches, p.target_rel_ci, p.confidence, p.min_iters,
                     [f.get("steal_share") for f in facts])
-    # The breakdown, per-rank lists, buckets and memory are one launch's, the one whose median step
-    # is the median of the k: its parts add up to a step that was measured (parts averaged over
-    # launches would describe no step), and it is the typical launch, not the fastest or slowest.
-    # The trace comes from the first launch, the only one traced.
-    by_median = sorted(range(len(launches)), key=lambda i: launches[i].stats.timing.median_ms)
-    mid = by_median[(len(launches) - 1) // 2]
+    # The breakdown, per-rank lists, buckets and memory are the typical launch's (median_launch);
+    # the trace comes from the first launch, the only one traced.
+    mid = median_launch(launches)
     first, s = launches[0].stats, point.stats
     rate, global_batch = s.throughput.samples_per_s, w.batch_size * w.world_size
     distributed = replace(
@@ -288,11 +286,7 @@ def _point(cfg: ScaleConfig, w: Workload, results: list[dict],
         time_to_train_min=time_to_train_min(s.timing.median_ms, global_batch, cfg.dataset_size,
                                             cfg.epochs))
     launch = replace(first.launch, started_at_s=tuple(f.get("started_at_s") for f in facts))
-    status, error = point.status, point.error
-    if len(results) < cfg.launches:  # the run stopped at a failed launch (launch_loop)
-        status = "unstable"
-        error = "; ".join(x for x in (f"measured in {len(results)} of {cfg.launches} launches: the "
-                                      "run stopped before the others", error) if x)
+    status, error = rounds_status(point, len(results), cfg.launches)
     stats = replace(s, timing=replace(s.timing, stable=status == "ok"), launch=launch,
                     distributed=distributed)
     point = replace(point, status=status, error=error, stats=stats)
