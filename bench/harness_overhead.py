@@ -9,9 +9,10 @@ takes to reach its CI target.
    seconds alternate A B, B A, ... so a slow drift of the machine favours neither. Which model is
    built first matters by itself (memory placement), so this runs in two fresh processes, A built
    first and B built first, and quotes the geometric mean of their medians.
-2. End to end (what `nnscale sweep` reports): A is one point in a fresh worker process
-   (`run_point`) with the default policy (warm-up until steady, then until ±2 % CI of the mean or
-   30 s); B is a fresh process running the plain loop with A's warm-up and iteration counts and the
+2. End to end (what `nnscale sweep` reports of one process): A is one point in one worker process
+   (`run_point`, one process), forked from a pre-imported image as a sweep's workers are
+   (measure/forkserver.py), with the default policy (warm-up until steady, then until ±2 % CI of
+   the mean or 30 s); B is a fresh process running the plain loop with A's warm-up and iteration counts and the
    same thread environment. Pairs alternate A B, B A, ...
 
 The target: reported throughput >= 0.99 × the bare loop's, i.e. the harness costs at most 1 %. The
@@ -121,20 +122,24 @@ def in_process(model: str, mode: str, batch: int, threads: int, blocks: int, blo
 
 
 def harness(model: str, mode: str, batch: int, threads: int, budget: float) -> dict:
+    """One point in one worker process, as `nnscale sweep` measures each of a point's processes:
+    forked from a pre-imported image inside a fork-server session (end_to_end's), else spawned."""
     from nnscale.measure.methodology import MeasurePolicy
     from nnscale.measure.runner import PointSpec, default_timeout_s, run_point
     from nnscale.records import Workload
     from nnscale.zoo import model_info
 
-    policy = MeasurePolicy(budget_s=budget)
+    policy = MeasurePolicy(budget_s=budget, processes=1, max_processes=1)
     w = Workload(model, mode, batch, model_info(model).input_shape, threads=threads)
     m = run_point(PointSpec(w, policy, default_timeout_s(policy)))
     if m.status not in ("ok", "unstable"):
         raise SystemExit(f"harness point failed: {m.status} {m.error}")
-    s = m.stats
-    return {"samples_per_s": s["samples_per_s"], "mean_samples_per_s": batch * 1000 / s["step_time_ms_mean"],
-            "iters": s["iterations"], "warmup": s["warmup_iters"], "status": m.status,
-            "rel_ci": s["rel_ci"], "measure_s": s["measure_s"], "warmup_s": s["warmup_s"]}
+    t = m.stats.timing
+    return {"samples_per_s": m.stats.throughput.samples_per_s,
+            "mean_samples_per_s": batch * 1000 / t.mean_ms, "iters": t.iterations,
+            "warmup": t.warmup_iters, "status": m.status, "rel_ci": t.rel_ci,
+            "measure_s": t.measure_s, "warmup_s": t.warmup_s,
+            "start": m.stats.processes.worker_start or "spawn"}
 
 
 def bare(model: str, mode: str, batch: int, threads: int, warmup: int, iters: int) -> dict:
@@ -157,6 +162,13 @@ def bare_main(arg: str) -> None:
 
 
 def end_to_end(model: str, mode: str, batch: int, threads: int, rounds: int, budget: float) -> None:
+    from nnscale.measure.forkserver import POOL
+
+    with POOL.session():  # A's workers forked from pre-imported images, as in `nnscale sweep`
+        _end_to_end(model, mode, batch, threads, rounds, budget)
+
+
+def _end_to_end(model: str, mode: str, batch: int, threads: int, rounds: int, budget: float) -> None:
     a_runs, b_runs = [], []
     warm, iters = 10, 10  # B's counts before the first A exists
     for r in range(rounds):
@@ -170,8 +182,8 @@ def end_to_end(model: str, mode: str, batch: int, threads: int, rounds: int, bud
         warm, iters = a["warmup"], a["iters"]
         a_runs.append(a)
         b_runs.append(b)
-        print(f"  end-to-end pair {r + 1}: nnscale {a['samples_per_s']:.3f} img/s (mean-based "
-              f"{a['mean_samples_per_s']:.3f}; {a['status']}, CI ±{100 * a['rel_ci']:.2f} % after "
+        print(f"  end-to-end pair {r + 1}: nnscale {a['samples_per_s']:.3f} img/s ({a['start']}ed worker; "
+              f"mean-based {a['mean_samples_per_s']:.3f}; {a['status']}, CI ±{100 * a['rel_ci']:.2f} % after "
               f"{a['iters']} iters / {a['measure_s']:.1f} s, warm-up {a['warmup']} iters / "
               f"{a['warmup_s']:.1f} s) | bare {b['samples_per_s']:.3f} img/s (load {b['load']:.1f}) | ratio "
               f"{a['samples_per_s'] / b['samples_per_s']:.4f} [{time.monotonic() - t0:.0f} s]", flush=True)
