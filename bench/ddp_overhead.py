@@ -123,9 +123,9 @@ def main() -> None:
     for i in range(args.rounds):
         point = run_nnscale(args.model, args.batch, args.budget, args.breakdown)
         s = point.stats
-        a_rates.append(s["samples_per_s"])
-        a_means.append(s["global_batch"] * 1000.0 / s["mean_ms"])
-        b_rates.append(run_bare(args.model, args.batch, s["warmup_iters"], len(point.samples_ms),
+        a_rates.append(s.throughput.samples_per_s)
+        a_means.append(s.distributed.global_batch * 1000.0 / s.timing.mean_ms)
+        b_rates.append(run_bare(args.model, args.batch, s.timing.warmup_iters, len(point.samples_ms),
                                 cores.threads, list(cores.cpus)))
         print(f"round {i + 1}: nnscale {a_rates[-1]:.1f} samples/s (mean-based {a_means[-1]:.1f}, "
               f"{len(point.samples_ms)} steps, {point.status}), bare {b_rates[-1]:.1f}, "

@@ -373,10 +373,10 @@ def main() -> None:
                         got["A"] = point(fw, args.model, mode, args.batch, args.threads, xla, policy)
                     else:
                         a = got.get("A")  # B reuses A's counts when A came first, else a fixed guess
-                        warm = a.stats["warmup_iters"] if a else 20
-                        iters = a.stats["iterations"] if a else 50
+                        warm = a.stats.timing.warmup_iters if a else 20
+                        iters = a.stats.timing.iterations if a else 50
                         got["B"] = native(fw, args.model, mode, args.batch, args.threads, xla, warm, iters)
-                a_rate = got["A"].stats["samples_per_s"]
+                a_rate = got["A"].stats.throughput.samples_per_s
                 a_rates.append(a_rate)
                 b_rates.append(got["B"])
                 ratios.append(a_rate / got["B"])

@@ -118,16 +118,16 @@ def sweep(model: str, seq: int, batches: tuple[int, ...], threads: int, budget: 
     print("  | phase | batch | tokens/s (95 % CI) | tokens/s per sequence | MFU | peak memory | status |")
     print("  |---|---|---|---|---|---|---|")
     for m in result.measurements:
-        s = m.stats
+        t, c = m.stats.throughput, m.stats.compute
 
-        def f(key, scale=1.0, digits=1):
-            v = s.get(key)
+        def f(v, scale=1.0, digits=1):
             return "–" if v is None else f"{scale * v:,.{digits}f}"
 
-        ci = f"{f('tokens_per_s_ci_low')}–{f('tokens_per_s_ci_high')}"
-        mem = "–" if s.get("peak_memory_bytes") is None else f"{s['peak_memory_bytes'] / 2**20:.0f} MiB"
-        print(f"  | {s.get('lm_phase', m.workload.mode)} | {m.workload.batch_size} | {f('tokens_per_s')} ({ci}) "
-              f"| {f('tokens_per_s_per_sequence')} | {f('mfu', 100, 2)} % | {mem} | {m.status} |", flush=True)
+        ci = f"{f(t.tokens_per_s_ci_low)}–{f(t.tokens_per_s_ci_high)}"
+        peak = c.peak_memory_bytes
+        mem = "–" if peak is None else f"{peak / 2**20:.0f} MiB"
+        print(f"  | {t.lm_phase or m.workload.mode} | {m.workload.batch_size} | {f(t.tokens_per_s)} ({ci}) "
+              f"| {f(t.tokens_per_s_per_sequence)} | {f(c.mfu, 100, 2)} % | {mem} | {m.status} |", flush=True)
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def rows_for(store_url: str, runs: list[str] | None, flash: bool) -> list[dict]:
         names = runs or [r.name for r in db.runs()]
         for name in names:
             for m in db.measurements(name):
-                w, peak = m.workload, m.stats.get("peak_memory_bytes")
+                w, peak = m.workload, m.stats.compute.peak_memory_bytes
                 shape = lm_shape(w.model)
                 strategy = w.strategy  # an older row is upgraded when read (records.upgrade_legacy)
                 if m.status not in ("ok", "unstable") or shape is None or not peak or strategy not in ("ddp", "fsdp") \

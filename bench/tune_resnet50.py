@@ -48,14 +48,14 @@ def main() -> None:
     ref = by_label.get("bf16 cl")
 
     def rate(m):
-        return m.stats.get("samples_per_s") if m and m.status in ("ok", "unstable") else None
+        return m.stats.throughput.samples_per_s if m and m.status in ("ok", "unstable") else None
 
     print(f"\n{'configuration':<20}{'status':<10}{'img/s':>10}{'vs fp32':>10}{'vs bf16 cl':>12}{'compile s':>11}")
     for label, m in by_label.items():
         r = rate(m)
         vs_base = f"{r / rate(base):.2f}x" if r and rate(base) else ""
         vs_ref = f"{r / rate(ref):.2f}x" if r and rate(ref) else ""
-        comp = m.stats.get("compile_s")
+        comp = m.stats.timing.compile_s
         print(f"{label:<20}{m.status:<10}{(f'{r:.2f}' if r else ''):>10}{vs_base:>10}{vs_ref:>12}"
               f"{(f'{comp:.0f}' if comp else ''):>11}")
     best = choice.best
