@@ -29,9 +29,11 @@ from nnscale.zoo import model_info
 
 # Seconds that are not sweeps: the torchrun launches (every world size's scale_launches, and as
 # many of the all-reduce), the scaling and all-reduce points, the peaks, the report. Measured on the
-# 2-core development machine: 7 launches with their measurements took 89 s in session 7's study
-# (12.7 s each; docs/benchmarks.md), against the 129 s that 15 s per launch planned.
-LAUNCH_S = 12.0
+# 2-core development machines (docs/benchmarks.md): 7 launches with their measurements took 89 s
+# in session 7's study (AVX2 VM), and 9 took 73-74 s in two studies of session 8 (EPYC VM, after
+# torchrun's exit was cut by ~0.9 s a launch: lifeline.py): 8 s a launch plus SCALE_POINT_S per
+# point plans 96 s for those 9, where 15 s planned 159 s and left the sweeps a minute short.
+LAUNCH_S = 8.0
 FIXED_S = 45.0
 SCALE_POINT_S = 6.0
 
