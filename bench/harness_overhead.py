@@ -10,10 +10,10 @@ takes to reach its CI target.
    built first matters by itself (memory placement), so this runs in two fresh processes, A built
    first and B built first, and quotes the geometric mean of their medians.
 2. End to end (what `nnscale sweep` reports of one process): A is one point in one worker process
-   (`run_point`, one process), forked from a pre-imported image as a sweep's workers are
+   (`run_point`), forked from a pre-imported image as a sweep's workers are
    (measure/forkserver.py), with the default policy (warm-up until steady, then until ±2 % CI of
-   the mean or 30 s); B is a fresh process running the plain loop with A's warm-up and iteration counts and the
-   same thread environment. Pairs alternate A B, B A, ...
+   the mean or 30 s); B is a fresh process running the plain loop with A's warm-up and iteration
+   counts and the same thread environment. Pairs alternate A B, B A, ...
 
 The target: reported throughput >= 0.99 × the bare loop's, i.e. the harness costs at most 1 %. The
 mean-based harness throughput (batch / mean step time) is printed too: it is the like-for-like

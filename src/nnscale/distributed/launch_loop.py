@@ -159,4 +159,3 @@ def rounds_status(point: Measurement, measured: int, rounds: int) -> tuple[str, 
         return point.status, point.error
     why = f"measured in {measured} of {rounds} launches: the run stopped before the others"
     return "unstable", "; ".join(x for x in (why, point.error) if x)
-

@@ -48,7 +48,8 @@ def scaling_policy(study: StudyConfig) -> MeasurePolicy:
 def sweep_time_s(study: StudyConfig) -> float:
     """What the study's budget leaves for sweeps."""
     n = len(study.world_sizes)
-    launches = study.scale_launches * (n + 1)  # every world size in interleaved rounds, then the all-reduce's
+    # Every world size in interleaved rounds, then as many launches of the all-reduce.
+    launches = study.scale_launches * (n + 1)
     return study.budget_s - FIXED_S - LAUNCH_S * launches - SCALE_POINT_S * (n + 2)
 
 
