@@ -159,3 +159,24 @@ def test_a_slow_step_reaches_min_iters_with_a_stretched_budget():
     stretched = measure(step, CpuTimer(), MeasurePolicy(**{**base.to_dict(), "max_budget_stretch": 4.0}))
     assert len(short.samples_ms) < 5 and not short.stable  # the budget ran out first
     assert len(stretched.samples_ms) >= 5
+
+
+def test_steps_slower_than_the_warmup_still_reach_min_iters_within_the_stretch_bound():
+    """The budget sized at the warm-up's pace is not where a short process stops: steps that turn
+    slower after the warm-up (a VM's drift) go on to the hard bound, budget x stretch."""
+    import time
+
+    calls = []
+
+    def step():  # warm-up at 20 ms a step, then 60 ms: 5 steps need 0.3 s, sized for 0.1 s
+        calls.append(None)
+        time.sleep(0.02 if len(calls) <= 3 else 0.06)
+
+    policy = MeasurePolicy(min_iters=5, budget_s=0.1, warmup_max_iters=3, warmup_max_s=1.0,
+                           target_rel_ci=0.5, max_budget_stretch=10.0)
+    timed = measure(step, CpuTimer(), policy)
+    assert len(timed.samples_ms) == 5  # min_iters reached, then stopped: its budget had run out
+    assert timed.measure_s < 1.0  # well within 10 x 0.1 s
+
+    capped = measure(step, CpuTimer(), MeasurePolicy(**{**policy.to_dict(), "max_budget_stretch": 2.0}))
+    assert 2 <= len(capped.samples_ms) < 5 and not capped.stable  # the hard bound, 0.2 s, stops it

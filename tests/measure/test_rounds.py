@@ -121,14 +121,44 @@ def test_a_failed_process_ends_its_point_and_the_others_go_on(tmp_path):
     assert ms[0].status == ms[2].status == "ok"
 
 
-def test_a_pace_that_refuses_a_start_drops_the_point(tmp_path):
+def test_a_pace_that_refuses_a_start_defers_the_point_and_drops_it_once_nothing_else_runs(tmp_path):
     class NoSecond(Pace):
+        def __init__(self):
+            self.asked, self.dropped = [], []
+
         def may_start(self, i):
+            self.asked.append(i)
             return i != 1
 
-    runner = Runner()
-    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner), NoSecond())
+        def drop(self, i):
+            self.dropped.append(i)
+
+    runner, pace = Runner(), NoSecond()
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner), pace)
     assert [m.workload.batch_size for m in ms] == [1, 4] and 2 not in {b for b, _ in runner.calls}
+    # Asked in round 1 and in each later round (3 rounds of 1 and 4), then once more with nothing
+    # else left to measure: dropped then.
+    assert pace.asked.count(1) == 4 and pace.dropped == [1]
+
+
+def test_a_deferred_point_starts_when_the_pace_has_room_later(tmp_path):
+    class Later(Pace):
+        def __init__(self):
+            self.finished = set()
+
+        def may_start(self, i):
+            return i != 1 or 0 in self.finished  # room for batch 2 once batch 1 is done
+
+        def point_done(self, i):
+            self.finished.add(i)
+
+    runner = Runner()
+    ms = measure_in_rounds([spec(1), spec(2), spec(4)], recorder(str(tmp_path / "s.db"), runner), Later())
+    # Rounds 1-2 measure 1 and 4; in round 3 batch 1 finishes and 2 starts right after it, then
+    # goes on in rounds 4 and 5.
+    assert [b for b, _ in runner.calls] == [1, 4, 4, 1, 1, 2, 4, 2, 2]
+    assert [m.workload.batch_size for m in ms] == [1, 2, 4]
+    assert all(m.stats.processes.processes == 3 for m in ms)
 
 
 def test_stopped_mid_round_it_resumes_from_the_stored_processes(tmp_path):

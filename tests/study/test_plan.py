@@ -59,9 +59,35 @@ def test_the_pacer_drops_more_when_processes_take_longer_than_planned():
     # The points not started yet are re-fitted into what point 0's two owed processes leave.
     assert pacer.owed_s() == pytest.approx(2 * unit)
     big16 = next(i for i, p in enumerate(pacer.points) if (p.net, p.batch) == ("big", 16))
-    assert not pacer.may_start(big16)
+    assert not pacer.may_start(big16)  # deferred: not now, still in the plan
+    assert any("deferred big inference batch 16" in n and "+200 %" in n for n in notes)
+    assert pacer.points[big16] in plan.points and not plan.dropped
+    assert not pacer.may_start(big16) and sum("deferred" in n for n in notes) == 1  # said once
+    pacer.drop(big16)  # the rounds give up on it (nothing else could be measured)
     assert any("dropped big inference batch 16" in n for n in notes)
     assert ("big", 16) in [(p.net, p.batch) for p, _ in plan.dropped]
+    assert pacer.points[big16] not in plan.points
+
+
+def test_a_deferred_point_starts_once_the_others_turn_out_faster_than_feared():
+    pts = points()
+    plan = make_plan(pts, 1.1 * sum(p.cost_s for p in pts), 3, 600)
+    now = [0.0]
+    notes = []
+    pacer = Pacer(plan, list(plan.points), lambda: now[0], notes.append)
+    unit = plan.points[0].cost_s / 3
+    assert pacer.may_start(0)
+    now[0] += 3 * unit
+    pacer.process_done(0, 3 * unit)  # a slow first process
+    big16 = next(i for i, p in enumerate(pacer.points) if (p.net, p.batch) == ("big", 16))
+    assert not pacer.may_start(big16)
+    for _ in range(2):  # then point 0's other processes, much faster than estimated
+        now[0] += 0.05 * unit
+        pacer.process_done(0, 0.05 * unit)
+    pacer.point_done(0)
+    assert pacer.scale() < 1.2 and pacer.may_start(big16)
+    assert any("started big inference batch 16 (fp32), deferred before" in n for n in notes)
+    assert not plan.dropped
 
 
 def test_an_image_start_inside_a_process_is_not_counted_against_the_estimates():

@@ -13,6 +13,8 @@ backend supplies the `Timer`):
    the mean iteration time is within ±`target_rel_ci` of the mean (the stopping rule of Georges et
    al. 2007, §4) with at least `min_iters` samples — or the budget `budget_s` (or `max_iters`) runs
    out, in which case the result is flagged not `stable`: stored as "unstable", never silently.
+   With `max_budget_stretch` > 1, a process short of `min_iters` goes on to the stretched bound
+   (`budget_s` x `max_budget_stretch`) before it stops.
 3. **Collective stop.** With several processes (data parallel), every rank must run the same number
    of iterations or the collectives deadlock. So the decision "done?" is taken only at iteration
    counts that depend on nothing but the count, and each rank's local decision goes through
@@ -203,6 +205,11 @@ def measure(
     agree = agree or _solo
     warm, warm_s, steady = warm_up(step, timer, policy, agree) if policy.warmup_max_iters else ([], 0.0, True)
     budget_s = stretched_budget_s(policy, warm)
+    # The hard bound: steps slower than the warm-up's (a VM's drift, another process) may still
+    # reach min_iters within it. Before, a process sized at the warm-up's pace stopped at its
+    # budget with 4 iterations when its steps ran 20 % slower, which flagged a point of 10 processes
+    # whose interval met its target (ResNet-50 training, `make run` on the 2-core VM, session 9).
+    cap_s = max(budget_s, policy.budget_s * policy.max_budget_stretch)
     samples: list[float] = []
     start = time.perf_counter()
     next_check = 1
@@ -218,8 +225,10 @@ def measure(
             low, high = mean_ci(samples, policy.confidence)
             mean = math.fsum(samples) / n
             met = mean > 0 and (high - low) / 2.0 / mean <= policy.target_rel_ci
-        # Below min_iters only the budget may stop, and only once a spread can be computed (n >= 2).
-        over = (elapsed >= budget_s and n >= 2) or n >= policy.max_iters
+        # Below min_iters only the hard bound may stop (the budget itself with no stretch allowed),
+        # and only once a spread can be computed (n >= 2).
+        short = n < policy.min_iters
+        over = (elapsed >= (cap_s if short else budget_s) and n >= 2) or n >= policy.max_iters
         if agree(met or over):
             break
         gap = 1 if n < policy.min_iters else max(1, int(n * CHECK_SPACING))

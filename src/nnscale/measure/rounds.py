@@ -13,12 +13,16 @@ same). A point's interval then spans the whole sweep's time, and what drifts is 
 
 The rules per point are `run_processes`' (measure/processes.py: `settle`, `failed_point`): after
 `processes` processes the point is combined; it is finished when tight or at `max_processes`; a
-noisy point goes on into later rounds, one process per round, while the pace has room. A noisy point
-the pace refuses is parked, not finished: it is asked again every later round, because the study's
+noisy point goes on into later rounds, one process per round, while the pace has room. A point
+the pace has no room to start is deferred, not dropped: it is asked again every later round, and
+dropped only once nothing else can be measured (a study dropped 6 of 24 points in its first round
+on the pace of its first processes, +68 % over the estimates, then ended 5 minutes early: session
+9, docs/benchmarks.md). A noisy point the pace refuses is parked, not finished: it is asked again every later round, because the study's
 estimates are pessimistic and the room appears once other points finish (with the point finished
 at the first refusal, the study of session 7 ended about a minute early with 7 of 17 points just
-over their ±15 % target). Once every live point is parked and refused, they are finished as they
-are. A failed process ends its point as that failure.
+over their ±15 % target). Once every live point is parked or deferred and refused, the deferred
+ones are dropped (`Pace.drop`), which leaves the parked ones room to be asked again; with none
+deferred, the parked ones are finished as they are. A failed process ends its point as that failure.
 
 Durability. Every process that measured is committed as it ends (`Store.add_process`); a finished
 point is stored, and its process rows deleted, in one transaction. A run stopped at any moment
@@ -42,7 +46,11 @@ class Pace:
     measured, a noisy one up to its `max_processes`. Points are named by their index in `specs`."""
 
     def may_start(self, i: int) -> bool:
+        """May point i start now? False defers it: it is asked again in later rounds."""
         return True
+
+    def drop(self, i: int) -> None:
+        """Deferred point i is given up: nothing else could be measured and it still had no room."""
 
     def more(self, i: int, k: int) -> bool:
         return True
@@ -66,6 +74,7 @@ class _Point:
     final: Measurement | None = None
     dropped: bool = False
     parked: bool = False  # noisy, and the pace had no room for another process when asked
+    deferred: bool = False  # not started: the pace had no room for it when asked
 
     @property
     def live(self) -> bool:
@@ -102,13 +111,19 @@ def measure_in_rounds(specs: Sequence[PointSpec], recorder, pace: Pace | None = 
                 if not pace.more(i, len(p.done)):
                     continue
                 p.parked = False
-            if not p.done and not pace.may_start(i):
-                p.dropped = True
-                pace.point_done(i)
-                continue
+            if not p.done:
+                p.deferred = not pace.may_start(i)
+                if p.deferred:
+                    continue
             _one_process(recorder, pace, points, i, rnd)
             measured = True
-        if not measured and all(p.parked for p in points if p.live):
+        if not measured and any(p.deferred for p in points if p.live):
+            for i, p in enumerate(points):  # no room will appear: give the parked ones what is left
+                if p.live and p.deferred:
+                    p.dropped = True
+                    pace.drop(i)
+                    pace.point_done(i)
+        elif not measured and all(p.parked for p in points if p.live):
             for i, p in enumerate(points):  # no room left for any of them: as they are
                 if p.live:
                     p.final = recorder.finish(settle(p.spec.policy, p.done, p.steals,
