@@ -182,3 +182,33 @@ def test_stopped_mid_round_it_resumes_from_the_stored_processes(tmp_path):
     started = ms[1].stats.processes.process_started_at_s
     assert started[:2] == tuple(before) and list(started) == sorted(started)
     assert open_store(db).process_results(1) == {}
+
+
+def test_the_pace_revises_a_points_spec_for_its_next_processes_and_on_resume(tmp_path):
+    from dataclasses import replace
+
+    class Resize(Pace):
+        def __init__(self):
+            self.seen = []
+
+        def revise(self, i, s, m):
+            self.seen.append((i, len(m.samples_ms)))
+            return replace(s, timeout_s=s.timeout_s + 1) if i == 0 else s
+
+    timeouts = []
+
+    class Recording(Runner):
+        def __call__(self, s):
+            m = super().__call__(s)  # (raises where it stops: that call is not counted)
+            timeouts.append((s.workload.batch_size, s.timeout_s))
+            return m
+
+    db = str(tmp_path / "s.db")
+    with pytest.raises(KeyboardInterrupt):
+        measure_in_rounds([spec(1), spec(2)], recorder(db, Recording(stop_after=2)), Resize())
+    pace = Resize()
+    measure_in_rounds([spec(1), spec(2)], recorder(db, Recording()), pace)
+    # Batch 1's spec grew by 1 s after each of its processes, the stored one included (resume).
+    assert [t for b, t in timeouts if b == 1] == [60.0, 61.0, 62.0]
+    assert [t for b, t in timeouts if b == 2] == [60.0, 60.0, 60.0]
+    assert pace.seen[0] == (0, 30) and pace.seen.count((1, 30)) == 3

@@ -1,11 +1,13 @@
 """Budget by need: the plan's cost model, what it drops to fit (batch sizes before networks), the
 minimum budget, and the pacer that re-fits and hands out extra processes while the study runs."""
 
+from dataclasses import replace
+
 import pytest
 
 from nnscale.errors import UserError
 from nnscale.study.config import QUICK
-from nnscale.study.plan import Pacer, make_plan, make_point, point_policy
+from nnscale.study.plan import Pacer, make_plan, make_point, point_policy, process_cost_s
 from nnscale.study.runner import check_frameworks, planned_sweeps
 from nnscale.study.sweeps import make_study_plan, sweep_time_s
 
@@ -151,3 +153,32 @@ def test_the_cpus_fastest_precision_is_chosen_and_said():
     assert precisions == (("bf16",) if native else ("fp32",))
     assert ("native bf16" in note) if native else ("no AMX or AVX-512 BF16" in note)
     assert precisions_for(QUICK, "cuda") == (QUICK.precisions, None)
+
+
+def test_a_step_far_slower_than_estimated_resizes_the_points_budget_timeout_and_cost():
+    from nnscale.measure.runner import PointSpec
+    from nnscale.records import Measurement, Workload
+
+    pts = points()
+    plan = make_plan(pts, 10 * sum(p.cost_s for p in pts), 3, 6000)
+    notes = []
+    pacer = Pacer(plan, list(plan.points), lambda: 0.0, notes.append)
+    i = next(i for i, p in enumerate(pacer.points) if (p.net, p.batch) == ("big", 16))
+    q = pacer.points[i]
+    policy = point_policy(q.step_s, 0.15, 3, 6)
+    s = PointSpec(Workload("big", "inference", 16, (3, 8, 8)), policy, 100.0)
+    measured = lambda ms: Measurement(s.workload, "ok", samples_ms=(ms,), stats={"median_ms": ms})  # noqa: E731
+    assert pacer.revise(i, s, measured(1.4e3 * q.step_s)) is s  # within REVISE_FACTOR: as planned
+    slow_s = 8 * q.step_s
+    revised = pacer.revise(i, s, measured(1e3 * slow_s))
+    assert revised.policy == replace(policy, budget_s=point_policy(slow_s, 0.15, 3, 6).budget_s,
+                                     warmup_max_s=point_policy(slow_s, 0.15, 3, 6).warmup_max_s)
+    assert revised.policy.process_budget_s >= 2 * 5 * slow_s  # room for min_iters, twice over
+    grown = (revised.policy.warmup_max_s - policy.warmup_max_s
+             + (1 + policy.max_budget_stretch) * (revised.policy.process_budget_s - policy.process_budget_s))
+    assert revised.timeout_s == pytest.approx(100.0 + grown)
+    assert pacer.points[i].step_s == slow_s and pacer.points[i] in plan.points and q not in plan.points
+    # Its remaining processes are costed at the measured step (start-up as planned).
+    assert pacer.unit_s(i) == pytest.approx(
+        q.cost_s / 3 + process_cost_s("torch", slow_s) - process_cost_s("torch", q.step_s))
+    assert any("re-sized big inference batch 16" in n for n in notes)

@@ -52,6 +52,11 @@ class Pace:
     def drop(self, i: int) -> None:
         """Deferred point i is given up: nothing else could be measured and it still had no room."""
 
+    def revise(self, i: int, spec: PointSpec, m: Measurement) -> PointSpec:
+        """Point i's spec for its next processes, now that one of its processes measured `m` (the
+        study sizes budgets from estimates; a measured step is better). Default: as it was."""
+        return spec
+
     def more(self, i: int, k: int) -> bool:
         return True
 
@@ -99,6 +104,7 @@ def measure_in_rounds(specs: Sequence[PointSpec], recorder, pace: Pace | None = 
             p.steals.append(steal)
         if p.done:
             pace.resumed(i, len(p.done))
+            p.spec = pace.revise(i, p.spec, p.done[-1])
             _settle(recorder, pace, i, p)  # stopped between its last process and storing the point
     rnd = 0
     while any(p.live for p in points):
@@ -146,6 +152,7 @@ def _one_process(recorder, pace: Pace, points: list[_Point], i: int, rnd: int) -
     else:
         p.done.append(m)
         p.steals.append(steal)
+        p.spec = pace.revise(i, p.spec, m)
         _settle(recorder, pace, i, p)
     left = sum(max(1, q.spec.policy.processes - len(q.done)) for q in points if q.live)
     recorder.progress.process_done(wall, left)  # a noisy point past k counts one more

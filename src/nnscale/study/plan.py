@@ -23,19 +23,22 @@ the points ended unstable. Instead, each point is planned to be able to reach it
    the measured processes really took, and before a point's first process the points not started
    yet are fitted again, by the same rule: a point that no longer fits is deferred, asked again in
    later rounds, and dropped only once nothing else can be measured. Every deferral and drop is
-   printed; the drops are reported.
+   printed; the drops are reported. A point whose process measured a step far slower than its
+   estimate gets the budgets of the measured step for its next processes (`Pacer.revise`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nnscale.errors import UserError
 from nnscale.measure.forkserver import FORKED_START_S
 from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
 from nnscale.measure.rounds import Pace
+from nnscale.measure.runner import PointSpec
+from nnscale.records import Measurement
 
 EFFICIENCY = 0.75  # of the measured GEMM peak: the seed's nets reached 0.66-0.87 of it (the pacer corrects)
 STEP_OVERHEAD_S = 0.002  # Python and dispatch per step, what a tiny net's step costs here
@@ -46,6 +49,11 @@ FALLBACK_STEP_S = 0.05  # a net the FLOP counter cannot trace
 # estimates miss small-batch steps by up to 2x (AlexNet training batch 2: 96 ms estimated, 325 ms
 # measured), and a process of 4 iterations was a flagged point in every `make run` before.
 BUDGET_STRETCH = 3.0
+# A point whose first process measured a step this much slower than estimated gets its budgets
+# re-sized from the measurement (Pacer.revise): on the 2-core AMX VM of session 9 the estimate at
+# 0.75 of the bf16 GEMM peak (2.3 TFLOP/s) was 7.5x short for ResNet-50 training batch 8 (113 ms
+# against 843 ms), and 4 of its 10 processes ended short of min_iters even at 3x their budget.
+REVISE_FACTOR = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,3 +265,27 @@ class Pacer(Pace):
         waiting = sum(self.points[j].cost_s for j in self.waiting)
         rest = self.scale() * (self.owed_s() + waiting)
         return self.left_s() - rest > 2 * self.unit_s(i)
+
+    def revise(self, i: int, spec: PointSpec, m: Measurement) -> PointSpec:
+        """Budget by need, from the point's own measurement: once a process measured a step over
+        REVISE_FACTOR x the estimate, the point's policy (per-process budget, warm-up bound) and
+        timeout are those of the measured step, and its remaining processes are costed so."""
+        median_ms = m.stats.timing.median_ms
+        q = self.points[i]
+        if not median_ms or median_ms / 1e3 <= REVISE_FACTOR * q.step_s:
+            return spec
+        step_s = median_ms / 1e3
+        old = spec.policy
+        sized = point_policy(step_s, old.target_rel_ci, old.processes, old.max_processes)
+        policy = replace(old, budget_s=sized.budget_s, warmup_max_s=sized.warmup_max_s)
+        # The timeout grows by what the bounds grew (default_timeout_s: warm-up bound plus
+        # (1 + stretch) per-process budgets); start-up and compilation are the point's own.
+        grown = (policy.warmup_max_s - old.warmup_max_s
+                 + (1.0 + old.max_budget_stretch) * (policy.process_budget_s - old.process_budget_s))
+        unit = self.unit_s(i) + process_cost_s(q.framework, step_s) - process_cost_s(q.framework, q.step_s)
+        revised = replace(q, step_s=step_s, cost_s=self.plan.processes * unit)
+        self.points[i] = revised
+        self.plan.points = [revised if p is q else p for p in self.plan.points]
+        self.notify(f"re-sized {q.label()}: its step measured {median_ms:.0f} ms against "
+                    f"{1e3 * q.step_s:.0f} ms estimated; {policy.process_budget_s:.1f} s per process")
+        return replace(spec, policy=policy, timeout_s=spec.timeout_s + max(0.0, grown))
