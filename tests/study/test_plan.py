@@ -182,3 +182,20 @@ def test_a_step_far_slower_than_estimated_resizes_the_points_budget_timeout_and_
     assert pacer.unit_s(i) == pytest.approx(
         q.cost_s / 3 + process_cost_s("torch", slow_s) - process_cost_s("torch", q.step_s))
     assert any("re-sized big inference batch 16" in n for n in notes)
+
+
+def test_a_tiny_step_slower_than_estimated_is_only_costed_when_its_budgets_sit_at_their_floors():
+    from nnscale.measure.runner import PointSpec
+    from nnscale.records import Measurement, Workload
+
+    pts = points()
+    plan = make_plan(pts, 10 * sum(p.cost_s for p in pts), 3, 6000)
+    notes = []
+    pacer = Pacer(plan, list(plan.points), lambda: 0.0, notes.append)
+    i = next(i for i, p in enumerate(pacer.points) if p.net == "small")
+    q = pacer.points[i]
+    s = PointSpec(Workload("small", "inference", 64, (3, 8, 8)), point_policy(q.step_s, 0.15, 3, 6), 60.0)
+    step_s = 4 * q.step_s  # 4x, but still well under the 1 s-a-process floor's 5 steps twice over
+    m = Measurement(s.workload, "ok", samples_ms=(1e3 * step_s,), stats={"median_ms": 1e3 * step_s})
+    assert pacer.revise(i, s, m) is s and not notes
+    assert pacer.points[i].step_s == step_s and pacer.points[i] in plan.points

@@ -286,6 +286,8 @@ class Pacer(Pace):
         revised = replace(q, step_s=step_s, cost_s=self.plan.processes * unit)
         self.points[i] = revised
         self.plan.points = [revised if p is q else p for p in self.plan.points]
+        if policy == old:  # the floors (1 s a process, 0.5 s of warm-up) hold it already: only costed
+            return spec
         self.notify(f"re-sized {q.label()}: its step measured {median_ms:.0f} ms against "
                     f"{1e3 * q.step_s:.0f} ms estimated; {policy.process_budget_s:.1f} s per process")
         return replace(spec, policy=policy, timeout_s=spec.timeout_s + max(0.0, grown))
