@@ -17,12 +17,13 @@ noisy point goes on into later rounds, one process per round, while the pace has
 the pace has no room to start is deferred, not dropped: it is asked again every later round, and
 dropped only once nothing else can be measured (a study dropped 6 of 24 points in its first round
 on the pace of its first processes, +68 % over the estimates, then ended 5 minutes early: session
-9, docs/benchmarks.md). A noisy point the pace refuses is parked, not finished: it is asked again every later round, because the study's
-estimates are pessimistic and the room appears once other points finish (with the point finished
-at the first refusal, the study of session 7 ended about a minute early with 7 of 17 points just
-over their ±15 % target). Once every live point is parked or deferred and refused, the deferred
-ones are dropped (`Pace.drop`), which leaves the parked ones room to be asked again; with none
-deferred, the parked ones are finished as they are. A failed process ends its point as that failure.
+9, docs/benchmarks.md). A noisy point the pace refuses is parked, not finished: it is asked
+again every later round, because the study's estimates are pessimistic and the room appears once
+other points finish (with the point finished at the first refusal, the study of session 7 ended
+about a minute early with 7 of 17 points just over their ±15 % target). Once every live point
+is parked or deferred and refused, the deferred ones are dropped (`Pace.drop`), which leaves the
+parked ones room to be asked again; with none deferred, the parked ones are finished as they are.
+A failed process ends its point as that failure.
 
 Durability. Every process that measured is committed as it ends (`Store.add_process`); a finished
 point is stored, and its process rows deleted, in one transaction. A run stopped at any moment
