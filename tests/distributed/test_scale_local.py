@@ -54,9 +54,18 @@ def test_breakdown_adds_up_to_the_measured_step(scaled):
         s = p.stats
         total = sum(getattr(s.distributed, k) for k in PARTS)
         assert total == pytest.approx(s.distributed.breakdown_sum_ms)
-        step = s.processes.process_medians_ms[breakdown_launch(p)]  # the launch it was measured in
-        assert abs(total - step) <= 0.10 * step, (
-            p.workload.world_size, {k: getattr(s.distributed, k) for k in PARTS}, step)
+        assert total == pytest.approx(s.distributed.breakdown_step_ms)  # its iterations' mean step
+        # A typical iteration of the launch it was measured in: within that launch's 10th-90th
+        # percentile. (Not within 10 % of the launch's median: the breakdown is an interquartile
+        # mean of its iterations, and where the all-reduce is bimodal, as gloo's loopback calls
+        # are on the session-9 VM, ~0.7 or ~4 ms, a mean and a median of the same steps part by
+        # more: 9.5 against 11.0 ms in one CI run.)
+        k = breakdown_launch(p)
+        its = s.processes.process_iterations
+        launch = sorted(p.samples_ms[sum(its[:k]):sum(its[:k + 1])])
+        p10, p90 = launch[len(launch) // 10], launch[(9 * len(launch)) // 10]
+        assert p10 <= total <= p90, (
+            p.workload.world_size, {k: getattr(s.distributed, k) for k in PARTS}, p10, p90)
         assert all(getattr(s.distributed, k) >= 0 for k in PARTS + ("comm_total_ms", "comm_overlapped_ms"))
         assert s.distributed.comm_total_ms == pytest.approx(s.distributed.comm_exposed_ms + s.distributed.comm_overlapped_ms)
 
