@@ -37,7 +37,7 @@ from nnscale.measure.forkserver import FORKED_START_S
 from nnscale.measure.frameworks import SPECS
 from nnscale.measure.methodology import MIN_PROCESS_BUDGET_S, MeasurePolicy
 from nnscale.measure.rounds import Pace
-from nnscale.measure.runner import PointSpec
+from nnscale.measure.runner import PointSpec, default_timeout_s
 from nnscale.records import Measurement
 
 EFFICIENCY = 0.75  # of the measured GEMM peak: the seed's nets reached 0.66-0.87 of it (the pacer corrects)
@@ -145,7 +145,7 @@ def make_point(framework, net, precision, mode, batch, flops, peak, processes,
                         processes * process_cost_s(framework, step, forked))
 
 
-def fit(plan: Plan, available_s: float, scale: float = 1.0, why: str = "") -> list[PlannedPoint]:
+def fit(plan: Plan, available_s: float, scale: float = 1.0) -> list[PlannedPoint]:
     """Drop batch sizes (module docstring, step 2) until `scale` x the plan fits; what was dropped."""
     dropped = []
     while scale * plan.cost_s > available_s:
@@ -157,8 +157,7 @@ def fit(plan: Plan, available_s: float, scale: float = 1.0, why: str = "") -> li
             break
         victim = max(candidates, key=lambda p: p.cost_s)
         plan.points.remove(victim)
-        reason = why or f"~{scale * victim.cost_s:.0f} s does not fit the budget"
-        plan.dropped.append((victim, reason))
+        plan.dropped.append((victim, f"~{scale * victim.cost_s:.0f} s does not fit the budget"))
         dropped.append(victim)
     return dropped
 
@@ -281,10 +280,9 @@ class Pacer(Pace):
         old = spec.policy
         sized = point_policy(step_s, old.target_rel_ci, old.processes, old.max_processes)
         policy = replace(old, budget_s=sized.budget_s, warmup_max_s=sized.warmup_max_s)
-        # The timeout grows by what the bounds grew (default_timeout_s: warm-up bound plus
-        # (1 + stretch) per-process budgets); start-up and compilation are the point's own.
-        grown = (policy.warmup_max_s - old.warmup_max_s
-                 + (1.0 + old.max_budget_stretch) * (policy.process_budget_s - old.process_budget_s))
+        # The timeout grows by what the worker's bounds grew (start-up and compilation stay).
+        per_process = lambda p: default_timeout_s(replace(p, budget_s=p.process_budget_s))  # noqa: E731
+        grown = per_process(policy) - per_process(old)
         unit = self.unit_s(i) + process_cost_s(q.framework, step_s) - process_cost_s(q.framework, q.step_s)
         revised = replace(q, step_s=step_s, cost_s=self.plan.processes * unit)
         self.points[i] = revised
