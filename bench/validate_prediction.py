@@ -3,7 +3,9 @@
 Measures into one store:
 - run `local`: `nnscale scale MODEL --nproc 1,2` at each batch per worker (--batch, default 8,32; one
   `nnscale scale` per batch, `--batch-per-worker` takes one number) and `nnscale allreduce --nproc 2`
-  (--sizes, default 16K,64K,256K,1M,4M) on this machine (gloo over loopback, no cap); the
+  (--sizes, default 16K,64K,256K,1M,4M) on this machine (gloo over loopback, no cap), its calls
+  timed after 20 ms of compute as the study's calibration times them (--compute-before; the
+  calls as a DDP step meets them, docs/prediction.md "The measured curve"); the
   world_size = 1 points are the compute references;
 - run `caps`: two "nodes" in two network namespaces joined by a veth pair (10.213.0.1/24 and
   10.213.0.2/24, nothing else, no route off the pair), one worker each on its own share of the
@@ -113,6 +115,9 @@ def main() -> int:
     ap.add_argument("--caps", default="1000mbit,200mbit,50mbit")
     ap.add_argument("--sizes", default="16K,64K,256K,1M,4M", help="all-reduce sizes")
     ap.add_argument("--budget", type=float, default=3.0)
+    ap.add_argument("--compute-before", type=float, default=20.0, metavar="MS",
+                    help="the local all-reduces' compute before each call, as the study's calibration "
+                         "(0: back to back; the capped runs always time back to back)")
     ap.add_argument("--reuse-db", metavar="PATH",
                     help="measure nothing: validate the runs local and caps already stored in PATH")
     args = ap.parse_args()
@@ -135,9 +140,9 @@ def main() -> int:
         log(f"local: scale {args.model} --nproc 1,2 --batch-per-worker {batch}")
         finish([spawn(nnscale("scale", args.model, "--nproc", "1,2", "--batch-per-worker", batch,
                               "--budget", budget, "--db", db, "--run", "local"))], 600)
-    log("local: allreduce --nproc 2")
+    log(f"local: allreduce --nproc 2 --compute-before {args.compute_before:g}")
     finish([spawn(nnscale("allreduce", "--nproc", "2", "--sizes", args.sizes, "--budget", budget,
-                          "--db", db, "--run", "local"))], 600)
+                          "--compute-before", str(args.compute_before), "--db", db, "--run", "local"))], 600)
 
     tag = uuid.uuid4().hex[:6]
     ns = {"a": f"nnsA-{tag}", "b": f"nnsB-{tag}"}

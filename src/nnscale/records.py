@@ -38,7 +38,7 @@ SWEEP, DISTRIBUTED, ALLREDUCE = KINDS
 # a point stored before a field existed keeps its key, so a resumed run still finds it.
 _KEY_OMITS_AT_DEFAULT = {"activation_checkpointing": False, "strategy": "", "kind": SWEEP,
                          "nnodes": 1, "ddp": None, "link_cap_bit_per_s": None,
-                         "link_cap_burst_bytes": None, "message_bytes": 0}
+                         "link_cap_burst_bytes": None, "message_bytes": 0, "compute_before_ms": 0.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +77,10 @@ class Workload:
     link_cap_bit_per_s: float | None = None
     link_cap_burst_bytes: float | None = None  # that tbf's bucket, when recorded
     message_bytes: int = 0  # an all-reduce point: the buffer all-reduced, bytes
+    # An all-reduce point: the busy compute every rank ran before each timed call (0: back to back,
+    # as nccl-tests times them). A DDP step issues its buckets after forward and backward, and on a
+    # CPU VM a call after compute costs more (bench/allreduce_patterns.py), so it is a workload field.
+    compute_before_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -102,6 +106,8 @@ class Workload:
         tags = [f"nodes={self.nnodes}"] if self.nnodes > 1 else []
         if self.link_cap_bit_per_s:
             tags.append(f"tbf={rate_text(self.link_cap_bit_per_s)}")
+        if self.compute_before_ms:
+            tags.append(f"compute_before={self.compute_before_ms:g}ms")
         if self.ddp is not None:
             tags += [f"{f.name}={getattr(self.ddp, f.name)}" for f in fields(DDPOptions)
                      if getattr(self.ddp, f.name) != f.default]

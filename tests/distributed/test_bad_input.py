@@ -78,6 +78,7 @@ BASE = ["scale", "test-tiny-mlp", "--nproc", "1,2"]
     (BASE + ["--batch-per-worker", "4", "--budget", "1", "--launches", "6"],
      ["--budget 1 s is too small for 6 launches", "minimum is 1.2 s"]),
     (["allreduce", "--launches", "0"], ["--launches 0", "integer >= 1", "per size"]),
+    (["allreduce", "--compute-before", "-5"], ["--compute-before -5", "from 0", "to 1000"]),
     (["allreduce", "--budget", "0.5", "--launches", "3"],
      ["--budget 0.5 s is too small for 3 launches per size", "minimum is 0.6 s"]),
 ])

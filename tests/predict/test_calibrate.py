@@ -180,3 +180,36 @@ def test_the_bucket_is_read_from_the_stats_and_fitted_through(net):
     assert fitted.max_abs < 1e-6
     assert fitted.params.cap_efficiency == pytest.approx(TRUTH.cap_efficiency, rel=1e-3)
     assert fitted.params.overhead_s == pytest.approx(TRUTH.overhead_s, abs=1e-5)
+
+
+def test_a_step_is_predicted_over_the_calls_measured_after_compute_where_there_are_some():
+    from nnscale.predict.calibrate import measured_calls
+    from nnscale.predict.model import Layer, ModelProfile
+
+    def ar(size, seconds, after=0.0, cap=None):
+        return Point(ALLREDUCE, f"ar {size}", 2, seconds, size_bytes=size, cap=cap, compute_before_ms=after)
+
+    calls = [ar(1e6, 1e-3), ar(4e6, 3e-3), ar(1e6, 4e-3, 20.0), ar(4e6, 6e-3, 20.0), ar(1e6, 9e-3, cap=1e8),
+             ar(4e6, 33e-3, cap=1e8)]
+    kept = measured_calls(calls)
+    # Loopback has calls after compute: only those; the capped link has back-to-back calls only.
+    assert set(kept) == {(False, None, 2, 1e6, 4e-3), (False, None, 2, 4e6, 6e-3),
+                         (False, 1e8, 2, 1e6, 9e-3), (False, 1e8, 2, 4e6, 33e-3)}
+    # One bucket of 2.5 MB (625,000 fp32 gradients), ready at the end of backward: fully exposed.
+    net = ModelProfile("one-bucket", params=625_000, forward_flops=1.0, training_flops=3.0,
+                       layers=(Layer(625_000, 1.0),), step_time_s=0.020, measured_batch=8)
+    step = Point("step", "s", 2, 0.026, profile=net, batch=8, bucketing=Bucketing(first_bucket_mb=25.0))
+    params = CommParams(alpha_s=100e-6, bandwidth=1e9, overlap=0.0, measured=kept)
+    line = predict_point(replace(params, measured=()), step)
+    curve = predict_point(params, step)
+    assert curve - line == pytest.approx(5.0e-3 - (2 * 100e-6 + 2.5e6 / 1e9), rel=1e-6)  # 5 ms: 4 + 2 x 1.5/3
+    # The all-reduce points themselves stay on the fitted line: it is what stands beyond them.
+    assert predict_point(params, calls[2]) == pytest.approx(2 * 100e-6 + 1e6 / 1e9)
+
+
+def test_the_fit_carries_its_all_reduces_to_the_links_it_predicts_over(records, net):
+    fitted = fit(records, {net.name: net})
+    ar = [m for m in records if m.workload.kind == ALLREDUCE and m.workload.link_cap_bit_per_s is None]
+    link = fitted.params.link()
+    assert sorted(n for _, n, _ in link.measured) == sorted(m.stats.allreduce.size_bytes for m in ar)
+    assert fitted.params.link(curve=False).measured == ()

@@ -82,3 +82,53 @@ def test_one_node_uses_the_intra_link_only():
 def test_hierarchical_on_one_link_is_refused():
     with pytest.raises(ValueError, match="hierarchical needs a cluster"):
         allreduce_time_s(1e6, 4, LINK, "hierarchical")
+
+
+# --- a link measured on this machine: its own curve where it was measured ---------------------
+
+MEASURED = Link("fitted:r", alpha_s=100e-6, bandwidth=1e9,
+                measured=((2, 1e6, 3.0e-3), (2, 4e6, 6.0e-3), (2, 4e6, 8.0e-3), (4, 1e6, 9.0e-3)))
+
+
+def test_a_measured_link_is_interpolated_linearly_between_its_sizes_at_its_ranks():
+    from nnscale.predict.comm import measured_time_s
+
+    assert measured_time_s(1e6, 2, MEASURED) == pytest.approx(3.0e-3)
+    # 4 MB twice: their mean, 7 ms; halfway in n between 1 MB and 4 MB: halfway in time.
+    assert measured_time_s(4e6, 2, MEASURED) == pytest.approx(7.0e-3)
+    assert measured_time_s(2.5e6, 2, MEASURED) == pytest.approx(5.0e-3)
+    # Outside the measured sizes, at other ranks, or at ranks with one size only: no measurement.
+    assert measured_time_s(5e6, 2, MEASURED) is None and measured_time_s(0.5e6, 2, MEASURED) is None
+    assert measured_time_s(2e6, 8, MEASURED) is None and measured_time_s(1e6, 4, MEASURED) is None
+
+
+def test_an_alpha_beta_curve_measured_is_recovered_exactly_between_its_sizes():
+    from nnscale.predict.comm import measured_time_s
+
+    sizes = (16e3, 64e3, 1e6, 4e6)
+    link = Link("fitted:ab", 50e-6, 2e9, measured=tuple((2, n, sum(ring_allreduce(n, 2, 50e-6, 2e9)))
+                                                        for n in sizes))
+    for n in (20e3, 300e3, 1.72e6, 3.9e6):
+        assert measured_time_s(n, 2, link) == pytest.approx(sum(ring_allreduce(n, 2, 50e-6, 2e9)))
+
+
+def test_the_measured_curve_stands_for_every_algorithm_where_it_applies_and_nowhere_else():
+    ab = sum(ring_allreduce(2.5e6, 2, MEASURED.alpha_s, MEASURED.bandwidth))
+    for algo in ("ring", "tree", "auto"):
+        assert allreduce_time_s(2.5e6, 2, MEASURED, algo) == pytest.approx(5.0e-3)
+        c = cluster_allreduce(2.5e6, 2, 1, MEASURED, None, algorithm=algo)
+        assert c.total_s == pytest.approx(5.0e-3) and c.latency_s == pytest.approx(2 * MEASURED.alpha_s)
+    # Beyond the sizes, or at a world size it was not measured at: the alpha-beta line.
+    assert allreduce_time_s(8e6, 2, MEASURED) == pytest.approx(sum(ring_allreduce(8e6, 2, 100e-6, 1e9)))
+    assert cluster_allreduce(2.5e6, 8, 1, MEASURED, None).total_s == pytest.approx(
+        sum(ring_allreduce(2.5e6, 8, 100e-6, 1e9)))
+    # One measured worker per node across 2 nodes: the inter link's curve, with one NIC per node only.
+    assert cluster_allreduce(2.5e6, 1, 2, FAST, MEASURED).total_s == pytest.approx(5.0e-3)
+    assert cluster_allreduce(2.5e6, 1, 2, FAST, MEASURED, nics_per_node=2).total_s == pytest.approx(
+        sum(ring_allreduce(2.5e6, 2, 100e-6, 2e9)))
+    # Two workers on each of 2 nodes cross both links: no single measured curve describes that.
+    four = Link("fitted:4", 100e-6, 1e9, measured=((4, 1e6, 3.0e-3), (4, 4e6, 6.0e-3)))
+    assert cluster_allreduce(2.5e6, 4, 1, four, None).total_s == pytest.approx(4.5e-3)
+    mixed = cluster_allreduce(2.5e6, 2, 2, four, four)
+    assert mixed.total_s == pytest.approx(sum(ring_allreduce(2.5e6, 4, 100e-6, 1e9)))
+    assert ab != pytest.approx(5.0e-3)

@@ -74,8 +74,9 @@ def test_every_row_names_its_cluster(predicted):
     gpus = [r for r in rows if r["cluster_kind"] == "catalogue"]
     assert mine and gpus and len(mine) + len(gpus) == len(rows)
     assert {r["cluster"] for r in mine} == {
-        "2 workers like the measured one (1 CPU thread each) per node, the measured link (α-β "
-        "fitted to this run's all-reduces) inside a node, 25 Gb/s Ethernet (RoCE) between nodes"}
+        "2 workers like the measured one (1 CPU thread each) per node, the measured link (this "
+        "run's all-reduces at 2 workers, 1.0 KiB–4.0 MiB, interpolated; α-β fitted to them beyond) "
+        "inside a node, 25 Gb/s Ethernet (RoCE) between nodes"}
     assert {r["cluster"] for r in gpus} == {
         "8 a100 GPUs per node, NVLink 3 (A100, 12 links) inside a node, InfiniBand HDR 4x, "
         "200 Gb/s between nodes"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from nnscale.records import ALLREDUCE, SWEEP
+from nnscale.study.runner import CALIBRATION_COMPUTE_MS
 from nnscale.store import open_store
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -78,7 +79,9 @@ def test_study_runs_every_step_and_writes_the_report(killed_study):
         ("inference", 1), ("inference", 4), ("training", 1), ("training", 4)}
     ddp = sorted(m.workload.world_size for m in ms if m.workload.strategy == "ddp")
     assert ddp == [1, 2]
-    assert any(m.workload.kind == ALLREDUCE for m in ms)
+    # The calibration's calls are timed after compute, as the DDP step meets its bucket's call.
+    calibration = [m for m in ms if m.workload.kind == ALLREDUCE]
+    assert calibration and {m.workload.compute_before_ms for m in calibration} == {CALIBRATION_COMPUTE_MS}
     html = (killed_study.tmp / "report" / "index.html").read_text()
     assert "AlexNet" in html and "724" in html  # the seed's table is in it
     assert "Speedup" in html

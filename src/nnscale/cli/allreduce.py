@@ -27,6 +27,9 @@ def add_parser(sub) -> None:
     p.add_argument("--budget", type=float, default=2.0, metavar="S",
                    help="measurement seconds per size, split over its launches")
     p.add_argument(LAUNCHES_OPTION[0], **LAUNCHES_OPTION[1])
+    p.add_argument("--compute-before", type=float, default=0.0, metavar="MS",
+                   help="busy compute on every rank before each timed call, untimed (default 0: "
+                        "back to back, as nccl-tests; a DDP step's compute times its calls as DDP meets them)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, metavar="S")
     p.add_argument("--db", help="results store (default sqlite:///nnscale.db)")
     p.add_argument("--run", help="run name (created if new)")
@@ -39,7 +42,7 @@ def handle(args) -> int:
     launching = launching_from_args(args, args.timeout)
     policy = MeasurePolicy(budget_s=args.budget, warmup_max_s=min(2.0, args.budget))
     cfg = AllreduceConfig(launching, sizes_option(args.sizes), args.dtype, policy,
-                          launches=args.launches)
+                          launches=args.launches, compute_before_ms=args.compute_before)
     sink = open_sink(args, launching.node_rank)
     try:
         points = run_allreduce(cfg, sink)

@@ -9,6 +9,9 @@ collective is done when the last rank has its result); nccl-tests averages over 
 (its `-a` option), which on a balanced system is the same. Bandwidths: see `metrics` (nccl-tests'
 algbw and busbw).
 
+With `compute_before_ms` (`--compute-before`), every rank runs that much compute before each
+timed call, untimed (AfterCompute): the call as a DDP step meets it, after forward and backward.
+
 Each world size is launched `cfg.launches` times in interleaved rounds (launch_loop), and a size's
 point combines its launches as a sweep point combines its processes (measure.processes.combine):
 one launch's interval misses what the next launch shows.
@@ -21,6 +24,7 @@ algbw_gb_per_s and busbw_gb_per_s as nccl-tests defines them. `nnscale.predict` 
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import torch
@@ -54,12 +58,35 @@ class CudaSyncTimer:
         return CpuTimer().time_ms(lambda: (step(), torch.cuda.synchronize()))
 
 
+class AfterCompute:
+    """A timer that runs `compute_ms` of matrix products on the rank's device before each timed
+    call, untimed: the call then meets the rank as a DDP step's bucket does, after forward and
+    backward. On the 2-core CPU VMs a 1.72 MB gloo call cost a mean 3.9 ms after 20 ms of compute
+    against 2.5 ms back to back (bench/allreduce_patterns.py, docs/benchmarks.md): a rank that
+    computed meets the call with its peer asleep, not polling."""
+
+    def __init__(self, timer, compute_ms: float, device: torch.device) -> None:
+        self.timer, self.compute_s, self.device = timer, compute_ms / 1e3, device
+        self.a = torch.randn(256, 256, device=device)
+
+    def time_ms(self, step) -> float:
+        start = time.perf_counter()
+        while time.perf_counter() - start < self.compute_s:
+            self.a @ self.a
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+        return self.timer.time_ms(step)
+
+
 def allreduce_sizes(sizes: list[int], dtype: str, device: torch.device, policy: MeasurePolicy,
-                    ctrl, world_size: int) -> list[dict]:
-    """One result dict per size: samples (slowest rank per iteration) and nccl-tests bandwidths."""
+                    ctrl, world_size: int, compute_before_ms: float = 0.0) -> list[dict]:
+    """One result dict per size: samples (slowest rank per iteration) and nccl-tests bandwidths;
+    with `compute_before_ms`, each call after that much compute (AfterCompute)."""
     torch_dtype = DTYPES[dtype]
     itemsize = torch.tensor([], dtype=torch_dtype).element_size()
     timer = CudaSyncTimer() if device.type == "cuda" else CpuTimer()
+    if compute_before_ms > 0:
+        timer = AfterCompute(timer, compute_before_ms, device)
     agree = collective_flag(ctrl)
     results = []
     for size in sizes:
@@ -101,7 +128,8 @@ def workload(cfg: AllreduceConfig, nproc: int, size_bytes: int) -> Workload:
                     nnodes=cfg.launching.nnodes,
                     message_bytes=max(1, size_bytes // itemsize) * itemsize,
                     link_cap_bit_per_s=cfg.launching.bandwidth_cap_bit_per_s,
-                    link_cap_burst_bytes=cfg.launching.bandwidth_cap_burst_bytes)
+                    link_cap_burst_bytes=cfg.launching.bandwidth_cap_burst_bytes,
+                    compute_before_ms=float(cfg.compute_before_ms))
 
 
 def _launch_point(cfg: AllreduceConfig, nproc: int, r: dict, backend: str) -> Measurement:
@@ -155,8 +183,9 @@ def run_allreduce(cfg: AllreduceConfig, sink: Sink = Sink()) -> list[Measurement
             world = cfg.launching.nnodes * nproc
             job = {"kind": ALLREDUCE, "device": cfg.launching.device, "sizes": list(cfg.sizes),
                    "dtype": cfg.dtype, "timeout_s": cfg.launching.timeout_s,
-                   "policy": cfg.launch_policy.to_dict()}
-            key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world}
+                   "policy": cfg.launch_policy.to_dict(), "compute_before_ms": cfg.compute_before_ms}
+            key = {"sizes": job["sizes"], "dtype": cfg.dtype, "policy": job["policy"], "world": world,
+                   "compute_before_ms": cfg.compute_before_ms}
             yield Launch(nproc, job, key, failed=workload(cfg, nproc, cfg.sizes[0]),
                          points=lambda results, _done, nproc=nproc: _points(cfg, nproc, results))
 

@@ -222,6 +222,11 @@ class ScaleConfig:
         return per_launch_policy(self.policy, self.launches)
 
 
+# A second of compute before every call would leave a budget's few calls in it; a training step
+# of the sizes this benchmark is for is well below.
+MAX_COMPUTE_BEFORE_MS = 1000.0
+
+
 @dataclass(frozen=True, slots=True)
 class AllreduceConfig:
     """`policy.budget_s` is per size, split over the `launches` (interleaved rounds, as scale's)."""
@@ -231,10 +236,17 @@ class AllreduceConfig:
     dtype: str = "fp32"
     policy: MeasurePolicy = MeasurePolicy(budget_s=2.0, warmup_max_s=2.0, min_iters=10)
     launches: int = DEFAULT_LAUNCHES
+    # Busy compute every rank runs before each timed call (untimed): 0 times calls back to back, as
+    # nccl-tests does; a DDP step's compute before its bucket's call (the study's calibration).
+    compute_before_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dtype not in ALLREDUCE_DTYPES:
             raise UserError(f"--dtype {self.dtype!r}: expected one of {', '.join(ALLREDUCE_DTYPES)}")
+        c = self.compute_before_ms
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not 0 <= c <= MAX_COMPUTE_BEFORE_MS:
+            raise UserError(f"--compute-before {c!r}: expected milliseconds from 0 (calls back to "
+                            f"back) to {MAX_COMPUTE_BEFORE_MS:g}")
         check_launches(self.launches, self.policy.budget_s, "size")
 
     @property

@@ -206,7 +206,7 @@ def _allreduce(job: dict, ctx: dict, state: _State) -> dict:
     state.phase("allreduce")
     policy = MeasurePolicy.from_dict(job["policy"])
     return {"sizes": allreduce_sizes(job["sizes"], job["dtype"], ctx["device"], policy, ctx["ctrl"],
-                                     ctx["world_size"])}
+                                     ctx["world_size"], job.get("compute_before_ms", 0.0))}
 
 
 def run(job_path: Path) -> int:

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, fields, replace
 
 from nnscale.errors import UserError
-from nnscale.format import si
+from nnscale.format import binary_bytes, si
 from nnscale.predict import calibrate, published, stateff, terms
 from nnscale.predict.catalogue import Catalogue, Device, Link, load_catalogue
 from nnscale.predict.model import (DEFAULT_EFFICIENCY, Bucketing, Cluster, Layer, ModelProfile, per_gpu_batch,
@@ -145,8 +145,10 @@ def fitted_links(fit: calibrate.FitResult, run: str) -> tuple[Link | None, Link 
     between nodes when its own uncapped B was measured; and the cap efficiency, the fraction of a
     capped Ethernet link's rate the measured software's all-reduce payload got, for a named link."""
     free, p = set(fit.free), fit.params
-    intra = Link(f"fitted:{run}", p.alpha_s, p.bandwidth) if {"alpha_s", "bandwidth"} <= free else None
-    inter = (Link(f"fitted-inter:{run}", p.inter_alpha_s, p.inter_bandwidth)
+    # Each with the run's uncapped all-reduces on it, which it is interpolated from at their world
+    # size (comm.measured_time_s); the fitted line beyond.
+    intra = p.link(name=f"fitted:{run}") if {"alpha_s", "bandwidth"} <= free else None
+    inter = (p.link(name=f"fitted-inter:{run}", inter=True)
              if {"inter_alpha_s", "inter_bandwidth"} <= free else None)
     return intra, inter, p.cap_efficiency if "cap_efficiency" in free else None
 
@@ -340,7 +342,13 @@ def _link_words(link: Link | None) -> str:
     if link is None:
         return "-"
     if link.name.startswith("fitted"):
-        return "the measured link (α-β fitted to this run's all-reduces)"
+        sizes = sorted({n for _, n, _ in link.measured})
+        if not sizes:
+            return "the measured link (α-β fitted to this run's all-reduces)"
+        ranks = ", ".join(str(r) for r in sorted({r for r, _, _ in link.measured}))
+        return (f"the measured link (this run's all-reduces at {ranks} workers, "
+                f"{binary_bytes(int(sizes[0]))}–{binary_bytes(int(sizes[-1]))}, interpolated; "
+                "α-β fitted to them beyond)")
     return link.description or link.name
 
 

@@ -85,13 +85,30 @@ class CommParams:
     cap_efficiency: float = 1.0  # payload bytes/s per byte/s of a tbf cap (framing, ACKs): ~0.956
     overlap: float = 1.0  # share of the communication inside backward that is really hidden
     overhead_s: float = 0.0  # fixed per-step cost of a data-parallel step (DDP's hooks, sync)
+    # The all-reduces the fit saw, (inter, cap, ranks, bytes, seconds) (measured_calls): not fitted,
+    # carried to the links a step is predicted over (comm.measured_time_s).
+    measured: tuple[tuple[bool, float | None, int, float, float], ...] = ()
 
-    def link(self, cap: float | None = None, name: str = "fitted", inter: bool = False) -> Link:
-        """The link a point ran over: its class's alpha, and min(path B, efficiency x cap)."""
+    def link(self, cap: float | None = None, name: str = "fitted", inter: bool = False,
+             curve: bool = True) -> Link:
+        """The link a point ran over: its class's alpha, and min(path B, efficiency x cap); with
+        `curve`, the all-reduces measured on that class and cap (`Link.measured`)."""
         alpha, bw = (self.inter_alpha_s, self.inter_bandwidth) if inter else (self.alpha_s, self.bandwidth)
         if cap is not None:
             bw = min(bw, self.cap_efficiency * cap)
-        return Link(name=name, alpha_s=alpha, bandwidth=bw)
+        calls = tuple((p, n, t) for i, c, p, n, t in self.measured if i == inter and c == cap) if curve else ()
+        return Link(name=name, alpha_s=alpha, bandwidth=bw, measured=calls)
+
+
+def measured_calls(points: Sequence[Point]) -> tuple[tuple[bool, float | None, int, float, float], ...]:
+    """The all-reduce points as (inter, cap, ranks, bytes, seconds) for CommParams.measured. Where a
+    link class, cap and world size has calls timed after compute (`nnscale allreduce
+    --compute-before`, the study's calibration), only those: they are the calls as a DDP step
+    meets them (distributed/allreduce.py AfterCompute); back-to-back ones elsewhere."""
+    ar = [p for p in points if p.kind == ALLREDUCE]
+    after = {(p.inter, p.cap, p.world_size) for p in ar if p.compute_before_ms > 0}
+    return tuple((p.inter, p.cap, p.world_size, p.size_bytes, p.measured_s) for p in ar
+                 if (p.compute_before_ms > 0) == ((p.inter, p.cap, p.world_size) in after))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +142,12 @@ def tbf_credit_s(payload_bytes: float, cap: float, burst_bytes: float, efficienc
 
 def predict_point(params: CommParams, point: Point) -> float:
     """Seconds the model gives for `point` under `params`."""
-    link = params.link(point.cap, inter=point.inter)
     if point.kind == ALLREDUCE:  # back-to-back calls: no bucket credit (module docstring)
+        # The alpha-beta line alone: these points are what a step's link interpolates, and the
+        # line is what stands beyond them.
+        link = params.link(point.cap, inter=point.inter, curve=False)
         return allreduce_time_s(point.size_bytes, point.world_size, link, "ring")
+    link = params.link(point.cap, inter=point.inter)
     credit = None
     if point.cap is not None and point.burst is not None:
         path = params.inter_bandwidth if point.inter else params.bandwidth
@@ -236,7 +256,8 @@ def initial_params(points: Sequence[Point]) -> CommParams:
 
 def fit_points(points: Sequence[Point], free: Sequence[str] | None = None, source: str = "fit") -> FitResult:
     free = default_free(points) if free is None else tuple(free)
-    return least_squares_fit(points, predict_point, initial_params(points), free, source)
+    start = replace(initial_params(points), measured=measured_calls(points))
+    return least_squares_fit(points, predict_point, start, free, source)
 
 
 def fit(records: Sequence[Measurement], profiles: dict[str, ModelProfile] | None = None,

@@ -62,6 +62,10 @@ class Link:
     efficiency: float = 1.0
     description: str = ""
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    # All-reduces measured over this link, (ranks, bytes, seconds): a fitted link carries its run's
+    # (calibrate.CommParams.link), and at those ranks, between the smallest and the largest size,
+    # comm.measured_time_s interpolates them instead of the alpha-beta line. A catalogue link has none.
+    measured: tuple[tuple[int, float, float], ...] = ()
 
     @property
     def effective_bandwidth(self) -> float:

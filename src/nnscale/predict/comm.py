@@ -21,6 +21,16 @@ folded into B here, as nccl-tests do):
   where B_node = NICs per node x NIC bandwidth: g concurrent rings of n/g bytes move
   g * 2(N-1)/N * n/g bytes through the node's NICs.
 
+A link measured on this machine (a fitted link with its run's all-reduces, `Link.measured`) is
+taken at its word where it was measured: at the measured number of ranks, between its smallest and
+largest size, `measured_time_s` interpolates the measured times linearly in n: between two measured
+sizes the call is alpha + n / B with the alpha and B those two give (the Hockney model fitted
+locally, exact where the whole curve is one alpha-beta line). Gloo's
+loopback calls on the 2-core VMs are not alpha + n/B there: a share of them wait for a sleeping
+peer, and that share grows with the size (docs/benchmarks.md, "Where the report's local prediction
+misses"), so the fitted line was 37 % under the measured curve at DDP's 1.72 MB bucket. Beyond the
+measured sizes or ranks the alpha-beta line stands.
+
 On a cluster a flat ring or tree runs over both links, and its synchronous steps go at the pace of
 the slowest: alpha = max(alpha_i, alpha_e), B = min(B_i, B_node). Bandwidths are the links'
 effective (efficiency x nominal) per-direction rates.
@@ -77,8 +87,40 @@ def ring_half(n_bytes: float, p: int, alpha_s: float, bandwidth: float) -> tuple
     return lat / 2, bw / 2
 
 
+def measured_time_s(n_bytes: float, p: int, link: Link) -> float | None:
+    """Seconds of an all-reduce of `n_bytes` over `p` ranks, interpolated linearly between the two
+    all-reduces measured on `link` at p ranks whose sizes bracket it (module docstring); None
+    outside them (fewer than two sizes at p, or n outside [smallest, largest]). Repeated sizes
+    count by their mean."""
+    by_size: dict[float, list[float]] = {}
+    for ranks, size, seconds in link.measured:
+        if ranks == p and size > 0 and seconds > 0:
+            by_size.setdefault(float(size), []).append(seconds)
+    curve = sorted((size, sum(ts) / len(ts)) for size, ts in by_size.items())
+    if len(curve) < 2 or not curve[0][0] <= n_bytes <= curve[-1][0]:
+        return None
+    for (s0, t0), (s1, t1) in zip(curve, curve[1:]):
+        if n_bytes <= s1:
+            return t0 + (n_bytes - s0) * (t1 - t0) / (s1 - s0)
+    return None  # unreachable: n_bytes <= the largest size
+
+
+def _measured_cost(n_bytes: float, p: int, link: Link, algorithm: str) -> CommCost | None:
+    """The measured curve's cost, split as the alpha-beta ring would split it (its latency part,
+    at most the whole), or None where the link has no measurement (measured_time_s)."""
+    t = measured_time_s(n_bytes, p, link)
+    if t is None:
+        return None
+    lat, _ = ring_allreduce(n_bytes, p, link.alpha_s, link.effective_bandwidth)
+    return CommCost(min(lat, t), t - min(lat, t), algorithm, link.name)
+
+
 def allreduce_time_s(n_bytes: float, p: int, link: Link, algorithm: str = "ring") -> float:
-    """Seconds for an all-reduce of `n_bytes` over `p` ranks all joined by `link` (ring or tree)."""
+    """Seconds for an all-reduce of `n_bytes` over `p` ranks all joined by `link` (ring or tree);
+    where the link measured such calls, the measured curve (measured_time_s)."""
+    measured = measured_time_s(n_bytes, p, link) if p > 1 and n_bytes > 0 else None
+    if measured is not None and algorithm in ALGORITHMS:
+        return measured
     if algorithm == "ring":
         return sum(ring_allreduce(n_bytes, p, link.alpha_s, link.effective_bandwidth))
     if algorithm == "tree":
@@ -94,6 +136,12 @@ def cluster_allreduce(n_bytes: float, gpus_per_node: int, nodes: int, intra: Lin
     """An all-reduce over `nodes` x `gpus_per_node` ranks: intra-node `intra`, inter-node `inter`."""
     g, big_n = gpus_per_node, nodes
     p = g * big_n
+    # One link between every rank, measured at these ranks: whatever the algorithm, what ran there.
+    if algorithm in ALGORITHMS and p > 1 and n_bytes > 0:
+        single = intra if big_n == 1 else inter if g == 1 and nics_per_node == 1 else None
+        measured = _measured_cost(n_bytes, p, single, algorithm) if single is not None else None
+        if measured is not None:
+            return measured
     if algorithm == "auto":  # NCCL picks the algorithm its own alpha-beta model says is fastest
         # NCCL's tree spans nodes; inside one node it is a chain, so one node always rings (S. Jeaugey,
         # "Massively Scale Your Deep Learning Training with NCCL 2.4", NVIDIA blog, 2019).

@@ -44,6 +44,7 @@ class Point:
     batch: int = 0
     bucketing: Bucketing = field(default_factory=Bucketing)
     inter: bool = False  # the ranks spanned >= 2 nodes: the ring crossed the inter-node link
+    compute_before_ms: float = 0.0  # allreduce: the compute before each timed call (0: back to back)
 
 
 def _cap(m: Measurement) -> float | None:
@@ -142,7 +143,7 @@ def extract_points(records: Sequence[Measurement],
             if w.world_size >= 2 and isinstance(size, (int, float)) and size > 0 and t and t > 0:
                 points.append(Point(ALLREDUCE, f"allreduce {size:g} B p={w.world_size} {_link_text(cap, inter)}",
                                     w.world_size, t / 1e3, size_bytes=float(size), cap=cap, burst=burst,
-                                    inter=inter))
+                                    inter=inter, compute_before_ms=w.compute_before_ms))
             else:
                 skipped.append(f"allreduce p={w.world_size}: needs world_size >= 2, size_bytes, time_ms")
             continue

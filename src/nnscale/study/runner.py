@@ -169,6 +169,21 @@ def check_frameworks(study: StudyConfig) -> tuple[StudyConfig, list[str]]:
     return replace(study, frameworks=tuple(present)), notes
 
 
+# The calibration times each all-reduce after this much compute on every rank, as a DDP step meets
+# its bucket's call after forward and backward (the scaling net's step: pytorch-mnist-net 21-25 ms
+# on one core). Back to back, the 1.72 MB call of that step cost a mean 2.5 ms on the session-10
+# VM, after 20 ms of compute 3.9 ms (bench/allreduce_patterns.py; the DDP point's own breakdown
+# exposed 4.9 ms on the session-9 VM): the model fitted to back-to-back calls was 13-14 % fast at
+# the measured configuration. A fixed figure, not the measured step: the workload (and so
+# `nnscale compare` between two runs) must not change with the step's own noise.
+CALIBRATION_COMPUTE_MS = 20.0
+# The calibration's calls are held to the prediction's own target (issue 11: within 10 % of the
+# measurement), not a sweep point's 2 %: their launches differ by 3-8 % on the 2-core VMs (a
+# sleeping peer's wake-up, docs/benchmarks.md), which three launches and Student's t(2) turn into
+# ±8-16 %, however long each launch measures.
+CALIBRATION_TARGET_REL_CI = 0.10
+
+
 def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[str]:
     nproc, device = checked.world_sizes, checked.device  # checked before the sweeps (precheck)
     sink = Sink(store, run_id, run_name, on_warning=progress.note)
@@ -194,8 +209,9 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     # fresh launches too: one launch's interval missed the next run's (bench/reproducibility.py).
     ar = AllreduceConfig(Launching(nproc=(max(nproc),), device=device), sizes,
                          policy=replace(policy, budget_s=min(policy.budget_s, 2.0),
-                                        warmup_max_s=min(policy.warmup_max_s, 1.0)),
-                         launches=study.scale_launches)
+                                        warmup_max_s=min(policy.warmup_max_s, 1.0),
+                                        target_rel_ci=max(policy.target_rel_ci, CALIBRATION_TARGET_REL_CI)),
+                         launches=study.scale_launches, compute_before_ms=CALIBRATION_COMPUTE_MS)
     try:
         run_allreduce(ar, sink)
     except WorldSizeFailed as exc:
