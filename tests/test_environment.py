@@ -58,3 +58,16 @@ def test_nvidia_driver_version_is_parsed(monkeypatch):
     ):
         monkeypatch.setattr(environment, "_read", lambda path, text=text: text)
         assert environment._nvidia_driver() == want
+
+
+def test_pending_writes_are_flushed_before_measuring(tmp_path):
+    from nnscale.environment import check_interference, pending_writes_bytes
+
+    with open(tmp_path / "dirty.bin", "wb") as f:  # 64 MiB of page cache, not written back yet
+        f.write(b"\x01" * (64 << 20))
+    before = pending_writes_bytes()
+    found = check_interference(0.5)
+    assert found["pending_writes_bytes"] >= 48 << 20 and before >= 48 << 20
+    assert found["sync_s"] >= 0.0
+    # sync(2) wrote them: what is pending now is what other processes dirtied since, not ours.
+    assert pending_writes_bytes() < found["pending_writes_bytes"] - (32 << 20)

@@ -274,10 +274,35 @@ def interference(window_s: float = INTERFERENCE_WINDOW_S) -> dict:
     return result
 
 
+def pending_writes_bytes() -> int | None:
+    """Bytes of file data waiting to be written to disk (/proc/meminfo Dirty + Writeback); None off
+    Linux."""
+    text = _probe(lambda: _read("/proc/meminfo")) or ""
+    kb = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)
+          if k in ("Dirty", "Writeback") and v.split()}
+    return 1024 * sum(kb.values()) if kb else None
+
+
+def flush_pending_writes() -> dict:
+    """Write pending file data out now (sync(2)), before anything is measured, and say how much
+    there was and how long it took. Why: `make run` installs ~5.5 GB into .venv and starts the study
+    seconds later; /proc/meminfo then held ~2 GB Dirty (session 10, EPYC VM), which the kernel
+    writes back 30 s after it was dirtied (vm.dirty_expire_centisecs 3000), i.e. during the
+    study's first processes. In both fresh-clone studies there, the first process of the first
+    point ran 2.5-3.1x slower than that point's other nine; a rerun minutes later never did."""
+    pending = pending_writes_bytes()
+    start = time.perf_counter()
+    os.sync()
+    return {"pending_writes_bytes": pending, "sync_s": round(time.perf_counter() - start, 3)}
+
+
 def check_interference(threshold: float) -> dict:
     """`interference()` with its `interference_warning` under "warning" (None when quiet): what a
-    sweep, tune or study stores with its run and prints before measuring."""
+    sweep, tune or study stores with its run and prints before measuring. Pending disk writes are
+    flushed first (flush_pending_writes), and how much there was is kept with it."""
+    flushed = flush_pending_writes()
     found = interference()
+    found.update(flushed)
     found["warning"] = interference_warning(found, threshold)
     return found
 

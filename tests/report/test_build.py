@@ -147,3 +147,11 @@ def test_the_report_package_loads_no_framework():
             "print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_fresh_install_s_flushed_writes_are_said_and_a_few_mb_are_not():
+    env = dict(S.ENVIRONMENT, interference={"pending_writes_bytes": 2_334_732 * 1024, "sync_s": 3.2})
+    notes = build_report(S.sweep(), env, title="t").notes
+    assert any("2.39 GB of pending disk writes" in n and "in 3.2 s" in n for n in notes), notes
+    quiet = dict(S.ENVIRONMENT, interference={"pending_writes_bytes": 40 << 20, "sync_s": 0.01})
+    assert not any("pending disk writes" in n for n in build_report(S.sweep(), quiet, title="t").notes)

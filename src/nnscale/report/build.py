@@ -18,6 +18,10 @@ from nnscale.report.document import Highlight, Report
 from nnscale.report.predictions import normalize, pred_series, unit
 from nnscale.report.svg import RC
 
+# Pending disk writes the report mentions having flushed before measuring (environment.py
+# flush_pending_writes): a fresh install leaves ~2 GB; a working machine a few MB.
+PENDING_WRITES_NOTE_BYTES = 100e6
+
 
 def _device_memory(ms: list[Measurement], env: dict) -> float | None:
     """The GPU's memory, drawn as a ceiling on the memory plot when every point ran on a GPU."""
@@ -133,6 +137,11 @@ def build_report(
     found = env.get("interference") if isinstance(env.get("interference"), dict) else {}
     if found.get("warning"):  # what the run found before measuring (nnscale.environment)
         notes.append(f"Before measuring, {found['warning'].removeprefix('warning: ')}.")
+    pending = found.get("pending_writes_bytes")
+    if isinstance(pending, (int, float)) and pending >= PENDING_WRITES_NOTE_BYTES:
+        notes.append(f"Before measuring, {pending / 1e9:.2f} GB of pending disk writes (a fresh "
+                     f"install's) were flushed, in {found.get('sync_s') or 0:.1f} s, so that their "
+                     "writeback would not run during the first points.")
     plan = env.get("study_plan") if isinstance(env.get("study_plan"), dict) else {}
     if plan.get("dropped"):
         notes.append(f"To fit its budget the study dropped {len(plan['dropped'])} points: "
