@@ -118,7 +118,7 @@ def _measured_cost(n_bytes: float, p: int, link: Link, algorithm: str) -> CommCo
 def allreduce_time_s(n_bytes: float, p: int, link: Link, algorithm: str = "ring") -> float:
     """Seconds for an all-reduce of `n_bytes` over `p` ranks all joined by `link` (ring or tree);
     where the link measured such calls, the measured curve (measured_time_s)."""
-    measured = measured_time_s(n_bytes, p, link) if p > 1 and n_bytes > 0 else None
+    measured = measured_time_s(n_bytes, p, link)  # None for p = 1 or no bytes: nothing measured there
     if measured is not None and algorithm in ALGORITHMS:
         return measured
     if algorithm == "ring":
@@ -137,7 +137,7 @@ def cluster_allreduce(n_bytes: float, gpus_per_node: int, nodes: int, intra: Lin
     g, big_n = gpus_per_node, nodes
     p = g * big_n
     # One link between every rank, measured at these ranks: whatever the algorithm, what ran there.
-    if algorithm in ALGORITHMS and p > 1 and n_bytes > 0:
+    if algorithm in ALGORITHMS:
         single = intra if big_n == 1 else inter if g == 1 and nics_per_node == 1 else None
         measured = _measured_cost(n_bytes, p, single, algorithm) if single is not None else None
         if measured is not None:
