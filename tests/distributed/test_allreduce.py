@@ -45,4 +45,7 @@ def test_allreduce_points_with_algbw_and_busbw(tmp_path):
         assert s.allreduce.algbw_gb_per_s == pytest.approx(size / (s.timing.median_ms / 1e3) / 1e9)
         assert s.allreduce.busbw_gb_per_s == pytest.approx(s.allreduce.algbw_gb_per_s * 2 * (2 - 1) / 2)
         assert len(s.allreduce.per_rank_time_ms) == 2
-    assert points[-1].stats.timing.median_ms > 0.5 * points[0].stats.timing.median_ms
+    # The fastest call of each size: gloo's loopback calls are bimodal on the 2-core VMs (~0.3 or
+    # ~3.5 ms), so a small size's median can sit in the slow mode and a larger one's in the fast
+    # (CI at 6b4e83a: 4 KiB 3.47 ms, 64 KiB 1.02 ms); the fast mode grows with the size.
+    assert min(points[-1].samples_ms) > 0.5 * min(points[0].samples_ms)
