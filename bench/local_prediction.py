@@ -1,22 +1,25 @@
-"""Benchmark: the prediction at the one configuration a CPU study also measures, four calibrations.
+"""Benchmark: the prediction at the one configuration a CPU study also measures, five calibrations.
 
 The study's local prediction (pytorch-mnist-net, batch 64, 2 workers of 1 pinned thread) is fitted
-to the run's all-reduces. Which all-reduces, and how the model reads them, decides its error
-(docs/prediction.md, "The measured curve"). Per repetition, into a fresh store:
+to the run's all-reduces and starts from one worker's compute. Which all-reduces, how the model
+reads them (docs/prediction.md, "The measured curve") and whose compute it starts from (the lone
+worker, or the loaded reference: "Co-located workers") decide its error. Per repetition, into a
+fresh store:
 
-1. `nnscale scale MODEL --nproc 1,2 --batch-per-worker B` (run `r`);
+1. `nnscale scale MODEL --nproc 1,2 --batch-per-worker B --loaded-reference` (run `r`): the lone
+   worker, two one-worker copies at once, and the 2-worker point, interleaved over 3 launches;
 2. `nnscale allreduce --nproc 2 --sizes ...` twice into `r`, once back to back and once
    `--compute-before 20` (the study's calibration), their order alternated between repetitions;
-3. the scale points copied into run `b2b` with the back-to-back calls and into run `after` with
-   the calls after compute; each predicted at the measured configuration by
+3. the scale points copied into runs with the back-to-back calls or the calls after compute, with
+   or without the loaded reference; each predicted at the measured configuration by
    `glue.predict.prediction_report` (what the study's report calls), with the measured curve (the
-   model now) and without it (`calibrate.measured_calls` giving nothing: the alpha-beta line
-   alone, the model before).
+   model now) or without it (`calibrate.measured_calls` giving nothing: the alpha-beta line alone).
 
-Prints, per repetition and calibration, predicted / measured - 1 in samples/s, and the max |error|
-per calibration over the repetitions. Needs 2 cores; about 2.5 min a repetition on the 2-core VM.
+Prints, per repetition and calibration, predicted / measured - 1 in samples/s, the loaded
+reference's step over the lone worker's, and the max |error| per calibration over the
+repetitions. Needs 2 cores; about 3 min a repetition on the 2-core VM.
 
-    python bench/local_prediction.py --reps 5
+    python bench/local_prediction.py --reps 6
 """
 
 from __future__ import annotations
@@ -36,14 +39,24 @@ def nnscale(*args: str) -> None:
 
 
 def measure(db: str, model: str, batch: int, rep: int) -> None:
-    nnscale("scale", model, "--nproc", "1,2", "--batch-per-worker", str(batch), "--db", db, "--run", "r")
+    nnscale("scale", model, "--nproc", "1,2", "--batch-per-worker", str(batch), "--loaded-reference",
+            "--db", db, "--run", "r")
     order = ("20", "0") if rep % 2 == 0 else ("0", "20")
     for ms in order:
         nnscale("allreduce", "--nproc", "2", "--sizes", SIZES, "--compute-before", ms, "--db", db, "--run", "r")
 
 
-def errors(db: str, model: str, batch: int) -> dict[str, float]:
-    """Prediction error at the measured 2-worker point, per calibration."""
+# (name, all-reduces after compute?, with the loaded reference?, measured curve?)
+CALIBRATIONS = (("after compute, curve, loaded reference (the model now)", True, True, True),
+                ("after compute, curve, lone worker", True, False, True),
+                ("after compute, line, loaded reference", True, True, False),
+                ("back to back, curve, loaded reference", False, True, True),
+                ("back to back, line, lone worker (session 9's model)", False, False, False))
+
+
+def errors(db: str, model: str, batch: int) -> tuple[dict[str, float], float]:
+    """Prediction error at the measured 2-worker point, per calibration; and the loaded reference's
+    step over the lone worker's."""
     from nnscale.glue.predict import PredictRequest, prediction_report
     from nnscale.predict import calibrate
     from nnscale.records import ALLREDUCE
@@ -51,27 +64,29 @@ def errors(db: str, model: str, batch: int) -> dict[str, float]:
 
     with open_store(db, create=False) as store:
         records = store.measurements("r")
-        for name, after in (("b2b", False), ("after", True)):
-            run_id = store.create_run(name)
+        for i, (_, after, loaded, _) in enumerate(CALIBRATIONS):
+            run_id = store.create_run(f"c{i}")
             for m in records:
-                if m.workload.kind != ALLREDUCE or (m.workload.compute_before_ms > 0) == after:
-                    store.add_measurement(run_id, m)
+                w = m.workload
+                if (w.kind == ALLREDUCE and (w.compute_before_ms > 0) != after) or (w.loaded and not loaded):
+                    continue
+                store.add_measurement(run_id, m)
     two = next(m for m in records if m.workload.kind != ALLREDUCE and m.workload.world_size == 2)
+    lone = next(m for m in records if m.workload.kind != ALLREDUCE and m.workload.world_size == 1
+                and not m.workload.loaded)
+    busy = next(m for m in records if m.workload.loaded)
     measured = two.stats.throughput.samples_per_s
     out = {}
     real = calibrate.measured_calls
-    for run in ("b2b", "after"):
-        for curve in (True, False):
-            calibrate.measured_calls = real if curve else (lambda points: ())
-            try:
-                report = prediction_report(PredictRequest(model=model, device=f"measured:{run}", store=db,
-                                                          gpus_per_node=2, nodes="1", batch_per_gpu=batch))
-            finally:
-                calibrate.measured_calls = real
-            predicted = report["rows"][-1]["samples_per_s"]
-            out[f"{'after 20 ms of compute' if run == 'after' else 'back to back'}, "
-                f"{'measured curve' if curve else 'alpha-beta line'}"] = predicted / measured - 1
-    return out
+    for i, (name, _, _, curve) in enumerate(CALIBRATIONS):
+        calibrate.measured_calls = real if curve else (lambda points: ())
+        try:
+            report = prediction_report(PredictRequest(model=model, device=f"measured:c{i}", store=db,
+                                                      gpus_per_node=2, nodes="1", batch_per_gpu=batch))
+        finally:
+            calibrate.measured_calls = real
+        out[name] = report["rows"][-1]["samples_per_s"] / measured - 1
+    return out, busy.stats.timing.median_ms / lone.stats.timing.median_ms
 
 
 def main() -> int:
@@ -85,7 +100,10 @@ def main() -> int:
         for rep in range(args.reps):
             db = str(Path(tmp) / f"rep{rep}.db")
             measure(db, args.model, args.batch, rep)
-            for name, e in errors(db, args.model, args.batch).items():
+            errs, ratio = errors(db, args.model, args.batch)
+            table.setdefault("loaded reference / lone worker - 1", []).append(ratio - 1)
+            print(f"rep {rep}: loaded reference / lone worker: {ratio:.3f}", flush=True)
+            for name, e in errs.items():
                 table.setdefault(name, []).append(e)
                 print(f"rep {rep}: {name}: {100 * e:+.1f} %", flush=True)
     for name, es in table.items():

@@ -131,3 +131,23 @@ def test_a_measurement_round_trips_with_its_fields():
 def test_an_inconsistent_workload_is_refused(bad):
     with pytest.raises(ValueError):
         Workload("m", "training", 1, (3, 8, 8), **{"world_size": 2, **bad})
+
+
+def test_a_loaded_reference_is_its_own_workload_and_keeps_older_keys():
+    lone = replace(_ddp(), world_size=1)
+    busy = replace(lone, concurrent_copies=2)
+    assert busy.loaded and not lone.loaded and busy.key() != lone.key()
+    assert busy.engine == "torch-ddp[concurrent=2]" and lone.engine == "torch-ddp"
+    # 1, the default, is left out of the key: a point stored before the field keeps its key
+    stored = asdict(lone)
+    del stored["concurrent_copies"]
+    assert Workload.from_dict(stored).key() == lone.key()
+    back = Measurement.from_dict(json.loads(json.dumps(Measurement(busy, "ok").to_dict())))
+    assert back.workload == busy
+
+
+@pytest.mark.parametrize("bad", [dict(concurrent_copies=0), dict(concurrent_copies=2, world_size=2),
+                                 dict(concurrent_copies=2, kind=SWEEP, strategy="", ddp=None)])
+def test_copies_belong_to_a_world_size_1_distributed_point(bad):
+    with pytest.raises(ValueError):
+        replace(_ddp(), **{"world_size": 1, **bad})

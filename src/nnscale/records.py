@@ -38,7 +38,8 @@ SWEEP, DISTRIBUTED, ALLREDUCE = KINDS
 # a point stored before a field existed keeps its key, so a resumed run still finds it.
 _KEY_OMITS_AT_DEFAULT = {"activation_checkpointing": False, "strategy": "", "kind": SWEEP,
                          "nnodes": 1, "ddp": None, "link_cap_bit_per_s": None,
-                         "link_cap_burst_bytes": None, "message_bytes": 0, "compute_before_ms": 0.0}
+                         "link_cap_burst_bytes": None, "message_bytes": 0, "compute_before_ms": 0.0,
+                         "concurrent_copies": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,12 @@ class Workload:
     # as nccl-tests times them). A DDP step issues its buckets after forward and backward, and on a
     # CPU VM a call after compute costs more (bench/allreduce_patterns.py), so it is a workload field.
     compute_before_ms: float = 0.0
+    # A loaded reference (`nnscale scale --loaded-reference`): this one-worker step ran as N
+    # independent copies at once, each on the cores a worker of an N-worker point has, with no
+    # communication between them. Co-located workers share the node's memory bandwidth and caches;
+    # the lone reference (1) does not: on the 2-core VMs the workers of a 2-worker point computed
+    # 10-24 % slower than the lone worker (docs/benchmarks.md), which no term of the model carried.
+    concurrent_copies: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -89,6 +96,15 @@ class Workload:
             raise ValueError("a distributed point has a strategy (ddp or fsdp), no other kind has one")
         if self.nnodes < 1 or self.world_size % self.nnodes:
             raise ValueError(f"world_size {self.world_size} does not spread over {self.nnodes} nodes")
+        if self.concurrent_copies < 1 or (self.concurrent_copies > 1 and (
+                self.kind != DISTRIBUTED or self.world_size != 1)):
+            raise ValueError("concurrent_copies > 1 is a loaded reference: a distributed point of "
+                             "world size 1")
+
+    @property
+    def loaded(self) -> bool:
+        """A loaded reference (concurrent_copies > 1), not a lone worker nor a data-parallel point."""
+        return self.concurrent_copies > 1
 
     @property
     def nproc_per_node(self) -> int:
@@ -106,6 +122,8 @@ class Workload:
         tags = [f"nodes={self.nnodes}"] if self.nnodes > 1 else []
         if self.link_cap_bit_per_s:
             tags.append(f"tbf={rate_text(self.link_cap_bit_per_s)}")
+        if self.concurrent_copies > 1:
+            tags.append(f"concurrent={self.concurrent_copies}")
         if self.compute_before_ms:
             tags.append(f"compute_before={self.compute_before_ms:g}ms")
         if self.ddp is not None:

@@ -100,3 +100,41 @@ def test_auto_rings_inside_a_node_and_may_tree_across_nodes():
     assert cluster_allreduce(64e3, 8, 128, nv, ib, 8, "auto").algorithm == "tree"
     rows = predict(net(), Cluster(CAT.device("h100"), 8, 1, nv, ib, 8, "auto"), [1, 2], 32)
     assert rows[0].algorithm == "ring" and rows[0].bottleneck == "nvlink4"
+
+
+NO_TERMS = T.Terms(contention=0.0, jitter_cv=0.0, framework_s_per_layer=0.0, launch_s_per_kernel=0.0)
+
+
+def test_co_location_slows_the_compute_of_exactly_the_measured_workers_per_node():
+    busy = net(loaded_factor=((2, 1.25),))
+    # 2 workers per node on an ideal link: the step is the loaded compute, 1.25 x 0.2 s, and the
+    # whole loss is co-location: 100 x 0.05 / 0.25 = 20 points, efficiency 0.8.
+    s = ddp_step_time(busy, cluster(2, link=IDEAL), 32, terms=NO_TERMS)
+    assert s.compute_s == pytest.approx(0.2) and s.colocation_s == pytest.approx(0.05)
+    assert s.step_s == pytest.approx(0.25) and s.limited_by() == "co-location"
+    one, two, r = predict(busy, cluster(2, link=IDEAL), [1, 2, 8], 32, terms=NO_TERMS)
+    for row in (one, two, r):
+        assert row.efficiency == pytest.approx(0.8) and row.loss_colocation == pytest.approx(20.0)
+        assert row.colocation_ms == pytest.approx(50.0) and row.compute_ms == pytest.approx(200.0)
+    # one worker alone, or a node of a count that was not measured, adds nothing
+    assert ddp_step_time(busy, cluster(1), 32, terms=NO_TERMS).colocation_s == 0
+    assert ddp_step_time(busy, cluster(8, link=IDEAL), 32, terms=NO_TERMS).colocation_s == 0
+    assert ddp_step_time(busy, cluster(1, nodes=4, link=IDEAL), 32, terms=NO_TERMS).colocation_s == 0
+
+
+def test_co_located_backward_makes_the_buckets_ready_later():
+    # The same link, slowed compute: the last bucket's call starts later, so a link that hid its
+    # communication behind a 0.2 s step still hides it (never more exposed by slower compute).
+    lone = ddp_step_time(net(), cluster(2), 32, terms=NO_TERMS)
+    busy = ddp_step_time(net(loaded_factor=((2, 1.5),)), cluster(2), 32, terms=NO_TERMS)
+    assert busy.comm_s == pytest.approx(lone.comm_s)
+    assert busy.exposed_s <= lone.exposed_s + 1e-12
+    assert busy.colocation_s == pytest.approx(0.5 * lone.compute_s)
+
+
+@pytest.mark.parametrize("bad", [((1, 1.2),), ((2, 0.0),), ((2, math.nan),)])
+def test_a_co_location_factor_needs_two_workers_and_a_positive_ratio(bad):
+    from nnscale.errors import UserError
+
+    with pytest.raises(UserError, match="co-location factor"):
+        net(loaded_factor=bad)

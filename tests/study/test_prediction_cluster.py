@@ -114,3 +114,37 @@ def test_the_report_says_which_cluster_and_draws_both_steps(predicted):
     assert "/where/the/trace.json" in plot.caption and "1 CPU thread pinned to core 0" in plot.caption
     scaling = next(p for p in report.plots if p.id == "scaling")
     assert "A worker here: 1 CPU thread pinned to core 0" in scaling.caption
+
+
+LOADED_MS = 55.0  # two one-worker copies at once, 10 % slower than the lone worker's 50 ms
+
+
+def loaded_records() -> list[Measurement]:
+    w = Workload(NET, "training", BATCH, SHAPE, threads=1, world_size=1, kind=DISTRIBUTED,
+                 strategy="ddp", ddp=DDPOptions(), concurrent_copies=2)
+    busy = Measurement(w, "ok", samples_ms=(LOADED_MS,) * 10,
+                       stats={"step_time_ms": LOADED_MS, "median_ms": LOADED_MS, "nnodes": 1,
+                              "samples_per_s": BATCH * 1e3 / LOADED_MS})
+    return records() + [busy]
+
+
+def test_the_loaded_reference_is_the_compute_of_two_workers_per_node(tmp_path):
+    db = store_points(str(tmp_path / "l.db"), "quick-run", loaded_records())
+    rows, notes = _predictions(QUICK, "quick-run", db, "cpu")
+    mine = [r for r in rows if r["cluster_kind"] == "measured"]
+    # Every row of the measured cluster has 2 workers per node: each computes 10 % slower, which
+    # the co-location column carries; the lone 50 ms stays the compute and the baseline.
+    for r in mine:
+        assert r["compute_ms"] == pytest.approx(ONE_THREAD_MS, rel=1e-6)
+        assert r["colocation_ms"] == pytest.approx(0.1 * ONE_THREAD_MS, rel=1e-6)
+        assert r["loss_colocation"] == pytest.approx(100 * 0.1 * ONE_THREAD_MS / r["step_ms"], rel=1e-6)
+    assert any(n.startswith("co-location: 2 copies") and "+10.0%" in n for n in notes), notes
+    # Catalogue GPUs are never slowed by this machine's co-location.
+    assert all(r["colocation_ms"] == 0 for r in rows if r["cluster_kind"] == "catalogue")
+    report = build_report(loaded_records(), {}, predictions=rows, title="t")
+    scaling = next(p for p in report.plots if p.id == "scaling")
+    assert ("Loaded reference: 2 copies of the one-worker step at once, on the workers' cores and "
+            "without communication, took 55.0 ms per step against 50.0 ms alone (+10%)") in scaling.caption
+    (table,) = [t for t in report.tables if t.id == "predictions"]
+    (two,) = [r for r in table.raw if r["cluster_kind"] == "measured" and r["gpus"] == 2]
+    assert two["measured_samples_per_s"] == pytest.approx(2 * BATCH * 1e3 / TWO_WORKERS_MS)

@@ -77,8 +77,10 @@ def test_study_runs_every_step_and_writes_the_report(killed_study):
     sweeps = [m for m in ms if m.workload.kind == SWEEP]
     assert {(m.workload.mode, m.workload.batch_size) for m in sweeps} == {
         ("inference", 1), ("inference", 4), ("training", 1), ("training", 4)}
-    ddp = sorted(m.workload.world_size for m in ms if m.workload.strategy == "ddp")
-    assert ddp == [1, 2]
+    ddp = sorted((m.workload.world_size, m.workload.concurrent_copies) for m in ms
+                 if m.workload.strategy == "ddp")
+    # 1 and 2 workers, and the loaded reference of the 2 (two one-worker copies at once).
+    assert ddp == [(1, 1), (1, 2), (2, 1)]
     # The calibration's calls are timed after compute, as the DDP step meets its bucket's call.
     calibration = [m for m in ms if m.workload.kind == ALLREDUCE]
     assert calibration and {m.workload.compute_before_ms for m in calibration} == {CALIBRATION_COMPUTE_MS}

@@ -27,8 +27,8 @@ from nnscale.glue.predict import DEFAULT_NODES, PredictRequest, prediction_repor
 COLUMNS = (("nodes", "nodes"), ("gpus", "GPUs"), ("global_batch", "batch"), ("batch_per_gpu", "batch/GPU"),
            ("samples_per_s", "samples/s"), ("speedup", "speedup"), ("efficiency", "efficiency"),
            ("compute_efficiency", "compute eff"), ("step_ms", "step ms"), ("compute_ms", "compute ms"),
-           ("comm_ms", "comm ms"), ("exposed_ms", "exposed ms"), ("contention_ms", "contention ms"),
-           ("sync_ms", "sync ms"), ("framework_ms", "framework ms"), ("loss", "points lost: batch/exposed/contention/sync/overhead"),
+           ("colocation_ms", "co-location ms"), ("comm_ms", "comm ms"), ("exposed_ms", "exposed ms"), ("contention_ms", "contention ms"),
+           ("sync_ms", "sync ms"), ("framework_ms", "framework ms"), ("loss", "points lost: batch/co-location/exposed/contention/sync/overhead"),
            ("time_to_train_s", "time to train"), ("time_to_train_stat_s", "with stat. eff."),
            ("algorithm", "all-reduce"), ("limited_by", "limited by"))
 LOO_COLUMNS = (("label", "point"), ("measured_ms", "measured ms"), ("predicted_ms", "predicted ms"),
@@ -103,12 +103,13 @@ def _pretty(r: dict) -> dict:
     rate = r["samples_per_s"]
     return dict(r, samples_per_s=si(rate) if rate >= 1e4 else f"{rate:.0f}", speedup=f"{r['speedup']:.1f}",
                 efficiency=f"{100 * r['efficiency']:.0f} %", step_ms=f"{r['step_ms']:.1f}",
-                compute_ms=f"{r['compute_ms']:.1f}", comm_ms=f"{r['comm_ms']:.1f}",
+                compute_ms=f"{r['compute_ms']:.1f}", colocation_ms=f"{r['colocation_ms']:.1f}",
+                comm_ms=f"{r['comm_ms']:.1f}",
                 exposed_ms=f"{r['exposed_ms']:.1f}", contention_ms=f"{r['contention_ms']:.1f}",
                 sync_ms=f"{r['sync_ms']:.1f}", framework_ms=f"{r['framework_ms']:.1f}",
                 compute_efficiency=f"{100 * r['compute_efficiency']:.0f} %",
-                loss="/".join(f"{r[k]:.1f}" for k in ("loss_batch", "loss_exposed", "loss_contention",
-                                                      "loss_sync", "loss_overhead")),
+                loss="/".join(f"{r[k]:.1f}" for k in ("loss_batch", "loss_colocation", "loss_exposed",
+                                                      "loss_contention", "loss_sync", "loss_overhead")),
                 time_to_train_s=_duration(r["time_to_train_s"]),
                 time_to_train_stat_s=_duration(r["time_to_train_stat_s"]))
 

@@ -84,6 +84,11 @@ def add_parser(sub) -> None:
     p.add_argument("--no-trace", dest="trace", action="store_false",
                    help="do not record one step per point with torch.profiler (default: recorded, "
                         "a Chrome trace beside the store)")
+    p.add_argument("--loaded-reference", action="store_true",
+                   help="also measure, for each world size N > 1, the one-worker step as N "
+                        "independent copies at once on the workers' cores (no communication): "
+                        "the compute of N co-located workers, which `nnscale predict measured:RUN` "
+                        "then uses for N workers per node (single node, DDP)")
     p.add_argument("--db", help="results store (default sqlite:///nnscale.db)")
     p.add_argument("--run", help="run name; an existing run is resumed (single node)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -115,7 +120,8 @@ def config_from_args(args) -> ScaleConfig:
                        dataset_size=args.dataset_size,
                        epochs=args.epochs, trace=getattr(args, "trace", True), strategy=args.strategy,
                        framework=args.framework,
-                       launches=getattr(args, "launches", DEFAULT_LAUNCHES))
+                       launches=getattr(args, "launches", DEFAULT_LAUNCHES),
+                       loaded_reference=getattr(args, "loaded_reference", False))
 
 
 def open_sink(args, node_rank: int, on_point=None) -> Sink:
@@ -153,7 +159,8 @@ def table_rows(points) -> list[dict]:
         s, d = p.stats, p.stats.distributed
         peak = s.compute.peak_memory_bytes
         rows.append({
-            "world": w.world_size, "layout": f"{w.nnodes}x{w.nproc_per_node}",
+            "world": f"1 (x{w.concurrent_copies} loaded)" if w.loaded else w.world_size,
+            "layout": f"1x{w.concurrent_copies}" if w.loaded else f"{w.nnodes}x{w.nproc_per_node}",
             "batch": w.batch_size, "global": d.global_batch,
             "rate": f"{s.throughput.samples_per_s:.1f}", "per": f"{d.samples_per_s_per_worker:.1f}",
             "sp1": _f(d.speedup_vs_1_worker), "ef1": _f(d.efficiency_vs_1_worker, "{:.0%}"),
@@ -182,7 +189,23 @@ def seed_rows(points, device: str) -> list[dict]:
     """The seed's projection table: network, batch, nodes, GPUs, time [min]."""
     return [{"network": p.workload.model, "batch": p.workload.batch_size, "nodes": p.workload.nnodes,
              "gpus": p.workload.world_size, "time": f"{p.stats.distributed.time_to_train_min:.0f}"}
-            for p in points if p.status in MEASURED_STATUSES]
+            for p in points if p.status in MEASURED_STATUSES and not p.workload.loaded]
+
+
+def loaded_lines(points) -> list[str]:
+    """Each loaded reference against the lone worker of the same batch: how much slower N
+    co-located copies computed (the compute a prediction of N workers per node starts from)."""
+    ok = [p for p in points if p.status in MEASURED_STATUSES]
+    out = []
+    for p in (p for p in ok if p.workload.loaded):
+        w = p.workload
+        lone = [q for q in ok if q.workload.world_size == 1 and not q.workload.loaded
+                and q.workload.batch_size == w.batch_size and q.workload.threads == w.threads]
+        t = p.stats.timing.median_ms
+        ref = f" against {lone[-1].stats.timing.median_ms:.2f} ms alone ({t / lone[-1].stats.timing.median_ms - 1:+.1%})" if lone else ""
+        out.append(f"loaded reference: {w.concurrent_copies} one-worker copies at once, batch "
+                   f"{w.batch_size}: {t:.2f} ms per step (rank 0){ref}")
+    return out
 
 
 def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
@@ -205,6 +228,8 @@ def print_points(points, cfg: ScaleConfig, fmt: str) -> None:
         print(f"speedup paired over {len(paired[0][1])} rounds (each round's rate over that round's "
               "1-worker rate), median [range]: " + "; ".join(
                   f"{ws} workers {statistics.median(s):.3g} [{s[0]:.3g}-{s[-1]:.3g}]" for ws, s in paired))
+    for line in loaded_lines(points):
+        print(line)
     if last.worker:  # every world size's workers alike (launch.split_cores)
         print(f"a worker: {last.worker} (rank 0), the same at every world size")
     unit = "GPUs" if cfg.launching.device == "cuda" else "workers"

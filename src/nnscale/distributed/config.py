@@ -160,9 +160,16 @@ class ScaleConfig:
     strategy: str = "ddp"
     framework: str = SCALE_FRAMEWORK
     launches: int = DEFAULT_LAUNCHES  # per world size, interleaved rounds; the budget is split
+    # Also measure, for every world size N > 1, the one-worker step as N independent copies at once
+    # on the workers' cores (records.Workload.concurrent_copies): the compute of N co-located
+    # workers without their communication, which a prediction of N workers per node starts from.
+    loaded_reference: bool = False
 
     def __post_init__(self) -> None:
         self._check_strategy()
+        if self.loaded_reference and (self.strategy != "ddp" or self.launching.nnodes > 1):
+            raise UserError("--loaded-reference measures the workers of one node (DDP): run it "
+                            "with --nnodes 1 and --strategy ddp")
         check_launches(self.launches, self.policy.budget_s, "world size")
         if (self.batch_per_worker is None) == (self.global_batch is None):
             raise UserError("give exactly one of --batch-per-worker B (weak scaling) and "

@@ -79,8 +79,11 @@ class CommRecorder:
 class DDPTrainer:
     """A rank's `TrainState` and its DDP wrapper."""
 
-    def __init__(self, opts: StepOptions, device: torch.device, seed: int):
+    def __init__(self, opts: StepOptions, device: torch.device, seed: int, process_group=None):
         self.opts, self.device = opts, device
+        # None: the default group (every rank); a loaded reference's copies each pass a group of
+        # their own rank only, so that DDP's hooks run as at world size 1 (worker._scale).
+        self.process_group = process_group
         self.state = TrainState(opts, device, seed)  # model, batch, precision: as FSDP's
         self.module = self.state.module
         self.state.make_optimizer()  # DDP keeps the module's own parameters
@@ -98,7 +101,8 @@ class DDPTrainer:
         gc.collect()
         o = self.opts
         ids = [self.device.index] if self.device.type == "cuda" else None
-        self.ddp = DDP(self.module, device_ids=ids, bucket_cap_mb=o.bucket_mb,
+        self.ddp = DDP(self.module, device_ids=ids, process_group=self.process_group,
+                       bucket_cap_mb=o.bucket_mb,
                        gradient_as_bucket_view=o.grad_as_bucket_view, static_graph=o.static_graph)
         self.recorder = recorder
         if recorder is not None:
@@ -200,7 +204,7 @@ def ddp_logging(ddp: DDP) -> dict:
     keep = ("bucket_cap_bytes", "bucket_sizes", "rebuilt_bucket_sizes", "has_rebuilt_buckets",
             "total_parameter_size_bytes", "num_parameter_tensors", "gradient_as_bucket_view",
             "static_graph", "comm_hook", "backend_name", "iteration", "num_buckets_reduced",
-            "gloo_num_threads", "gloo_socket_ifname", "master_addr", "dtypes")
+            "gloo_num_threads", "gloo_socket_ifname", "master_addr", "dtypes", "world_size")
     out = {k: data[k] for k in keep if k in data}
     for key in ("avg_forward_compute_time", "avg_backward_compute_time", "avg_backward_comm_time",
                 "avg_backward_compute_comm_overlap_time"):

@@ -76,6 +76,13 @@ class Launch:
     later_job: dict | None = None
 
 
+def what(w: Workload) -> str:
+    """A launch's point in words, for warnings and errors: "world size 2", or a loaded reference."""
+    if w.loaded:
+        return f"loaded reference ({w.concurrent_copies} one-worker copies at once)"
+    return f"world size {w.world_size}"
+
+
 def _run_one(launching: Launching, item: Launch, round_: int) -> dict:
     """One launch of `item` in round `round_`; rank 0's result with the loop's `LAUNCH_FACTS`:
     the round, the Unix time it started and the hypervisor's steal share around it."""
@@ -104,7 +111,7 @@ def launch_and_store(launching: Launching, launches: Callable[[], Iterable[Launc
     items: list[Launch] = []
     for item in launches():
         if item.resume_key is not None and item.resume_key in done:
-            sink.warn(f"world size {item.failed.world_size}: already measured in this run, skipped")
+            sink.warn(f"{what(item.failed)}: already measured in this run, skipped")
         else:
             items.append(item)
     results: list[list[dict]] = [[] for _ in items]
@@ -126,13 +133,12 @@ def launch_and_store(launching: Launching, launches: Callable[[], Iterable[Launc
 
     for r in range(rounds):
         for i, item in enumerate(items):
-            world = item.failed.world_size
             try:
                 results[i].append(_run_one(launching, item, r))
             except LaunchFailed as e:
                 partial(i)
                 where = f" (launch {r + 1} of {rounds})" if rounds > 1 else ""
-                failed = Measurement(item.failed, e.status, error=f"world size {world}{where}: {e}")
+                failed = Measurement(item.failed, e.status, error=f"{what(item.failed)}{where}: {e}")
                 if storing:
                     sink.store.add_measurement(sink.run_id, failed)
                 raise WorldSizeFailed(failed.error, points + [failed]) from None

@@ -53,9 +53,11 @@ def ddp_of(cfg: ScaleConfig) -> DDPOptions | None:
     return DDPOptions(**ddp_options(cfg)) if cfg.strategy == "ddp" else None
 
 
-def workload(cfg: ScaleConfig, nproc: int) -> Workload:
+def workload(cfg: ScaleConfig, nproc: int, loaded: bool = False) -> Workload:
     """The point of one world size. The node layout, the DDP options and the link cap are fields,
-    so that e.g. 2 nodes x 1 worker and 1 node x 2 workers (both world size 2) differ."""
+    so that e.g. 2 nodes x 1 worker and 1 node x 2 workers (both world size 2) differ.
+    `loaded`: the loaded reference of `nproc` workers instead (ScaleConfig.loaded_reference): world
+    size 1 at the batch, threads and cores of one of the nproc workers, nproc copies at once."""
     world = cfg.launching.nnodes * nproc
     shape = cfg.input_shape or model_info(cfg.model).input_shape
     cpu = cfg.launching.device == "cpu"
@@ -63,10 +65,11 @@ def workload(cfg: ScaleConfig, nproc: int) -> Workload:
     return Workload(model=cfg.model, mode="training", batch_size=cfg.batch_for(world),
                     input_shape=tuple(shape), device=canonical_device(cfg.launching.device), precision=cfg.precision,
                     channels_last=cfg.channels_last, threads=threads, framework=cfg.framework,
-                    world_size=world, strategy=cfg.strategy, kind=DISTRIBUTED,
-                    nnodes=cfg.launching.nnodes, ddp=ddp_of(cfg),
-                    link_cap_bit_per_s=cfg.launching.bandwidth_cap_bit_per_s,
-                    link_cap_burst_bytes=cfg.launching.bandwidth_cap_burst_bytes)
+                    world_size=1 if loaded else world, strategy=cfg.strategy, kind=DISTRIBUTED,
+                    nnodes=1 if loaded else cfg.launching.nnodes, ddp=ddp_of(cfg),
+                    link_cap_bit_per_s=None if loaded else cfg.launching.bandwidth_cap_bit_per_s,
+                    link_cap_burst_bytes=None if loaded else cfg.launching.bandwidth_cap_burst_bytes,
+                    concurrent_copies=nproc if loaded else 1)
 
 
 def _job(cfg: ScaleConfig, w: Workload) -> tuple[dict, dict]:
@@ -189,7 +192,9 @@ def _same_series(a: Measurement, cfg: ScaleConfig, w: Workload) -> bool:
     return (a.status in MEASURED_STATUSES and b.model == w.model
             and canonical_device(b.device) == w.device and b.threads == w.threads
             and b.precision == w.precision and b.input_shape == w.input_shape
-            and b.channels_last == w.channels_last and b.strategy == w.strategy and b.ddp == w.ddp)
+            and b.channels_last == w.channels_last and b.strategy == w.strategy and b.ddp == w.ddp
+            # a loaded reference is neither the lone worker nor a world size of the series
+            and b.concurrent_copies == w.concurrent_copies)
 
 
 def add_speedups(cfg: ScaleConfig, point: Measurement, known: list[Measurement]) -> Measurement:
@@ -249,6 +254,8 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
 
     def launches():
         for nproc in cfg.launching.nproc:
+            if cfg.loaded_reference and nproc > 1:  # in each round just before its world size
+                yield loaded_launch(cfg, nproc, known)
             w = workload(cfg, nproc)
             job, key = _job(cfg, w)
             # Every node's ranks run the traced steps (they hold collectives), so the flag is the
@@ -263,6 +270,17 @@ def run_scale(cfg: ScaleConfig, sink: Sink = Sink()) -> list[Measurement]:
                          points=lambda results, done, w=w: [_point(cfg, w, results, known + done)])
 
     return launch_and_store(cfg.launching, launches, sink, rounds=cfg.launches)
+
+
+def loaded_launch(cfg: ScaleConfig, nproc: int, known: list[Measurement]) -> Launch:
+    """The loaded reference of `nproc` workers: torchrun starts nproc ranks pinned as the workers
+    of that world size are, each running the one-worker DDP step in a group of its own (worker
+    `independent`); rank 0's times are the point's, every rank's medians are in per_rank_step_ms."""
+    w = workload(cfg, nproc, loaded=True)
+    job, key = _job(cfg, w)
+    job.update(independent=True, trace=False)
+    return Launch(nproc, job, dict(key, copies=nproc), failed=w, resume_key=w.key(),
+                  points=lambda results, done: [_point(cfg, w, results, known + done)])
 
 
 def _point(cfg: ScaleConfig, w: Workload, results: list[dict],
@@ -290,4 +308,5 @@ def _point(cfg: ScaleConfig, w: Workload, results: list[dict],
     stats = replace(s, timing=replace(s.timing, stable=status == "ok"), launch=launch,
                     distributed=distributed)
     point = replace(point, status=status, error=error, stats=stats)
-    return add_speedups(cfg, point, known + [point])
+    # A loaded reference has no speedup of its own: it is what N workers' compute is predicted from.
+    return point if w.loaded else add_speedups(cfg, point, known + [point])

@@ -101,16 +101,22 @@ def _resources(device, job: dict) -> dict:
             "pinned": bool(job.get("cpus"))}
 
 
-def _trainer(step_opts, ctx: dict, inline: bool):
+def _trainer(step_opts, ctx: dict, inline: bool, independent: bool = False):
     """The strategy's trainer, instrumented (FSDP always: its timed collectives are a Python call
-    per collective, not per gradient bucket); and the DDP logging function, or None."""
+    per collective, not per gradient bucket); and the DDP logging function, or None.
+    `independent` (a loaded reference): every rank's DDP runs in a group of its rank alone, so the
+    ranks compute side by side as N copies of the one-worker step and never exchange a gradient."""
+    import torch.distributed as dist
+
     from nnscale.distributed.ddp_step import Clock, CommRecorder, DDPTrainer, ddp_logging
 
     if step_opts.strategy == "fsdp":
         from nnscale.distributed.fsdp_step import FSDPTrainer
 
         return FSDPTrainer(step_opts, ctx["device"], seed=1000 + ctx["rank"]), None
-    trainer = DDPTrainer(step_opts, ctx["device"], seed=1000 + ctx["rank"])
+    # new_subgroups is collective: every rank creates every one-rank group, and gets its own.
+    group = dist.new_subgroups(group_size=1)[0] if independent else None
+    trainer = DDPTrainer(step_opts, ctx["device"], seed=1000 + ctx["rank"], process_group=group)
     trainer.wrap(CommRecorder(Clock(ctx["device"]), step_opts.comm_hook) if inline else None)
     return trainer, lambda: ddp_logging(trainer.ddp)
 
@@ -129,7 +135,7 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
     step_opts = StepOptions(**dict(job["step"], input_shape=tuple(job["step"]["input_shape"])))
     memory = RankMemory(ctx["device"], step_opts.model)  # before the model exists: the bare worker
     inline = job["breakdown"] == "inline"
-    trainer, logged = _trainer(step_opts, ctx, inline)
+    trainer, logged = _trainer(step_opts, ctx, inline, bool(job.get("independent")))
     state.phase("memory")  # a pass of its own, before the timed steps (nnscale.distributed.memory)
     mem = memory.measure(trainer)
     state.phase("warmup+measure")

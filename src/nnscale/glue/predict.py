@@ -114,7 +114,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
     """`profile` with the single-device step time of RUN's world_size = 1 training point of the model
     (at `batch`, or the nearest batch measured)."""
     singles = [m for m in records if m.status in MEASURED_STATUSES and m.workload.model == profile.name
-               and m.workload.mode == "training" and m.workload.world_size == 1
+               and m.workload.mode == "training" and m.workload.world_size == 1 and not m.workload.loaded
                and (precision is None or m.workload.precision == precision) and calibrate.step_time_s(m)]
     if not singles:
         models = sorted({m.workload.model for m in records if m.workload.world_size == 1})
@@ -134,9 +134,10 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
     for x in singles:
         if x.workload.precision == m.workload.precision and x.workload.threads == m.workload.threads:
             sweep.setdefault(x.workload.batch_size, calibrate.step_time_s(x))
-    return replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
-                   optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}",
-                   sweep=tuple(sorted(sweep.items())), samples_s=jitter_samples_s(m))
+    out = replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
+                  optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}",
+                  sweep=tuple(sorted(sweep.items())), samples_s=jitter_samples_s(m))
+    return replace(out, loaded_factor=calibrate.loaded_factors(records, m, out))
 
 
 def fitted_links(fit: calibrate.FitResult, run: str) -> tuple[Link | None, Link | None, float | None]:
@@ -204,6 +205,10 @@ def prediction_report(args: PredictRequest) -> dict:
                      f"{profile.measured_batch} (run {run})"
                      + (f", one worker of {threads} CPU thread(s) as in the run's data-parallel points"
                         if threads else ""))
+        for n, factor in profile.loaded_factor:
+            notes.append(f"co-location: {n} copies of that step at once on the workers' cores "
+                         f"(the run's loaded reference) computed {factor - 1:+.1%} against it alone; "
+                         f"applied to nodes of {n} workers")
         try:
             fit = calibrate.fit(records, {profile.name: profile}, run=f"run {run}")
         except UserError as exc:

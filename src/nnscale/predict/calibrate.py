@@ -63,7 +63,7 @@ from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read th
     extract_points,
     step_time_s,
 )
-from nnscale.records import ALLREDUCE, Measurement
+from nnscale.records import ALLREDUCE, MEASURED_STATUSES, Measurement
 
 PARAMS = ("alpha_s", "bandwidth", "inter_alpha_s", "inter_bandwidth", "cap_efficiency", "overlap", "overhead_s")
 # A device for measured compute: its step time comes from the run, so no peak is ever looked up.
@@ -98,6 +98,27 @@ class CommParams:
             bw = min(bw, self.cap_efficiency * cap)
         calls = tuple((p, n, t) for i, c, p, n, t in self.measured if i == inter and c == cap) if curve else ()
         return Link(name=name, alpha_s=alpha, bandwidth=bw, measured=calls)
+
+
+def loaded_factors(records: Sequence[Measurement], lone: Measurement,
+                   profile: ModelProfile) -> tuple[tuple[int, float], ...]:
+    """(N, factor) for each loaded reference of the run that matches the lone reference `lone`
+    (model, precision, threads, DDP options): its step over the lone step at its batch (`profile`'s
+    sweep, interpolated in log batch), the latest per N. A batch the sweep does not span is left
+    out: a factor there would be a guess."""
+    w0, found = lone.workload, {}
+    for m in records:
+        w = m.workload
+        if (m.status not in MEASURED_STATUSES or not w.loaded or w.model != w0.model
+                or w.precision != w0.precision or w.threads != w0.threads or w.ddp != w0.ddp
+                or w.mode != "training" or not step_time_s(m)):
+            continue
+        try:
+            base = profile.measured_step_s(w.batch_size)
+        except UserError:
+            continue
+        found[w.concurrent_copies] = step_time_s(m) / base
+    return tuple(sorted(found.items()))
 
 
 def measured_calls(points: Sequence[Point]) -> tuple[tuple[bool, float | None, int, float, float], ...]:

@@ -1,6 +1,7 @@
 """The data-parallel step model: compute + what data parallelism adds to it.
 
     step = forward + backward + optimizer            (compute at the per-device batch)
+         + co-location                               (N workers of a node slowing each other)
          + contention                                (backward slowed while collectives run)
          + exposed communication                     (the all-reduce tail after backward)
          + synchronisation                           (the slowest of N workers, not the median)
@@ -97,6 +98,9 @@ class StepBreakdown:
     contention_s: float = 0.0  # backward's slowdown while collectives ran
     sync_s: float = 0.0  # expected max of N workers' steps minus the median
     framework_s: float = 0.0  # the wrapper's per-layer hooks
+    # The compute the node's co-located workers add to one another's (profile.co_located_factor):
+    # forward_s, backward_s and optimizer_s stay a lone device's.
+    colocation_s: float = 0.0
 
     @property
     def compute_s(self) -> float:
@@ -104,8 +108,8 @@ class StepBreakdown:
 
     @property
     def step_s(self) -> float:
-        return (self.compute_s + self.contention_s + self.exposed_s + self.sync_s + self.framework_s
-                + self.overhead_s)
+        return (self.compute_s + self.colocation_s + self.contention_s + self.exposed_s + self.sync_s
+                + self.framework_s + self.overhead_s)
 
     def limited_by(self) -> str:
         """What keeps this point from linear scaling: compute (nothing), bandwidth, latency, or the
@@ -116,7 +120,8 @@ class StepBreakdown:
         share = self.comm_latency_s / self.comm_s if self.comm_s else 0.0
         terms = {f"bandwidth ({self.bottleneck})": self.exposed_s * (1 - share),
                  "latency": self.exposed_s * share, "overhead": self.overhead_s + self.framework_s,
-                 "contention": self.contention_s, "synchronisation": self.sync_s}
+                 "contention": self.contention_s, "synchronisation": self.sync_s,
+                 "co-location": self.colocation_s}
         return max(terms, key=terms.get)
 
 
@@ -161,6 +166,11 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
                                   terms.launch_s_per_kernel)
     if cluster.world_size == 1:  # p = 1: no communication, no DDP overhead
         return StepBreakdown(fwd, bwd, opt, 0.0, 0.0, 0.0, 0.0, 0, cluster.algorithm, "-")
+    # Co-located workers compute slower (a measured loaded/lone ratio): the whole timeline runs on
+    # the slowed compute, buckets become ready later; the lone compute stays the breakdown's.
+    slow = profile.co_located_factor(cluster.gpus_per_node)
+    lone = fwd + bwd + opt
+    fwd_x, bwd_x, opt_x = fwd * slow, bwd * slow, opt * slow
     costs = []
 
     def cost(size: float) -> float:
@@ -171,21 +181,21 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
     line = T.Timeline(terms.contention)
     end, saved = 0.0, 0.0
     if bucketing.policy == "ddp":
-        for i, (size, ready) in enumerate(buckets(profile, bwd, bucketing)):
+        for i, (size, ready) in enumerate(buckets(profile, bwd_x, bucketing)):
             call = cost(size)
             if i == 0 and first_call_credit_s is not None:
-                saved = min(call, max(0.0, first_call_credit_s(size, opt + fwd + ready)))
+                saved = min(call, max(0.0, first_call_credit_s(size, opt_x + fwd_x + ready)))
                 call -= saved
             # waits for its gradients and the previous bucket
             end = line.add(max(end, line.wall(ready)), call)
     else:
-        end = fusion_calls(gradient_arrivals(profile, bwd), bucketing, cost, line.wall, line.add)
-    bwd_end = line.wall(bwd)
+        end = fusion_calls(gradient_arrivals(profile, bwd_x), bucketing, cost, line.wall, line.add)
+    bwd_end = line.wall(bwd_x)
     comm = sum(c.total_s for c in costs) - saved
     timeline_exposed = max(0.0, end - bwd_end)
     # With overlap < 1 only that fraction of the communication inside backward is really hidden.
     exposed = timeline_exposed + (1 - overlap) * (comm - timeline_exposed)
-    compute = fwd + bwd + opt
+    compute = fwd_x + bwd_x + opt_x
     samples = ()
     if profile.samples_s:  # the measured spread, scaled to this step's compute
         mid = sorted(profile.samples_s)[len(profile.samples_s) // 2]
@@ -195,8 +205,9 @@ def ddp_step_time(profile: ModelProfile, cluster: Cluster, batch: int, *, precis
                          # the algorithm NCCL's cost model picks for the largest call, under auto
                          len(costs), max(costs, key=lambda c: c.total_s).algorithm if costs else cluster.algorithm,
                          costs[-1].bottleneck if costs else "-",
-                         contention_s=bwd_end - bwd, sync_s=sync,
-                         framework_s=terms.framework_s_per_layer * profile.gradient_layers)
+                         contention_s=bwd_end - bwd_x, sync_s=sync,
+                         framework_s=terms.framework_s_per_layer * profile.gradient_layers,
+                         colocation_s=compute - lone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +221,7 @@ class PredictionRow:
     compute_ms: float
     comm_ms: float
     exposed_ms: float
+    colocation_ms: float  # the co-located workers' compute slowdown (StepBreakdown.colocation_s)
     contention_ms: float
     sync_ms: float
     framework_ms: float
@@ -220,6 +232,7 @@ class PredictionRow:
     # points of efficiency each term costs (they add up to 100 - 100 x efficiency)
     loss_batch: float
     loss_exposed: float
+    loss_colocation: float
     loss_contention: float
     loss_sync: float
     loss_overhead: float
@@ -280,10 +293,12 @@ def predict(profile: ModelProfile, cluster: Cluster, nodes_list: list[int], batc
         rows.append(PredictionRow(
             nodes=n, gpus=p, global_batch=g, batch_per_gpu=b, compute_efficiency=ideal / s.compute_s,
             step_ms=1e3 * s.step_s, compute_ms=1e3 * s.compute_s, comm_ms=1e3 * s.comm_s,
-            exposed_ms=1e3 * s.exposed_s, contention_ms=1e3 * s.contention_s, sync_ms=1e3 * s.sync_s,
+            exposed_ms=1e3 * s.exposed_s, colocation_ms=1e3 * s.colocation_s,
+            contention_ms=1e3 * s.contention_s, sync_ms=1e3 * s.sync_s,
             framework_ms=1e3 * s.framework_s, overhead_ms=1e3 * s.overhead_s, samples_per_s=rate,
             speedup=rate * per_sample, efficiency=ideal / s.step_s,
             loss_batch=pts(s.compute_s - ideal), loss_exposed=pts(s.exposed_s),
+            loss_colocation=pts(s.colocation_s),
             loss_contention=pts(s.contention_s), loss_sync=pts(s.sync_s),
             loss_overhead=pts(s.framework_s + s.overhead_s),
             time_to_train_s=None if dataset_size is None else dataset_size * epochs / rate,

@@ -126,9 +126,12 @@ def extract_points(records: Sequence[Measurement],
     refs: dict[tuple, float] = {}
     # The one worker's per-iteration samples: N workers wait for the slowest (terms.sync_cost_s).
     spread: dict[tuple, tuple[float, ...]] = {}
+    loaded: dict[tuple, float] = {}  # (ref key, copies): the loaded reference's step
     for m in usable:  # single-device compute references
         w = m.workload
-        if w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and step_time_s(m):
+        if w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and w.loaded and step_time_s(m):
+            loaded[(_ref_key(m), w.concurrent_copies)] = step_time_s(m)
+        elif w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and step_time_s(m):
             refs.setdefault(_ref_key(m), step_time_s(m))
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
             spread.setdefault(_ref_key(m), jitter_samples_s(m))
@@ -173,8 +176,13 @@ def extract_points(records: Sequence[Measurement],
                    if compute is None else "no model profile or bytes_allreduced_per_step")
             skipped.append(f"{label}: {why}")
             continue
+        # Its workers' co-location: the loaded reference of as many copies as the node had workers,
+        # over the lone reference it is set against (a compute from the point's own breakdown is
+        # its co-located workers' already).
+        lone, busy = refs.get(_ref_key(m)), loaded.get((_ref_key(m), w.nproc_per_node))
+        factor = ((w.nproc_per_node, busy / lone),) if busy and lone and compute == lone else ()
         profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None,
-                          samples_s=spread.get(_ref_key(m), ()))
+                          samples_s=spread.get(_ref_key(m), ()), loaded_factor=factor)
         points.append(Point("step", label, w.world_size, step, cap=cap, burst=burst, profile=profile,
                             batch=w.batch_size, bucketing=measured_bucketing(m), inter=inter))
     return points, skipped

@@ -36,6 +36,10 @@ class ModelProfile:
     # at another per-device batch (strong scaling); empty = only step_time_s at measured_batch.
     sweep: tuple[tuple[int, float], ...] = ()
     samples_s: tuple[float, ...] = ()  # per-iteration step times at measured_batch (synchronisation)
+    # Measured co-location: (workers per node N, the one-worker step of N copies run at once on
+    # the workers' cores over the lone worker's step at that batch) from a run's loaded references
+    # (records.Workload.concurrent_copies). Applied to the compute of a node of exactly N workers.
+    loaded_factor: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         for what, v in (("parameters", self.params), ("training FLOPs", self.training_flops),
@@ -46,6 +50,15 @@ class ModelProfile:
             raise UserError(f"model {self.name}: forward FLOPs must be in [0, training FLOPs]")
         if self.step_time_s is not None and not (self.step_time_s > 0 and (self.measured_batch or 0) > 0):
             raise UserError(f"model {self.name}: a measured step time needs step time > 0 and its batch > 0")
+        if any(not (n > 1 and math.isfinite(f) and f > 0) for n, f in self.loaded_factor):
+            raise UserError(f"model {self.name}: a co-location factor needs N > 1 workers and a "
+                            f"factor > 0, got {self.loaded_factor}")
+
+    def co_located_factor(self, per_node: int) -> float:
+        """The compute factor of `per_node` workers sharing a node: the measured loaded/lone ratio
+        for exactly that many (a ratio for 2 says nothing about 8: memory bandwidth and caches are
+        shared differently), else 1 (no measured co-location: a GPU of its own, or not known)."""
+        return dict(self.loaded_factor).get(per_node, 1.0) if per_node > 1 else 1.0
 
     @property
     def grad_bytes(self) -> float:

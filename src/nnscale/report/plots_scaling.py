@@ -90,14 +90,36 @@ def _worker_note(ms: list[Measurement]) -> str:
     """What one worker was on this machine, from the points themselves (scaling.describe_worker)."""
     words = sorted({P.worker(m) for m in ms if P.measured(m) and m.workload.world_size > 1
                     and P.worker(m)})
-    return f" A worker here: {'; '.join(words)} (rank 0's reading; the others on their own cores)." \
-        if words else ""
+    note = (f" A worker here: {'; '.join(words)} (rank 0's reading; the others on their own cores)."
+            if words else "")
+    return note + _loaded_note(ms)
+
+
+def _loaded_note(ms: list[Measurement]) -> str:
+    """Each loaded reference against the lone worker it is set against: the compute that N
+    co-located workers lose to one another before any communication (distributed/scaling.py)."""
+    out = []
+    for m in ms:
+        w = m.workload
+        if not (P.measured(m) and w.loaded):
+            continue
+        lone = [x for x in ms if P.measured(x) and x.workload.world_size == 1 and not x.workload.loaded
+                and x.workload.strategy == w.strategy and x.workload.model == w.model
+                and x.workload.batch_size == w.batch_size and x.workload.threads == w.threads
+                and x.workload.precision == w.precision]
+        a, b = P.step_ms(m), P.step_ms(lone[-1]) if lone else None
+        if a and b:
+            out.append(f" Loaded reference: {w.concurrent_copies} copies of the one-worker step at "
+                       f"once, on the workers' cores and without communication, took {a:.1f} ms per "
+                       f"step against {b:.1f} ms alone ({a / b - 1:+.0%}); the prediction of "
+                       f"{w.concurrent_copies} workers per node computes at that pace.")
+    return "".join(out)
 
 
 def _measured_for(ms: list[Measurement], key: tuple) -> list[Measurement]:
     model, batch, precision, *_ = key
     return sorted((m for m in ms if P.measured(m) and m.workload.model == model
-                   and m.workload.mode == "training"
+                   and m.workload.mode == "training" and not m.workload.loaded
                    and (batch is None or m.workload.batch_size == batch)
                    and (precision is None or m.workload.precision == precision)),
                   key=lambda m: m.workload.world_size)
@@ -145,7 +167,7 @@ def time_to_train_rows(ms: list[Measurement], predictions: list[dict]) -> list[d
     rows = []
     for m in ms:
         t = P.num(P.dist(m).time_to_train_min)
-        if t is not None and P.measured(m):
+        if t is not None and P.measured(m) and not m.workload.loaded:
             nodes = m.workload.nnodes
             rows.append({"network": m.workload.model, "precision": m.workload.precision,
                          "batch_size": m.workload.batch_size, "nodes": int(nodes) if nodes else 1,

@@ -214,7 +214,7 @@ def predictions_table(preds: list[dict], ms: list[Measurement]) -> Table:
     """Predicted rows, with the measured throughput beside where the same point was measured."""
     measured = {}
     for m in ms:
-        if P.measured(m) and m.workload.mode == "training":
+        if P.measured(m) and m.workload.mode == "training" and not m.workload.loaded:
             w = m.workload
             for prec in (w.precision, None):
                 measured.setdefault((w.model, w.batch_size, prec, w.world_size), m)

@@ -23,7 +23,7 @@ from nnscale.environment import check_interference
 from nnscale.distributed.config import AllreduceConfig, Launching, ScaleConfig
 # ImageNet's training set, as the seed's time-to-train assumes
 from nnscale.distributed.metrics import IMAGENET_TRAIN_IMAGES
-from nnscale.distributed.launch_loop import Sink, WorldSizeFailed
+from nnscale.distributed.launch_loop import Sink, WorldSizeFailed, what
 from nnscale.distributed.scaling import run_scale
 from nnscale.errors import UserError
 from nnscale.measure.frameworks import (
@@ -42,7 +42,7 @@ from nnscale.glue.predict import PredictRequest, prediction_report
 from nnscale.study.progress import StudyProgress
 from nnscale.glue.report import default_report_dir, netstats_rows, prediction_rows
 from nnscale.study.sweeps import (FIXED_S, LAUNCH_S, make_study_plan, precisions_for, run_sweeps,
-                                  scaling_policy)
+                                  scaling_points, scaling_policy)
 
 STEPS = 6
 EPOCHS = 90  # the ResNet schedule (He et al. 2016), the seed's time-to-train basis
@@ -96,8 +96,9 @@ def point_policy(study: StudyConfig) -> MeasurePolicy:
         per_point = study.point_budget_s
     else:
         points = sweep_points(study)
-        measured = study.budget_s - FIXED_S - LAUNCH_S * (len(study.world_sizes) + 1)
-        per_point = max(2.0, measured / max(points + len(study.world_sizes) + 2, 1) - WORKER_START_S)
+        scaling = scaling_points(study)
+        measured = study.budget_s - FIXED_S - LAUNCH_S * (scaling + 1)
+        per_point = max(2.0, measured / max(points + scaling + 2, 1) - WORKER_START_S)
     k = study.processes
     return MeasurePolicy(target_rel_ci=study.target_rel_ci, budget_s=max(0.7 * per_point, k * 0.2),
                          warmup_max_s=0.3 * per_point, processes=k, max_processes=study.max_processes)
@@ -189,11 +190,11 @@ def _scaling(study, store, run_id, run_name, checked, policy, progress) -> list[
     sink = Sink(store, run_id, run_name, on_warning=progress.note)
     cfg = ScaleConfig(study.scaling_net, Launching(nproc=nproc, device=device),
                       batch_per_worker=study.scale_batch_per_worker, policy=policy,
-                      launches=study.scale_launches,
+                      launches=study.scale_launches, loaded_reference=max(nproc) > 1,
                       dataset_size=IMAGENET_TRAIN_IMAGES, epochs=EPOCHS)
     try:
         for point in run_scale(cfg, sink):
-            progress.note(f"  world size {point.workload.world_size}: "
+            progress.note(f"  {what(point.workload)}: "
                           f"{point.stats.throughput.samples_per_s or 0:.1f} samples/s ({point.status})")
     except WorldSizeFailed as exc:
         return [f"scaling stopped: {exc}"]

@@ -45,10 +45,16 @@ def scaling_policy(study: StudyConfig) -> MeasurePolicy:
                          processes=1, max_processes=1)
 
 
+def scaling_points(study: StudyConfig) -> int:
+    """The scaling stage's points: every world size, and a loaded reference for each one above 1
+    (runner._scaling: the compute of that many co-located workers, distributed/scaling.py)."""
+    return len(study.world_sizes) + sum(1 for w in study.world_sizes if w > 1)
+
+
 def sweep_time_s(study: StudyConfig) -> float:
     """What the study's budget leaves for sweeps."""
-    n = len(study.world_sizes)
-    # Every world size in interleaved rounds, then as many launches of the all-reduce.
+    n = scaling_points(study)
+    # Every scaling point in interleaved rounds, then as many launches of the all-reduce.
     launches = study.scale_launches * (n + 1)
     return study.budget_s - FIXED_S - LAUNCH_S * launches - SCALE_POINT_S * (n + 2)
 
