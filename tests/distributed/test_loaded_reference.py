@@ -52,13 +52,17 @@ def test_the_loaded_reference_is_a_world_size_1_point_of_two_copies_on_the_worke
 def test_predict_reads_the_loaded_reference_as_the_compute_of_two_workers_per_node(loaded):
     _, points, db = loaded
     by = {(p.workload.world_size, p.workload.concurrent_copies): p for p in points}
-    factor = by[(1, 2)].stats.timing.median_ms / by[(1, 1)].stats.timing.median_ms
+    # the copies' compute over the lone worker's, each from its breakdown (points.loaded_ratio)
+    busy, lone = by[(1, 2)].stats.distributed, by[(1, 1)].stats.distributed
+    factor = ((busy.forward_ms + busy.backward_ms + busy.optimizer_ms)
+              / (lone.forward_ms + lone.backward_ms + lone.optimizer_ms))
     result, _ = run_cli("predict", "test-tiny-resnet", "--device", "measured:loaded", "--store",
                         str(db), "--gpus-per-node", "2", "--nodes", "1", "--intra-link", "pcie4",
                         "--format", "json")
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)
-    assert any(n.startswith("co-location: 2 copies") for n in out["notes"]), out["notes"]
+    assert any(n.startswith("co-location: 2 copies") and f"{factor - 1:+.1%}" in n
+               for n in out["notes"]), out["notes"]
     row = out["rows"][0]
     assert row["gpus"] == 2
     assert row["colocation_ms"] == pytest.approx((factor - 1) * row["compute_ms"], rel=1e-6)

@@ -36,13 +36,13 @@ def test_one_process_or_counts_that_do_not_match_keep_the_samples():
     assert jitter_samples_s(point([9.0, 10.0, 11.0], [2, 2])) == pytest.approx([0.009, 0.010, 0.011])
 
 
-def _ddp(world: int, step_ms: float, copies: int = 1, batch: int = 64) -> Measurement:
+def _ddp(world: int, step_ms: float, copies: int = 1, batch: int = 64, **parts) -> Measurement:
     from nnscale.records import DISTRIBUTED, DDPOptions
 
     w = Workload("pytorch-mnist-net", "training", batch, (1, 28, 28), threads=1, world_size=world,
                  kind=DISTRIBUTED, strategy="ddp", ddp=DDPOptions(), concurrent_copies=copies)
     extra = {"bytes_allreduced_per_step": 1.72e6} if world > 1 else {}
-    return Measurement(w, "ok", stats={"step_time_ms": step_ms, **extra})
+    return Measurement(w, "ok", stats={"step_time_ms": step_ms, **extra, **parts})
 
 
 def test_a_step_point_carries_the_loaded_reference_of_as_many_copies_as_its_node_had_workers():
@@ -61,17 +61,23 @@ def test_a_step_point_carries_the_loaded_reference_of_as_many_copies_as_its_node
     assert step.profile.loaded_factor == ()
 
 
-def test_loaded_factors_set_each_loaded_reference_against_the_lone_step_at_its_batch():
+def test_loaded_factors_set_each_loaded_reference_against_the_lone_step_of_its_batch():
     from nnscale.predict.calibrate import loaded_factors
-    from nnscale.predict.model import ModelProfile
 
     lone = _ddp(1, 20.0)
-    profile = ModelProfile("pytorch-mnist-net", 431_080, 1e6, 3e6, step_time_s=0.020, measured_batch=64)
-    records = [lone, _ddp(1, 24.0, copies=2), _ddp(1, 30.0, copies=2, batch=128), _ddp(1, 33.0, copies=4)]
-    # batch 128 without a sweep: the lone step scaled linearly, 40 ms; the latest per N is kept
-    assert dict(loaded_factors(records, lone, profile)) == pytest.approx({2: 0.75, 4: 1.65})
-    assert dict(loaded_factors(records[:2], lone, profile)) == pytest.approx({2: 1.2})
-    swept = ModelProfile("pytorch-mnist-net", 431_080, 1e6, 3e6, step_time_s=0.020, measured_batch=64,
-                         sweep=((32, 0.011), (64, 0.020)))
-    # batch 128 lies outside the sweep's 32-64: no factor from it (a guess)
-    assert dict(loaded_factors(records[:3], lone, swept)) == pytest.approx({2: 1.2})
+    records = [lone, _ddp(1, 24.0, copies=2), _ddp(1, 33.0, copies=4), _ddp(1, 50.0, copies=2, batch=128)]
+    # without breakdowns: the steps; another batch than the lone point's is left out
+    assert dict(loaded_factors(records, lone)) == pytest.approx({2: 1.2, 4: 1.65})
+    assert loaded_factors(records[3:], lone) == ()
+
+
+def test_the_loaded_ratio_is_the_breakdowns_compute_not_the_hooks_wait():
+    from nnscale.predict.points import compute_s, loaded_ratio
+
+    # Session 11's VM: alone 43.1 ms a step, 43.3 of compute; two copies 50.3 ms a step, of which
+    # their DDP hooks waited 6.7 ms (a group of one rank: no peer, load alone), 43.3 of compute.
+    lone = _ddp(1, 43.13, forward_ms=16.0, backward_ms=26.3, optimizer_ms=1.0)
+    busy = _ddp(1, 50.28, copies=2, forward_ms=16.0, backward_ms=26.1, optimizer_ms=1.2)
+    assert compute_s(lone) == pytest.approx(0.0433) and compute_s(busy) == pytest.approx(0.0433)
+    assert loaded_ratio(busy, lone) == pytest.approx(1.0)
+    assert loaded_ratio(_ddp(1, 50.28, copies=2), lone) == pytest.approx(50.28 / 43.13)  # no breakdown

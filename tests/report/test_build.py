@@ -155,3 +155,20 @@ def test_a_fresh_install_s_flushed_writes_are_said_and_a_few_mb_are_not():
     assert any("2.39 GB of pending disk writes" in n and "in 3.2 s" in n for n in notes), notes
     quiet = dict(S.ENVIRONMENT, interference={"pending_writes_bytes": 40 << 20, "sync_s": 0.01})
     assert not any("pending disk writes" in n for n in build_report(S.sweep(), quiet, title="t").notes)
+
+
+def test_the_calibrations_all_reduce_sizes_are_counted_apart_from_the_results():
+    from nnscale.records import ALLREDUCE
+
+    sweep = [Measurement(Workload("m", "training", b, (3, 8, 8)), s, (1.0,), {"samples_per_s": 10.0 * b})
+             for b, s in ((1, "ok"), (2, "ok"), (4, "unstable"))]
+    calls = [Measurement(Workload(ALLREDUCE, "training", 1, (), world_size=2, kind=ALLREDUCE,
+                                  message_bytes=n), s, (1.0,), {"size_bytes": n, "time_ms": 1.0})
+             for n, s in ((1024, "ok"), (4096, "unstable"), (16384, "unstable"))]
+    h = {x.label: x for x in build_report(sweep + calls, {}, title="t").highlights}["points measured"]
+    assert h.value == "3"  # the results, not the fit's inputs
+    assert h.detail.startswith("2 ok · 1 unstable; plus 3 all-reduce sizes as inputs of the "
+                               "prediction's fit (1 ok · 2 unstable:")
+    # A run of all-reduces alone: they are its results.
+    h = {x.label: x for x in build_report(calls, {}, title="t").highlights}["points measured"]
+    assert h.value == "3" and h.detail == "1 ok · 2 unstable"

@@ -195,16 +195,18 @@ def seed_rows(points, device: str) -> list[dict]:
 def loaded_lines(points) -> list[str]:
     """Each loaded reference against the lone worker of the same batch: how much slower N
     co-located copies computed (the compute a prediction of N workers per node starts from)."""
-    ok = [p for p in points if p.status in MEASURED_STATUSES]
+    from nnscale.report.points import lone_reference
+
     out = []
-    for p in (p for p in ok if p.workload.loaded):
+    for p in points:
         w = p.workload
-        lone = [q for q in ok if q.workload.world_size == 1 and not q.workload.loaded
-                and q.workload.batch_size == w.batch_size and q.workload.threads == w.threads]
-        t = p.stats.timing.median_ms
-        ref = f" against {lone[-1].stats.timing.median_ms:.2f} ms alone ({t / lone[-1].stats.timing.median_ms - 1:+.1%})" if lone else ""
+        if p.status not in MEASURED_STATUSES or not w.loaded:
+            continue
+        t, lone = p.stats.timing.median_ms, lone_reference(p, points)
+        alone = lone.stats.timing.median_ms if lone else None
         out.append(f"loaded reference: {w.concurrent_copies} one-worker copies at once, batch "
-                   f"{w.batch_size}: {t:.2f} ms per step (rank 0){ref}")
+                   f"{w.batch_size}: {t:.2f} ms per step (rank 0)"
+                   + (f" against {alone:.2f} ms alone ({t / alone - 1:+.1%})" if alone else ""))
     return out
 
 

@@ -159,6 +159,19 @@ class FlushingTimer:
         return ms
 
 
+class LockstepTimer:
+    """A timer that starts every timed step on all ranks of `group` together (a barrier outside the
+    timed region): a loaded reference's copies then compute each step side by side, phase against
+    the same phase, as DDP's ranks do between their all-reduces, instead of drifting apart."""
+
+    def __init__(self, inner, group):
+        self.inner, self.group = inner, group
+
+    def time_ms(self, step) -> float:
+        dist.barrier(group=self.group)
+        return self.inner.time_ms(step)
+
+
 def _union_ms(spans: list[tuple[float, float]]) -> float:
     total, cur_start, cur_end = 0.0, None, None
     for start, end in sorted(spans):

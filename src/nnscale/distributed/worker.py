@@ -124,8 +124,8 @@ def _trainer(step_opts, ctx: dict, inline: bool, independent: bool = False):
 def _scale(job: dict, ctx: dict, state: _State) -> dict:
     import torch.distributed as dist
 
-    from nnscale.distributed.ddp_step import (Clock, CommRecorder, FlushingTimer, collective_flag,
-                                              step_timer)
+    from nnscale.distributed.ddp_step import (Clock, CommRecorder, FlushingTimer, LockstepTimer,
+                                              collective_flag, step_timer)
     from nnscale.distributed.memory import RankMemory
     from nnscale.distributed.metrics import (BREAKDOWN_PARTS, BREAKDOWN_SAMPLE_KEYS,
                                              summarize_breakdown)
@@ -142,6 +142,8 @@ def _scale(job: dict, ctx: dict, state: _State) -> dict:
     policy = MeasurePolicy.from_dict(job["policy"])
     step = _with_fault(trainer.step, _fault(ctx["rank"]))
     timer = FlushingTimer(step_timer(ctx["device"]), trainer)
+    if job.get("independent"):  # a loaded reference's copies: each step started together
+        timer = LockstepTimer(timer, ctx["ctrl"])
     timed = measure(step, timer, policy, agree=collective_flag(ctx["ctrl"]))
     mem.update(memory.timed_peak(), **trainer.state.state_bytes())
     logging = logged() if logged else {}

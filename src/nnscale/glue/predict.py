@@ -137,7 +137,7 @@ def measured_profile(records, run: str, profile: ModelProfile, batch: int | None
     out = replace(profile, step_time_s=calibrate.step_time_s(m), measured_batch=m.workload.batch_size,
                   optimizer_s=opt / 1e3 if isinstance(opt, (int, float)) else None, source=f"measured:{run}",
                   sweep=tuple(sorted(sweep.items())), samples_s=jitter_samples_s(m))
-    return replace(out, loaded_factor=calibrate.loaded_factors(records, m, out))
+    return replace(out, loaded_factor=calibrate.loaded_factors(records, m))
 
 
 def fitted_links(fit: calibrate.FitResult, run: str) -> tuple[Link | None, Link | None, float | None]:

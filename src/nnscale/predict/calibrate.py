@@ -61,6 +61,7 @@ from nnscale.predict.points import (  # noqa: F401 (re-exported: callers read th
     busbw,
     distinct_allreduces,
     extract_points,
+    loaded_ratio,
     step_time_s,
 )
 from nnscale.records import ALLREDUCE, MEASURED_STATUSES, Measurement
@@ -100,24 +101,20 @@ class CommParams:
         return Link(name=name, alpha_s=alpha, bandwidth=bw, measured=calls)
 
 
-def loaded_factors(records: Sequence[Measurement], lone: Measurement,
-                   profile: ModelProfile) -> tuple[tuple[int, float], ...]:
+def loaded_factors(records: Sequence[Measurement], lone: Measurement) -> tuple[tuple[int, float], ...]:
     """(N, factor) for each loaded reference of the run that matches the lone reference `lone`
-    (model, precision, threads, DDP options): its step over the lone step at its batch (`profile`'s
-    sweep, interpolated in log batch), the latest per N. A batch the sweep does not span is left
-    out: a factor there would be a guess."""
+    (model, batch, precision, threads, DDP options): how much slower its N copies computed
+    (points.loaded_ratio), the latest per N. A loaded reference at another batch than the lone
+    point is left out: the two must have run the same step."""
     w0, found = lone.workload, {}
     for m in records:
         w = m.workload
-        if (m.status not in MEASURED_STATUSES or not w.loaded or w.model != w0.model
-                or w.precision != w0.precision or w.threads != w0.threads or w.ddp != w0.ddp
-                or w.mode != "training" or not step_time_s(m)):
-            continue
-        try:
-            base = profile.measured_step_s(w.batch_size)
-        except UserError:
-            continue
-        found[w.concurrent_copies] = step_time_s(m) / base
+        if (m.status in MEASURED_STATUSES and w.loaded and w.mode == "training"
+                and (w.model, w.batch_size, w.precision, w.threads, w.ddp)
+                == (w0.model, w0.batch_size, w0.precision, w0.threads, w0.ddp)):
+            ratio = loaded_ratio(m, lone)
+            if ratio:
+                found[w.concurrent_copies] = ratio
     return tuple(sorted(found.items()))
 
 

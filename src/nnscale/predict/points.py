@@ -71,6 +71,26 @@ def step_time_s(m: Measurement) -> float | None:
     return statistics.median(m.samples_ms) / 1e3 if m.samples_ms else None
 
 
+def compute_s(m: Measurement) -> float | None:
+    """A DDP point's compute per step from its breakdown: forward + backward + optimizer (rank 0's
+    marks, the typical launch: distributed/scaling.py), without the time its hooks waited for
+    communication; None without a breakdown."""
+    d = m.stats.distributed
+    parts = (d.forward_ms, d.backward_ms, d.optimizer_ms) if d else ()
+    return sum(parts) / 1e3 if parts and all(isinstance(v, (int, float)) for v in parts) else None
+
+
+def loaded_ratio(busy: Measurement, lone: Measurement) -> float | None:
+    """How much slower a loaded reference computed than the lone worker: their breakdowns'
+    compute (docs/prediction.md, "Co-located workers": the copies' DDP hooks wait ~7 ms a step under
+    load on the 2-core VM, as the workers' do, and that wait is the all-reduce calibration's too,
+    so it must not be counted twice); their steps when either has no breakdown."""
+    a, b = compute_s(busy), compute_s(lone)
+    if not (a and b):
+        a, b = step_time_s(busy), step_time_s(lone)
+    return a / b if a and b else None
+
+
 def jitter_samples_s(m: Measurement) -> tuple[float, ...]:
     """The point's per-iteration step times (s) as one launch's workers see them: each process's
     samples shifted by its own median onto the point's, so that the spread is step-to-step jitter
@@ -126,12 +146,17 @@ def extract_points(records: Sequence[Measurement],
     refs: dict[tuple, float] = {}
     # The one worker's per-iteration samples: N workers wait for the slowest (terms.sync_cost_s).
     spread: dict[tuple, tuple[float, ...]] = {}
-    loaded: dict[tuple, float] = {}  # (ref key, copies): the loaded reference's step
+    # (ref key, copies): the loaded reference; the lone reference of each key
+    loaded: dict[tuple, Measurement] = {}
+    lone: dict[tuple, Measurement] = {}
     for m in usable:  # single-device compute references
         w = m.workload
-        if w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and w.loaded and step_time_s(m):
-            loaded[(_ref_key(m), w.concurrent_copies)] = step_time_s(m)
-        elif w.kind != ALLREDUCE and w.mode == "training" and w.world_size == 1 and step_time_s(m):
+        if w.kind == ALLREDUCE or w.mode != "training" or w.world_size != 1 or not step_time_s(m):
+            continue
+        if w.loaded:
+            loaded[(_ref_key(m), w.concurrent_copies)] = m
+        else:
+            lone.setdefault(_ref_key(m), m)
             refs.setdefault(_ref_key(m), step_time_s(m))
             refs.setdefault(_ref_key(m, threads=False), step_time_s(m))
             spread.setdefault(_ref_key(m), jitter_samples_s(m))
@@ -179,8 +204,9 @@ def extract_points(records: Sequence[Measurement],
         # Its workers' co-location: the loaded reference of as many copies as the node had workers,
         # over the lone reference it is set against (a compute from the point's own breakdown is
         # its co-located workers' already).
-        lone, busy = refs.get(_ref_key(m)), loaded.get((_ref_key(m), w.nproc_per_node))
-        factor = ((w.nproc_per_node, busy / lone),) if busy and lone and compute == lone else ()
+        busy, alone = loaded.get((_ref_key(m), w.nproc_per_node)), lone.get(_ref_key(m))
+        ratio = loaded_ratio(busy, alone) if busy and alone and compute == refs.get(_ref_key(m)) else None
+        factor = ((w.nproc_per_node, ratio),) if ratio else ()
         profile = replace(base, step_time_s=compute, measured_batch=w.batch_size, optimizer_s=None,
                           samples_s=spread.get(_ref_key(m), ()), loaded_factor=factor)
         points.append(Point("step", label, w.world_size, step, cap=cap, burst=burst, profile=profile,

@@ -103,11 +103,8 @@ def _loaded_note(ms: list[Measurement]) -> str:
         w = m.workload
         if not (P.measured(m) and w.loaded):
             continue
-        lone = [x for x in ms if P.measured(x) and x.workload.world_size == 1 and not x.workload.loaded
-                and x.workload.strategy == w.strategy and x.workload.model == w.model
-                and x.workload.batch_size == w.batch_size and x.workload.threads == w.threads
-                and x.workload.precision == w.precision]
-        a, b = P.step_ms(m), P.step_ms(lone[-1]) if lone else None
+        lone = P.lone_reference(m, ms)
+        a, b = P.step_ms(m), P.step_ms(lone) if lone else None
         if a and b:
             out.append(f" Loaded reference: {w.concurrent_copies} copies of the one-worker step at "
                        f"once, on the workers' cores and without communication, took {a:.1f} ms per "

@@ -105,6 +105,16 @@ def flags(m: Measurement) -> list[str]:
     return out
 
 
+def lone_reference(m: Measurement, ms: Iterable[Measurement]) -> Measurement | None:
+    """The lone worker a loaded reference `m` is set against: the latest measured world-size-1 point
+    of the same step (model, strategy, batch, threads, precision) that ran alone; None without."""
+    w = m.workload
+    lone = [x for x in ms if measured(x) and x.workload.world_size == 1 and not x.workload.loaded
+            and (x.workload.model, x.workload.strategy, x.workload.batch_size, x.workload.threads,
+                 x.workload.precision) == (w.model, w.strategy, w.batch_size, w.threads, w.precision)]
+    return lone[-1] if lone else None
+
+
 def variant(w: Workload) -> tuple:
     return tuple(getattr(w, f) for f in VARIANT_FIELDS)
 
