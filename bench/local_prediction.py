@@ -16,7 +16,7 @@ fresh store:
    model now) or without it (`calibrate.measured_calls` giving nothing: the alpha-beta line alone).
 
 Prints, per repetition and calibration, predicted / measured - 1 in samples/s, the loaded
-reference's step over the lone worker's, and the max |error| per calibration over the
+reference's compute over the lone worker's (the co-location factor), and the max |error| per calibration over the
 repetitions. Needs 2 cores; about 3 min a repetition on the 2-core VM.
 
     python bench/local_prediction.py --reps 6
@@ -56,9 +56,10 @@ CALIBRATIONS = (("after compute, curve, loaded reference (the model now)", True,
 
 def errors(db: str, model: str, batch: int) -> tuple[dict[str, float], float]:
     """Prediction error at the measured 2-worker point, per calibration; and the loaded reference's
-    step over the lone worker's."""
+    compute over the lone worker's (points.loaded_ratio, the model's co-location factor)."""
     from nnscale.glue.predict import PredictRequest, prediction_report
     from nnscale.predict import calibrate
+    from nnscale.predict.points import loaded_ratio
     from nnscale.records import ALLREDUCE
     from nnscale.store import open_store
 
@@ -86,7 +87,7 @@ def errors(db: str, model: str, batch: int) -> tuple[dict[str, float], float]:
         finally:
             calibrate.measured_calls = real
         out[name] = report["rows"][-1]["samples_per_s"] / measured - 1
-    return out, busy.stats.timing.median_ms / lone.stats.timing.median_ms
+    return out, loaded_ratio(busy, lone)
 
 
 def main() -> int:
@@ -101,8 +102,8 @@ def main() -> int:
             db = str(Path(tmp) / f"rep{rep}.db")
             measure(db, args.model, args.batch, rep)
             errs, ratio = errors(db, args.model, args.batch)
-            table.setdefault("loaded reference / lone worker - 1", []).append(ratio - 1)
-            print(f"rep {rep}: loaded reference / lone worker: {ratio:.3f}", flush=True)
+            table.setdefault("co-location factor - 1", []).append(ratio - 1)
+            print(f"rep {rep}: co-location factor (loaded / lone compute): {ratio:.3f}", flush=True)
             for name, e in errs.items():
                 table.setdefault(name, []).append(e)
                 print(f"rep {rep}: {name}: {100 * e:+.1f} %", flush=True)
