@@ -36,9 +36,9 @@ class ModelProfile:
     # at another per-device batch (strong scaling); empty = only step_time_s at measured_batch.
     sweep: tuple[tuple[int, float], ...] = ()
     samples_s: tuple[float, ...] = ()  # per-iteration step times at measured_batch (synchronisation)
-    # Measured co-location: (workers per node N, the one-worker step of N copies run at once on
-    # the workers' cores over the lone worker's step at that batch) from a run's loaded references
-    # (records.Workload.concurrent_copies). Applied to the compute of a node of exactly N workers.
+    # Measured co-location: (workers per node N, the compute of N copies of the one-worker step run
+    # at once on the workers' cores over the lone worker's, points.loaded_ratio) from a run's loaded
+    # references (records.Workload.concurrent_copies). Applied to a node of exactly N workers.
     loaded_factor: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
